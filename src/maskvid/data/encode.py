@@ -1,0 +1,53 @@
+"""Write frames to a video file with PyAV (synthetic data, test corpora, cached clips)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from fractions import Fraction
+
+import av
+import numpy as np
+
+
+def write_video(
+    path: str | os.PathLike,
+    frames: Iterable[np.ndarray],
+    fps: float = 25,
+    codec: str = "libx264",
+    lossless: bool = False,
+    options: dict[str, str] | None = None,
+) -> None:
+    """Encode uint8 ``(H, W, 3)`` RGB frames into ``path`` (container from the extension).
+
+    ``libx264`` keeps x264's defaults (3 B-frames, B-pyramid) so the file carries real P/B motion vectors;
+    ``lossless=True`` encodes RGB exactly (``libx264rgb``, qp 0) for tests that compare pixels.
+    The file appears only once complete (written beside it, then renamed).
+    """
+    path = os.fspath(path)
+    tmp = f"{path}.part{os.getpid()}{os.path.splitext(path)[1]}"
+    opts = {"threads": "1"}  # one thread: identical bytes on every machine for a given seed
+    if lossless:
+        codec, opts["qp"] = "libx264rgb", "0"
+    opts.update(options or {})
+    frames = iter(frames)
+    first = next(frames)
+    with av.open(tmp, "w") as container:
+        stream = container.add_stream(codec, rate=Fraction(fps).limit_denominator(1001))
+        stream.height, stream.width = first.shape[:2]
+        stream.pix_fmt = "rgb24" if codec == "libx264rgb" else _pix_fmt(codec)
+        stream.codec_context.options = opts
+        for image in _chain(first, frames):
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    os.replace(tmp, path)
+
+
+def _pix_fmt(codec: str) -> str:
+    return {"mjpeg": "yuvj420p"}.get(codec, "yuv420p")
+
+
+def _chain(first: np.ndarray, rest: Iterable[np.ndarray]):
+    yield first
+    yield from rest

@@ -1,0 +1,173 @@
+"""Procedural scenes for the synthetic benchmark: textured shapes moving on a textured, panning torus.
+
+Everything lives on a torus the size of the frame (objects leaving one side enter on the other, the background is
+periodic), so an object's position and angle in any single frame are uniform whatever its class: in the ``motion``
+preset only the motion across frames decides the label. Textures are smooth sinusoids whose shortest period is
+about a 16-pixel patch: predictable from context (no per-pixel noise) yet not flat inside a patch, so that both the
+raw- and the normalized-pixel MAE losses have something to learn.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+SHAPES = ("circle", "square", "triangle", "plus", "diamond")
+MOTIONS = (
+    "move_right", "move_left", "move_up", "move_down", "rotate_cw", "rotate_ccw",
+    "approach", "recede", "move_then_stop", "stop_then_move",
+)  # fmt: skip
+COLOURS = {"red": (220, 40, 40), "blue": (40, 80, 230), "yellow": (235, 200, 30), "green": (40, 180, 70)}
+
+
+@dataclass
+class Sprite:
+    """A textured shape: ``position(t)``, ``angle(t)`` (radians), ``scale(t)`` give its pose at frame t."""
+
+    shape: str
+    radius: float
+    colours: tuple[np.ndarray, np.ndarray]
+    stripe_period: float
+    start: np.ndarray
+    velocity: np.ndarray
+    spin: float = 0.0
+    growth: float = 0.0  # d log(scale) / frame, around the clip centre
+    move_from: int = 0
+    move_until: int = 1 << 30
+    start_angle: float = 0.0
+    centre_frame: float = 0.0
+
+    def pose(self, t: int) -> tuple[np.ndarray, float, float]:
+        moving = np.clip(t, self.move_from, self.move_until) - self.move_from
+        return (
+            self.start + self.velocity * moving,
+            self.start_angle + self.spin * t,
+            float(np.exp(self.growth * (t - self.centre_frame))),
+        )
+
+
+def _signed_distance(shape: str, u: np.ndarray, v: np.ndarray, r: float) -> np.ndarray:
+    """Approximate distance outside the shape (negative inside) in local coordinates; unit = pixels."""
+    if shape == "circle":
+        return np.hypot(u, v) - r
+    if shape == "square":
+        return np.maximum(np.abs(u), np.abs(v)) - 0.8 * r
+    if shape == "diamond":
+        return (np.abs(u) + np.abs(v) - r) / np.sqrt(2)
+    if shape == "plus":
+        arm = 0.35 * r
+        return np.minimum(np.maximum(np.abs(u) - r, np.abs(v) - arm), np.maximum(np.abs(v) - r, np.abs(u) - arm))
+    if shape == "triangle":  # pointing along +u, so rotation is visible
+        edges = [np.cos(a) * u + np.sin(a) * v for a in (0.0, 2 * np.pi / 3, 4 * np.pi / 3)]
+        return np.maximum.reduce(edges) - 0.55 * r
+    raise ValueError(f"unknown shape {shape!r}; choose from {SHAPES}")
+
+
+class Renderer:
+    """Renders frames of one scene: background texture, a distractor sprite, the main sprite on top."""
+
+    def __init__(self, size: int, rng: np.random.Generator, pan: np.ndarray, background_colours):
+        self.size = size
+        self.pan = pan
+        ys, xs = np.mgrid[0:size, 0:size].astype(np.float32)
+        self.xs, self.ys = xs, ys
+        # Integer wave numbers keep the texture periodic on the torus: one broad wave, one at ~patch scale.
+        self.waves = [
+            (rng.integers(-2, 3, 2), rng.uniform(0, 2 * np.pi), 0.3),
+            (_patch_wave(rng), rng.uniform(0, 2 * np.pi), 0.2),
+        ]
+        self.background_colours = background_colours
+
+    def background(self, t: int) -> np.ndarray:
+        x, y = self.xs + self.pan[0] * t, self.ys + self.pan[1] * t
+        level = np.full_like(x, 0.5)
+        for (kx, ky), phase, amplitude in self.waves:
+            level += amplitude * np.sin(2 * np.pi * (kx * x + ky * y) / self.size + phase)
+        c0, c1 = self.background_colours
+        return c0 * (1 - level[..., None]) + c1 * level[..., None]
+
+    def draw(self, image: np.ndarray, sprite: Sprite, t: int) -> None:
+        centre, angle, scale = sprite.pose(t)
+        centre = centre - self.pan * t  # the camera pans: everything in the world shifts on screen
+        half = self.size / 2
+        dx = (self.xs - centre[0] + half) % self.size - half  # torus: nearest copy of the centre
+        dy = (self.ys - centre[1] + half) % self.size - half
+        c, s = np.cos(angle), np.sin(angle)
+        u, v = (c * dx + s * dy) / scale, (-s * dx + c * dy) / scale
+        alpha = np.clip(0.5 - _signed_distance(sprite.shape, u, v, sprite.radius) * scale, 0, 1)[..., None]
+        stripes = 0.5 + 0.5 * np.sin(2 * np.pi * u / sprite.stripe_period)[..., None]
+        texture = sprite.colours[0] * (1 - stripes) + sprite.colours[1] * stripes
+        image *= 1 - alpha
+        image += alpha * texture
+
+    def frame(self, t: int, sprites: list[Sprite]) -> np.ndarray:
+        image = self.background(t)
+        for sprite in sprites:
+            self.draw(image, sprite, t)
+        return np.clip(image + 0.5, 0, 255).astype(np.uint8)
+
+
+def _patch_wave(rng: np.random.Generator) -> np.ndarray:
+    angle = rng.uniform(0, np.pi)
+    k = rng.uniform(6, 9)  # 128/k ≈ 14–21 px periods at the default size
+    return np.round([k * np.cos(angle), k * np.sin(angle)]).astype(int)
+
+
+def main_sprite(motion: str, rng: np.random.Generator, size: int, frames: int, shape: str, colour) -> Sprite:
+    """The labelled object; its motion class sets velocity, spin or growth, everything else is random."""
+    unit = size / 128
+    speed = rng.uniform(1.2, 2.4) * unit
+    direction = {"move_right": (1, 0), "move_left": (-1, 0), "move_up": (0, -1), "move_down": (0, 1)}
+    sprite = Sprite(
+        shape=shape,
+        radius=rng.uniform(14, 20) * unit,
+        colours=(np.asarray(colour, np.float32), _random_colour(rng, dark=True)),
+        stripe_period=rng.uniform(7, 11) * unit,
+        start=rng.uniform(0, size, 2),
+        velocity=np.zeros(2),
+        start_angle=rng.uniform(0, 2 * np.pi),
+        centre_frame=(frames - 1) / 2,
+    )
+    if motion in direction:
+        sprite.velocity = speed * np.asarray(direction[motion], float)
+    elif motion in ("rotate_cw", "rotate_ccw"):
+        sprite.spin = np.deg2rad(rng.uniform(4, 8)) * (1 if motion == "rotate_cw" else -1)
+    elif motion in ("approach", "recede"):
+        sprite.growth = np.log(rng.uniform(1.8, 2.4)) / frames * (1 if motion == "approach" else -1)
+        sprite.radius *= float(np.exp(rng.uniform(-0.2, 0.2)))
+    elif motion in ("move_then_stop", "stop_then_move"):
+        heading = rng.uniform(0, 2 * np.pi)
+        sprite.velocity = speed * np.array([np.cos(heading), np.sin(heading)])
+        switch = int(frames * rng.uniform(0.4, 0.6))
+        sprite.move_until, sprite.move_from = (switch, 0) if motion == "move_then_stop" else (1 << 30, switch)
+    else:
+        raise ValueError(f"unknown motion {motion!r}; choose from {MOTIONS}")
+    return sprite
+
+
+def distractor_sprite(rng: np.random.Generator, size: int) -> Sprite:
+    """A smaller object drifting and spinning at random: motion that is not the label."""
+    unit = size / 128
+    heading = rng.uniform(0, 2 * np.pi)
+    return Sprite(
+        shape=str(rng.choice(SHAPES)),
+        radius=rng.uniform(6, 9) * unit,
+        colours=(_random_colour(rng), _random_colour(rng, dark=True)),
+        stripe_period=rng.uniform(5, 8) * unit,
+        start=rng.uniform(0, size, 2),
+        velocity=rng.uniform(0.3, 1.2) * unit * np.array([np.cos(heading), np.sin(heading)]),
+        spin=np.deg2rad(rng.uniform(-4, 4)),
+        start_angle=rng.uniform(0, 2 * np.pi),
+    )
+
+
+def _random_colour(rng: np.random.Generator, dark: bool = False) -> np.ndarray:
+    base = rng.uniform(20, 110) if dark else rng.uniform(120, 255)
+    return np.clip(base + rng.uniform(-60, 60, 3), 0, 255).astype(np.float32)
+
+
+def background_colours(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Two muted colours, so saturated object colours (the appearance classes) stand out from any background."""
+    grey = rng.uniform(60, 190)
+    return tuple(np.clip(grey + rng.uniform(-35, 35, 3) + offset, 0, 255).astype(np.float32) for offset in (-30, 30))
