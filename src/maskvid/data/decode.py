@@ -138,6 +138,11 @@ def _index(path: str) -> _StreamIndex:
     return _cached_index(os.path.abspath(path), st.st_size, st.st_mtime_ns)
 
 
+def frame_count(path: str | os.PathLike) -> int:
+    """Exact number of frames (from the cached packet index; no decoding)."""
+    return len(_index(os.fspath(path)).pts)
+
+
 def probe_video(path: str | os.PathLike, check_motion_vectors: bool = False) -> VideoInfo:
     """Frames, fps, size, codec and duration of a video; raises ``VideoDecodeError`` on a file that is no video.
 

@@ -1,0 +1,137 @@
+"""``maskvid`` command line: each subcommand parses its arguments and calls one library function."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+
+from maskvid.errors import MaskvidError
+
+
+def _progress(description: str):
+    """A rich progress callback ``(done, total)``; silent when stdout is not a terminal."""
+    from rich.progress import Progress
+
+    progress = Progress(disable=not sys.stderr.isatty())
+    task = None
+
+    def update(done: int, total: int) -> None:
+        nonlocal task
+        if task is None:
+            progress.start()
+            task = progress.add_task(description, total=total)
+        progress.update(task, completed=done)
+        if done == total:
+            progress.stop()
+
+    return update
+
+
+def cmd_synth(args: argparse.Namespace) -> int:
+    from maskvid.data.synthetic import SynthConfig, synthesize
+
+    config = SynthConfig(
+        preset=args.preset,
+        classes=args.classes,
+        train_per_class=args.train_per_class,
+        val_per_class=args.val_per_class,
+        size=args.size,
+        frames=args.frames,
+        seed=args.seed,
+    )
+    summary = synthesize(args.out, config, workers=args.workers, progress=_progress("synthesizing"))
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        verb = "reused" if summary["reused"] else "wrote"
+        print(f"{verb} {summary['train']} train + {summary['val']} val videos ({args.preset}) in {args.out}")
+    return 0
+
+
+def cmd_probe_video(args: argparse.Namespace) -> int:
+    from maskvid.data.decode import probe_video
+
+    info = probe_video(args.video, check_motion_vectors=True)
+    if args.json:
+        print(json.dumps(dataclasses.asdict(info)))
+    else:
+        for key, value in dataclasses.asdict(info).items():
+            print(f"{key:>14}: {value}")
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from maskvid import bench
+
+    result = bench.run(args.what, args)
+    print(json.dumps(result) if args.json else bench.format_result(args.what, result))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from maskvid.demo import run_demo
+
+    result = run_demo(cache_dir=args.cache_dir, quick=args.quick)
+    print(json.dumps(result) if args.json else result["table"])
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="maskvid", description="Masked video pretraining and fine-tuning.")
+    parser.add_argument("--version", action="version", version=_version())
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("synth", help="write the synthetic benchmark (real H.264 MP4s + lists)")
+    p.add_argument("out", help="output directory")
+    p.add_argument("--preset", choices=["motion", "appearance"], default="motion")
+    p.add_argument("--classes", type=int, default=10)
+    p.add_argument("--train-per-class", type=int, default=16)
+    p.add_argument("--val-per-class", type=int, default=4)
+    p.add_argument("--size", type=int, default=128, help="frame side in pixels (multiple of 16)")
+    p.add_argument("--frames", type=int, default=40)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workers", type=int, default=None, help="encoding processes (default: up to 4)")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.set_defaults(func=cmd_synth)
+
+    p = sub.add_parser("probe-video", help="codec, frames, fps, size, and whether motion vectors are present")
+    p.add_argument("video")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_probe_video)
+
+    p = sub.add_parser("bench", help="speed ratios against a reference, measured in the same run")
+    p.add_argument("what", choices=["data"])
+    p.add_argument("--clips", type=int, default=40, help="clips per loader")
+    p.add_argument("--videos", type=int, default=8, help="source videos to generate")
+    p.add_argument("--workdir", default=None, help="where the benchmark videos go (default: a temporary dir)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("demo", help="the main job on the built-in synthetic data")
+    p.add_argument("--cache-dir", default=os.path.join(os.path.expanduser("~"), ".cache", "maskvid", "demo"))
+    p.add_argument("--quick", action="store_true", help="a smaller run")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def _version() -> str:
+    from maskvid import __version__
+
+    return f"maskvid {__version__}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except MaskvidError as e:
+        print(f"maskvid {args.command}: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

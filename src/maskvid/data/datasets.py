@@ -1,0 +1,212 @@
+"""Video datasets: records → decoded, sampled, augmented sample dicts; bad videos skipped, counted and reported.
+
+A sample is a dict: ``video`` float ``(C, T, H, W)`` (``(V, C, T, H, W)`` for multi-view evaluation), ``label``,
+``index``, ``path``, and with motion ``motion`` ``(T, h, w, 2)`` + ``motion_valid`` ``(T,)``; sampling ``pair`` adds
+``video2``. Every sample also carries ``skipped``: the ``(path, reason)`` of bad videos met while making it, so the
+main process learns about them whatever worker hit them (:class:`BadVideoLog`). With ``num_repeats > 1`` one decoded
+video yields that many differently augmented samples (VideoMAE's ``num_sample``); :func:`collate` flattens them.
+
+All randomness of a sample comes from a generator seeded by (seed, epoch, index): a resumed or re-sharded run sees
+the same clips and crops.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+
+from maskvid.data import sampling
+from maskvid.data.annotations import VideoRecord, read_annotation_list, read_class_names, scan_class_folders
+from maskvid.data.decode import decode_clip, frame_count
+from maskvid.data.transforms import ClipTransform
+from maskvid.errors import ConfigError, DataError, VideoDecodeError
+
+SAMPLINGS = ("dense", "segments", "multiview", "pair")
+
+
+def sample_generator(seed: int, epoch: int, index: int, attempt: int = 0) -> torch.Generator:
+    """A generator owned by one (seed, epoch, index, attempt): independent of worker count and order."""
+    mixed = ((seed * 1_000_003 + epoch) * 1_000_003 + index) * 101 + attempt
+    return torch.Generator().manual_seed(mixed % (2**63 - 1))
+
+
+@dataclass
+class VideoDataset(torch.utils.data.Dataset):
+    """Clips from a list of :class:`VideoRecord`.
+
+    sampling: ``dense`` (``num_frames`` × ``stride``), ``segments`` (TSN), ``multiview`` (``views`` = (temporal
+    clips, spatial crops), stacked), ``pair`` (two clips at most ``pair_distance`` frames apart).
+    decode_size: short side the decoder resizes to (None: native), before the crop.
+    """
+
+    records: Sequence[VideoRecord]
+    transform: ClipTransform = field(default_factory=ClipTransform)
+    num_frames: int = 16
+    stride: int = 4
+    sampling: str = "dense"
+    decode_size: int | None = None
+    motion_vectors: bool = False
+    num_repeats: int = 1
+    views: tuple[int, int] = (1, 1)
+    pair_distance: int = 32
+    max_retries: int = 10
+    seed: int = 0
+    decode_threads: int = 1
+    epoch: int = 0
+
+    def __post_init__(self):
+        if self.sampling not in SAMPLINGS:
+            raise ConfigError("data.sampling", f"{self.sampling!r} not in {SAMPLINGS}")
+        for key in ("num_frames", "stride", "num_repeats"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"data.{key}", f"must be >= 1, got {getattr(self, key)}")
+        if not self.records:
+            raise ConfigError("data.train_list", "the dataset has no videos")
+
+    @classmethod
+    def from_list(cls, path: str, root: str | None = None, classes: str | None = None, require_labels=True, **kw):
+        names = read_class_names(classes) if classes else None
+        return cls(read_annotation_list(path, root, names, require_labels=require_labels), **kw)
+
+    @classmethod
+    def from_folders(cls, root: str, **kw) -> VideoDataset:
+        records, _ = scan_class_folders(root)
+        return cls(records, **kw)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, index: int) -> dict | list[dict]:
+        skipped: list[tuple[str, str]] = []
+        for attempt in range(self.max_retries + 1):
+            g = sample_generator(self.seed, self.epoch, index, attempt)
+            record = self.records[index]
+            try:
+                samples = self._load(record, index, g)
+            except VideoDecodeError as e:
+                skipped.append((e.path, e.reason))
+                index = int(torch.randint(len(self.records), (), generator=g))  # retry with another video
+                continue
+            samples[0]["skipped"] = skipped
+            for s in samples[1:]:
+                s["skipped"] = []
+            return samples[0] if len(samples) == 1 else samples
+        listed = "\n".join(f"  {p}: {r}" for p, r in skipped)
+        raise DataError(f"{len(skipped)} bad videos in a row, giving up (max_retries={self.max_retries}):\n{listed}")
+
+    def _frame_range(self, record: VideoRecord) -> tuple[int, int]:
+        total = frame_count(record.path)
+        if record.start >= total:
+            raise VideoDecodeError(record.path, f"segment start {record.start} beyond the video's {total} frames")
+        length = total - record.start if record.num_frames is None else min(record.num_frames, total - record.start)
+        return record.start, length
+
+    def _indices(self, length: int, g: torch.Generator) -> list[list[int]]:
+        if self.sampling == "dense":
+            return [sampling.dense_indices(length, self.num_frames, self.stride, g)]
+        if self.sampling == "segments":
+            return [sampling.segment_indices(length, self.num_frames, g)]
+        if self.sampling == "pair":
+            return list(sampling.pair_indices(length, self.num_frames, self.stride, self.pair_distance, g))
+        return sampling.multiview_indices(length, self.num_frames, self.stride, self.views[0])
+
+    def _load(self, record: VideoRecord, index: int, g: torch.Generator) -> list[dict]:
+        start, length = self._frame_range(record)
+        clips = self._indices(length, g)
+        flat = [start + i for clip in clips for i in clip]
+        decoded = decode_clip(record.path, flat, self.decode_size, self.motion_vectors, self.decode_threads)
+        n = self.num_frames
+        parts = [(decoded.frames[k * n : (k + 1) * n], _part(decoded.motion, k, n)) for k in range(len(clips))]
+        samples = []
+        for _ in range(self.num_repeats):
+            sample = {"label": record.label, "index": index, "path": record.path}
+            if self.sampling == "multiview":
+                sample["video"] = self._views(parts, g)
+            else:
+                video, motion = self.transform(parts[0][0], g, parts[0][1])
+                sample["video"] = video
+                if motion is not None:
+                    sample["motion"], sample["motion_valid"] = motion, decoded.motion_valid[:n]
+                if self.sampling == "pair":
+                    sample["video2"] = self.transform(parts[1][0], g)[0]
+            samples.append(sample)
+        return samples
+
+    def _views(self, parts, g: torch.Generator) -> torch.Tensor:
+        """(clips × crops, C, T, S, S): each temporal view at each spatial crop position."""
+        out = []
+        for frames, _ in parts:
+            height, width = frames.shape[1:3]
+            side = min(height, width)
+            for top, left in sampling.spatial_offsets(height, width, side, self.views[1]):
+                out.append(self.transform(frames, g, box=(top, left, side, side))[0])
+        return torch.stack(out)
+
+
+def _part(motion: torch.Tensor | None, k: int, n: int) -> torch.Tensor | None:
+    return None if motion is None else motion[k * n : (k + 1) * n]
+
+
+def collate(samples: list[dict | list[dict]]) -> dict:
+    """Batch sample dicts: flatten repeated-augmentation lists, stack tensors, list the rest, merge ``skipped``."""
+    flat = [s for item in samples for s in (item if isinstance(item, list) else [item])]
+    batch: dict = {"skipped": [bad for s in flat for bad in s.get("skipped", [])]}
+    for key in flat[0]:
+        if key == "skipped":
+            continue
+        values = [s[key] for s in flat]
+        if isinstance(values[0], torch.Tensor):
+            batch[key] = torch.stack(values)
+        elif isinstance(values[0], int):
+            batch[key] = torch.tensor(values)
+        else:
+            batch[key] = values
+    return batch
+
+
+class BadVideoLog:
+    """Main-process tally of bad videos reported through batches; stops the run past ``max_fraction``.
+
+    The fraction is bad attempts / all attempts, checked once ``min_attempts`` have been seen so that one bad
+    file among the first few does not end a run.
+    """
+
+    def __init__(self, max_fraction: float = 0.1, min_attempts: int = 50):
+        if not 0.0 <= max_fraction <= 1.0:
+            raise ConfigError("data.max_bad_fraction", f"must be in [0, 1], got {max_fraction}")
+        self.max_fraction = max_fraction
+        self.min_attempts = min_attempts
+        self.bad: dict[str, str] = {}  # path -> first reason, in the order met
+        self.bad_attempts = 0
+        self.good = 0
+
+    def update(self, batch: dict) -> None:
+        self.good += len(batch["label"]) if "label" in batch else 0
+        for path, reason in batch["skipped"]:
+            self.bad_attempts += 1
+            self.bad.setdefault(path, reason)
+        total = self.good + self.bad_attempts
+        if total >= self.min_attempts and self.bad_attempts > self.max_fraction * total:
+            raise DataError(
+                f"{self.bad_attempts} of {total} video reads failed ({len(self.bad)} distinct files), above "
+                f"data.max_bad_fraction={self.max_fraction}.\n{self.report()}"
+            )
+
+    def report(self) -> str:
+        if not self.bad:
+            return "no bad videos"
+        lines = [f"{len(self.bad)} bad video(s) skipped:"] + [f"  {p}: {r}" for p, r in self.bad.items()]
+        return "\n".join(lines)
+
+
+def folder_or_list(source: str, root: str | None = None, classes: str | None = None, **kw) -> VideoDataset:
+    """A dataset from an annotation list file or a folder-per-class tree, whichever ``source`` is."""
+    if os.path.isdir(source):
+        return VideoDataset.from_folders(source, **kw)
+    return VideoDataset.from_list(source, root=root, classes=classes, **kw)

@@ -1,0 +1,178 @@
+"""Clip augmentations on ``(T, C, H, W)`` uint8 frames with torchvision.transforms.v2, moving motion fields along.
+
+Every spatial transform applies one set of parameters to all frames and to the per-pixel auxiliary field (codec
+motion now, optical flow later). The field lives on a coarser grid (one cell per ``MOTION_CELL`` pixels), so crops
+are mapped onto it with ``roi_align`` (exact fractional boxes), its vectors are rescaled by the crop's resize
+factors, and a horizontal flip mirrors it and negates x. Randomness comes from the ``torch.Generator`` passed in;
+torchvision's RandAugment and RandomErasing draw from the global RNG, so they run inside ``fork_rng`` seeded from
+that generator — the same sample always gets the same augmentation, whichever worker makes it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torchvision import tv_tensors
+from torchvision.ops import roi_align
+from torchvision.transforms import v2
+from torchvision.transforms.v2 import functional as F
+
+from maskvid.errors import ConfigError
+from maskvid.motion.vectors import MOTION_CELL
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+MULTISCALE = (1.0, 0.875, 0.75, 0.66)  # VideoMAE GroupMultiScaleCrop scales
+Box = tuple[float, float, float, float]  # top, left, height, width in frame pixels
+
+
+def _uniform(low: float, high: float, g: torch.Generator) -> float:
+    return low + (high - low) * float(torch.rand((), generator=g))
+
+
+def _choice(n: int, g: torch.Generator) -> int:
+    return int(torch.randint(n, (), generator=g))
+
+
+def multiscale_crop_box(height: int, width: int, g: torch.Generator, scales=MULTISCALE, max_distort: int = 1) -> Box:
+    """VideoMAE/TSN multi-scale crop: side lengths from ``scales`` × short side (aspects within ``max_distort``
+    steps), placed at one of 13 fixed positions (corners, centre, quarter points)."""
+    base = min(height, width)
+    sizes = [int(base * s) for s in scales]
+    pairs = [(h, w) for i, h in enumerate(sizes) for j, w in enumerate(sizes) if abs(i - j) <= max_distort]
+    crop_h, crop_w = pairs[_choice(len(pairs), g)]
+    sh, sw = (height - crop_h) / 4, (width - crop_w) / 4
+    grid = [(0, 0), (0, 4), (4, 0), (4, 4), (2, 2), (0, 2), (4, 2), (2, 0), (2, 4), (1, 1), (1, 3), (3, 1), (3, 3)]
+    i, j = grid[_choice(len(grid), g)]
+    return float(int(i * sh)), float(int(j * sw)), float(crop_h), float(crop_w)
+
+
+def random_resized_crop_box(
+    height: int, width: int, g: torch.Generator, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3)
+) -> Box:
+    """Inception-style crop (as torchvision's RandomResizedCrop), drawn from ``g``."""
+    area = height * width
+    log_ratio = (math.log(ratio[0]), math.log(ratio[1]))
+    for _ in range(10):
+        target = area * _uniform(scale[0], scale[1], g)
+        aspect = math.exp(_uniform(*log_ratio, g))
+        w, h = round(math.sqrt(target * aspect)), round(math.sqrt(target / aspect))
+        if 0 < w <= width and 0 < h <= height:
+            return float(_choice(height - h + 1, g)), float(_choice(width - w + 1, g)), float(h), float(w)
+    side = min(height, width)  # fall back to a centre crop, as torchvision does
+    return float((height - side) // 2), float((width - side) // 2), float(side), float(side)
+
+
+def centre_crop_box(height: int, width: int, crop: int) -> Box:
+    return float((height - crop) // 2), float((width - crop) // 2), float(crop), float(crop)
+
+
+def crop_field(field: torch.Tensor, box: Box, frame_hw: tuple[int, int], out_hw: tuple[int, int]) -> torch.Tensor:
+    """Crop+resize a ``(T, h, w, 2)`` field exactly as ``box`` crops its ``frame_hw`` frames to ``out_hw``."""
+    t, fh, fw, _ = field.shape
+    gy, gx = fh / frame_hw[0], fw / frame_hw[1]  # field cells per frame pixel
+    top, left, h, w = box
+    rois = torch.tensor([[left * gx, top * gy, (left + w) * gx, (top + h) * gy]], dtype=torch.float32)
+    rois = torch.cat([torch.arange(t, dtype=torch.float32)[:, None], rois.expand(t, 4)], dim=1)
+    grid = (-(-out_hw[0] // MOTION_CELL), -(-out_hw[1] // MOTION_CELL))
+    out = roi_align(field.permute(0, 3, 1, 2).float(), rois, grid, spatial_scale=1.0, sampling_ratio=2, aligned=True)
+    out = out * torch.tensor([out_hw[1] / w, out_hw[0] / h]).view(1, 2, 1, 1)  # vectors are in pixels
+    return out.permute(0, 2, 3, 1).contiguous()
+
+
+def flip_field(field: torch.Tensor) -> torch.Tensor:
+    """Mirror a ``(T, h, w, 2)`` field left-right: positions flip and dx changes sign."""
+    out = field.flip(2).clone()
+    out[..., 0] = -out[..., 0]
+    return out
+
+
+def normalize_to_cthw(video: torch.Tensor, mean, std) -> torch.Tensor:
+    """uint8 ``(T, C, H, W)`` → float ``(C, T, H, W)``, ``(x/255 - mean) / std``.
+
+    Transposing while still uint8 and normalizing one contiguous channel at a time is ~4x faster than
+    ``to_dtype`` + ``normalize`` + ``permute`` on the channels-last tensors that resizing leaves behind.
+    """
+    frames = video.transpose(0, 1).contiguous()  # (C, T, H, W) uint8
+    out = torch.empty(frames.shape, dtype=torch.float32)
+    for c in range(frames.shape[0]):
+        torch.sub(frames[c], mean[c] * 255.0, out=out[c]).mul_(1.0 / (std[c] * 255.0))
+    return out
+
+
+@dataclass
+class ClipTransform:
+    """Training or evaluation augmentation of one clip, VideoMAE-style by default.
+
+    crop: ``multiscale`` (VideoMAE pretraining), ``random_resized`` (fine-tuning), ``centre`` (evaluation: resize the
+    short side to ``size / crop_fraction``, then centre crop) or ``none`` (resize to size × size).
+    flip: horizontal flip with p = 0.5 — turn off for direction-sensitive data (SSv2, the ``motion`` synth preset).
+    randaugment: ``(num_ops, magnitude)`` or None; photometric and geometric ops, the same on every frame.
+    erase: random-erasing probability (one box through all frames), applied after normalization.
+    """
+
+    size: int = 224
+    crop: str = "multiscale"
+    flip: bool = True
+    randaugment: tuple[int, int] | None = None
+    erase: float = 0.0
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    crop_fraction: float = 1.0
+
+    def __post_init__(self):
+        if self.crop not in ("multiscale", "random_resized", "centre", "none"):
+            raise ConfigError("data.crop", f"{self.crop!r} not in multiscale, random_resized, centre, none")
+        if self.size < 1:
+            raise ConfigError("data.size", f"must be positive, got {self.size}")
+        if not 0.0 <= self.erase <= 1.0:
+            raise ConfigError("data.erase", f"probability must be in [0, 1], got {self.erase}")
+
+    def box(self, height: int, width: int, g: torch.Generator) -> Box:
+        if self.crop == "multiscale":
+            return multiscale_crop_box(height, width, g)
+        if self.crop == "random_resized":
+            return random_resized_crop_box(height, width, g)
+        if self.crop == "centre":
+            side = min(height, width) * self.crop_fraction
+            return (height - side) / 2, (width - side) / 2, side, side
+        return 0.0, 0.0, float(height), float(width)
+
+    def __call__(
+        self,
+        frames: torch.Tensor,
+        g: torch.Generator,
+        motion: torch.Tensor | None = None,
+        box: Box | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """frames uint8 ``(T, H, W, 3)`` → float ``(3, T, size, size)`` normalized; motion ``(T, h, w, 2)`` follows.
+
+        ``box`` overrides the crop (multi-view evaluation places its crops itself).
+        """
+        if motion is not None and self.randaugment is not None:
+            raise ConfigError("data.randaugment", "RandAugment's geometric ops cannot move motion fields; turn one off")
+        video = tv_tensors.Video(frames.permute(0, 3, 1, 2))  # (T, C, H, W)
+        height, width = video.shape[-2:]
+        top, left, h, w = box if box is not None else self.box(height, width, g)
+        out_hw = (self.size, self.size)
+        video = F.resized_crop(video, round(top), round(left), round(h), round(w), list(out_hw), antialias=True)
+        if motion is not None:
+            motion = crop_field(motion, (top, left, h, w), (height, width), out_hw)
+        if self.flip and float(torch.rand((), generator=g)) < 0.5:
+            video = F.horizontal_flip(video)
+            motion = flip_field(motion) if motion is not None else None
+        seed = int(torch.randint(2**62, (), generator=g))
+        if self.randaugment is not None:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                video = v2.RandAugment(num_ops=self.randaugment[0], magnitude=self.randaugment[1])(video)
+        out = normalize_to_cthw(video.as_subclass(torch.Tensor), self.mean, self.std)
+        if self.erase > 0:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed + 1)
+                # one box through every frame: erase on a (T, C, H, W) view of the output
+                out = v2.RandomErasing(p=self.erase, value=0)(tv_tensors.Video(out.transpose(0, 1)))
+                out = out.as_subclass(torch.Tensor).transpose(0, 1).contiguous()
+        return out, motion
