@@ -22,7 +22,6 @@ def run_demo(cache_dir: str, quick: bool = False) -> dict:
     summary = synthesize(os.path.join(cache_dir, f"synth-motion-{config.train_per_class}"), config)
     synth_s = time.perf_counter() - start
     root = summary["out_dir"]
-    info = probe_video(os.path.join(root, "videos", "train_00000.mp4"), check_motion_vectors=True)
     dataset = VideoDataset.from_list(
         os.path.join(root, "train.csv"),
         classes=os.path.join(root, "classes.txt"),
@@ -40,6 +39,7 @@ def run_demo(cache_dir: str, quick: bool = False) -> dict:
         valid = batch["motion_valid"]
         speed.append(batch["motion"].norm(dim=-1).mean(dim=(2, 3))[valid].mean().item())
     load_s = time.perf_counter() - start
+    info = probe_video(os.path.join(root, "videos", "train_00000.mp4"), check_motion_vectors=True)
     rows = [
         ("dataset", f"{root} ({summary['train']} train / {summary['val']} val, {config.classes} classes)"),
         ("synthesized in", "reused cache" if summary["reused"] else f"{synth_s:.1f} s"),

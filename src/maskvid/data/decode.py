@@ -196,7 +196,7 @@ def decode_clip(
     indices: Sequence[int],
     size: int | tuple[int, int] | None = None,
     motion_vectors: bool = False,
-    threads: int = 0,
+    threads: int = 1,
 ) -> Clip:
     """Decode exactly the frames at display ``indices`` (any order, repeats allowed) of one video.
 
@@ -204,7 +204,9 @@ def decode_clip(
         size: None (native), an int (short side, aspect kept) or ``(H, W)``; applied by FFmpeg's scaler.
         motion_vectors: also return the codec motion field of those frames (``Clip.motion``), see
             :mod:`maskvid.motion.vectors` for units and B-frame handling.
-        threads: decoder threads (frame + slice threading); 0 lets FFmpeg choose, 1 suits data-loader workers.
+        threads: decoder threads (frame + slice threading); 0 lets FFmpeg choose. The default, 1, suits
+            data-loader workers, and leaves no FFmpeg worker threads behind in a process that later forks them
+            (a forked DataLoader worker can deadlock on a lock such a thread held).
     Raises:
         VideoDecodeError: the file cannot be decoded, or an index is outside ``[0, frames)``.
     """

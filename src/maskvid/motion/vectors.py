@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import bisect
 
-import cv2
 import numpy as np
+import torch
 
 MOTION_CELL = 4
 """Side of a motion-field cell in output pixels: the field of an (H, W) frame is (ceil(H/4), ceil(W/4), 2)."""
@@ -121,7 +121,10 @@ def resize_field(
     """
     gh, gw = -(-out_hw[0] // cell), -(-out_hw[1] // cell)
     if field.shape[:2] != (gh, gw):
+        # torch, not OpenCV: cv2's thread pool is not fork-safe and this runs inside data-loader workers
         shrinking = gh < field.shape[0] or gw < field.shape[1]
-        field = cv2.resize(field, (gw, gh), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_NEAREST)
+        grid = torch.from_numpy(np.ascontiguousarray(field)).permute(2, 0, 1)[None]
+        mode = "area" if shrinking else "nearest"
+        field = torch.nn.functional.interpolate(grid, size=(gh, gw), mode=mode)[0].permute(1, 2, 0).numpy()
     scale = np.array([out_hw[1] / in_hw[1], out_hw[0] / in_hw[0]], np.float32)
     return (field * scale).astype(np.float32)

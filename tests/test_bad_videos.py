@@ -1,0 +1,132 @@
+"""A corpus of broken files: each raises VideoDecodeError naming it; a dataset skips, counts and reports them."""
+
+from __future__ import annotations
+
+import os
+
+import av
+import numpy as np
+import pytest
+import torch
+
+from conftest import moving_square_frames
+from maskvid.data import BadVideoLog, ClipTransform, VideoDataset, VideoRecord, collate, decode_clip, probe_video
+from maskvid.data.encode import write_video
+from maskvid.errors import DataError, VideoDecodeError
+
+
+def _audio_only(path: str) -> None:
+    with av.open(path, "w") as container:
+        stream = container.add_stream("aac", rate=16000)
+        samples = np.zeros((1, 1024), np.float32)
+        for i in range(10):
+            frame = av.AudioFrame.from_ndarray(samples, format="fltp", layout="mono")
+            frame.sample_rate, frame.pts = 16000, i * 1024
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+
+
+def _no_frames(path: str) -> None:
+    with av.open(path, "w") as container:
+        stream = container.add_stream("libx264", rate=25)
+        stream.width = stream.height = 32
+        stream.pix_fmt = "yuv420p"
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> dict[str, str]:
+    root = tmp_path_factory.mktemp("bad")
+    good = moving_square_frames(n=24, size=64)
+    paths = {}
+
+    def make(name: str) -> str:
+        paths[name] = str(root / name)
+        return paths[name]
+
+    open(make("zero_bytes.mp4"), "wb").close()
+    write_video(make("good_source.mp4"), good)
+    data = open(paths["good_source.mp4"], "rb").read()
+    with open(make("truncated.mp4"), "wb") as f:
+        f.write(data[: len(data) // 2])
+    with open(make("not_a_video.mp4"), "w") as f:
+        f.write("this is a text file, not a video\n" * 50)
+    _audio_only(make("audio_only.m4a"))
+    _no_frames(make("zero_frames.mp4"))
+    write_video(make("one_frame.mp4"), good[:1])
+    os.makedirs(make("a_directory.mp4"))
+    paths["missing.mp4"] = str(root / "missing.mp4")
+    del paths["good_source.mp4"]
+    return paths
+
+
+def test_every_broken_file_raises_a_named_decode_error(corpus):
+    for name, path in corpus.items():
+        with pytest.raises(VideoDecodeError) as probe_error:
+            probe_video(path)
+        with pytest.raises(VideoDecodeError) as decode_error:
+            decode_clip(path, [0, 1])
+        for err in (probe_error.value, decode_error.value):
+            assert err.path == path and path in str(err), name
+            assert err.reason, name
+
+
+def test_truncated_file_mid_stream_is_reported(tmp_path):
+    """A file whose index survives but whose tail is gone (moov first) fails on the missing frames only."""
+    path = str(tmp_path / "faststart.mp4")
+    write_video(path, moving_square_frames(n=40, size=64), options={"movflags": "+faststart"})
+    data = open(path, "rb").read()
+    cut = str(tmp_path / "cut.mp4")
+    with open(cut, "wb") as f:
+        f.write(data[: int(len(data) * 0.6)])
+    try:
+        n = probe_video(cut).frames
+    except VideoDecodeError:
+        return  # also acceptable: the container refuses the file outright
+    with pytest.raises(VideoDecodeError, match="cut.mp4"):
+        decode_clip(cut, [n - 1])
+
+
+def test_out_of_range_index_names_the_file(moving_square):
+    with pytest.raises(VideoDecodeError, match="out of range"):
+        decode_clip(moving_square, [0, 48])
+
+
+def _dataset(records, **kw) -> VideoDataset:
+    return VideoDataset(records, ClipTransform(size=32, crop="centre", flip=False), num_frames=4, stride=2, **kw)
+
+
+def test_dataset_yields_only_good_samples_and_reports_each_bad_path_once(corpus, tmp_path):
+    good = []
+    for i in range(4):
+        good.append(str(tmp_path / f"good{i}.mp4"))
+        write_video(good[-1], moving_square_frames(n=16, size=64))
+    records = [VideoRecord(p, 1) for p in good] + [VideoRecord(p, 0) for p in corpus.values()]
+    dataset = _dataset(records, max_retries=30)
+    log = BadVideoLog(max_fraction=1.0)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=3, num_workers=2, collate_fn=collate)
+    for _ in range(2):  # two epochs: bad files are met again but reported once
+        for batch in loader:
+            log.update(batch)
+            assert set(batch["path"]) <= set(good)
+            assert (batch["label"] == 1).all()
+    assert set(log.bad) == set(corpus.values())
+    lines = log.report().splitlines()
+    for path in corpus.values():
+        assert sum(line.strip().startswith(f"{path}: ") for line in lines) == 1
+
+
+def test_too_many_bad_videos_stop_the_run(corpus, tmp_path):
+    good = str(tmp_path / "good.mp4")
+    write_video(good, moving_square_frames(n=16, size=64))
+    records = [VideoRecord(good, 0)] + [VideoRecord(p, 0) for p in corpus.values()]
+    log = BadVideoLog(max_fraction=0.2, min_attempts=5)
+    dataset = _dataset(records, max_retries=50)
+    with pytest.raises(DataError, match="max_bad_fraction"):
+        for i in range(len(dataset)):
+            log.update(collate([dataset[i]]))
+
+
+def test_a_dataset_of_only_bad_videos_gives_up_with_the_list(corpus):
+    dataset = _dataset([VideoRecord(p, 0) for p in corpus.values()], max_retries=3)
+    with pytest.raises(DataError, match="bad videos in a row"):
+        dataset[0]

@@ -1,0 +1,85 @@
+"""The `maskvid` command: --help everywhere, synth, probe-video, bench data, demo — real runs on tiny inputs."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from maskvid.cli import main
+
+COMMANDS = ["synth", "probe-video", "bench", "demo"]
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "maskvid.cli", *args], capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.parametrize("command", [None, *COMMANDS])
+def test_help(command, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["--help"] if command is None else [command, "--help"])
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    assert "usage: maskvid" in out
+    if command is None:
+        assert all(c in out for c in COMMANDS)
+
+
+def test_synth_then_probe(tmp_path, capsys):
+    out = tmp_path / "d"
+    assert (
+        main(
+            [
+                "synth",
+                str(out),
+                "--classes",
+                "2",
+                "--train-per-class",
+                "1",
+                "--val-per-class",
+                "1",
+                "--size",
+                "64",
+                "--frames",
+                "16",
+                "--json",
+            ]
+        )
+        == 0
+    )
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["train"] == 2 and summary["val"] == 2 and summary["reused"] is False
+    assert main(["probe-video", str(out / "videos" / "train_00000.mp4"), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["frames"] == 16 and info["codec"] == "h264" and info["motion_vectors"] is True
+
+
+def test_errors_are_one_line_with_the_path(tmp_path, capsys):
+    bad = tmp_path / "empty.mp4"
+    bad.write_bytes(b"")
+    assert main(["probe-video", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert str(bad) in err and "empty" in err
+    assert main(["synth", str(tmp_path / "x"), "--preset", "motion", "--classes", "99"]) == 2
+    assert "classes" in capsys.readouterr().err
+
+
+def test_bench_data_json(tmp_path):
+    result = run("bench", "data", "--clips", "4", "--videos", "2", "--workdir", str(tmp_path), "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["clips_per_s"]["maskvid"] > 0 and report["clips_per_s"]["videomae_decord"] > 0
+    assert report["ratio"] == pytest.approx(report["clips_per_s"]["maskvid"] / report["clips_per_s"]["videomae_decord"])
+
+
+@pytest.mark.slow
+def test_demo_quick(tmp_path):
+    result = run("demo", "--quick", "--cache-dir", str(tmp_path), "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["clips"] == 40 and report["bad_videos"] == 0
+    assert os.path.exists(os.path.join(report["dataset"], "train.csv"))

@@ -1,0 +1,137 @@
+"""decode_clip / probe_video on real encoded files: exact frames, seeking, resizing, containers, codec motion."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import av
+import numpy as np
+import pytest
+
+from conftest import moving_square_frames, square_box
+from maskvid.data import decode, decode_clip, probe_video
+from maskvid.data.encode import write_video
+
+
+def decode_all(path: str) -> np.ndarray:
+    with av.open(path) as container:
+        return np.stack([f.to_ndarray(format="rgb24") for f in container.decode(video=0)])
+
+
+def test_stride4_clip_equals_full_decode(moving_square):
+    full = decode_all(moving_square)
+    indices = list(range(5, 5 + 16 * 4, 4))[:16]
+    indices = [min(i, len(full) - 1) for i in indices]
+    clip = decode_clip(moving_square, indices)
+    assert clip.frames.shape == (16, 128, 128, 3) and clip.frames.dtype.is_floating_point is False
+    np.testing.assert_array_equal(clip.frames.numpy(), full[indices])
+
+
+def test_lossless_decode_is_exact_in_any_order(lossless_video):
+    path, frames = lossless_video
+    indices = [29, 3, 3, 17, 0, 8]
+    clip = decode_clip(path, indices)
+    np.testing.assert_array_equal(clip.frames.numpy(), frames[indices])
+    assert clip.indices.tolist() == indices
+
+
+def test_late_clip_does_not_decode_from_start(lossless_video, monkeypatch):
+    path, frames = lossless_video  # keyframe every 8 frames
+    seen = []
+    original = decode._numbered
+
+    def counting(frames_iter, index, seekable):
+        for shown, frame in original(frames_iter, index, seekable):
+            seen.append(shown)
+            yield shown, frame
+
+    monkeypatch.setattr(decode, "_numbered", counting)
+    decode_clip(path, [26, 28])
+    assert min(seen) >= 24, f"decoded from frame {min(seen)}; the keyframe before 26 is 24"
+
+
+def test_probe_reports_exact_counts(moving_square, lossless_video):
+    info = probe_video(moving_square, check_motion_vectors=True)
+    assert (info.frames, info.width, info.height, info.codec) == (48, 128, 128, "h264")
+    assert info.fps == pytest.approx(25) and info.duration == pytest.approx(48 / 25, rel=0.05)
+    assert info.motion_vectors is True
+    assert probe_video(lossless_video[0]).frames == 30
+
+
+def test_short_side_resize_happens_in_decode(lossless_video):
+    path, _ = lossless_video
+    assert decode_clip(path, [0, 1], size=32).frames.shape == (2, 32, 48, 3)
+    assert decode_clip(path, [0], size=(40, 50)).frames.shape == (1, 40, 50, 3)
+
+
+@pytest.mark.parametrize(
+    ("name", "codec", "options"),
+    [
+        ("h264.mkv", "libx264", {}),
+        ("mpeg4.avi", "mpeg4", {}),
+        ("mjpeg.avi", "mjpeg", {}),
+        ("vp9.webm", "libvpx-vp9", {"deadline": "realtime", "cpu-used": "8"}),
+        ("hevc.mp4", "libx265", {"x265-params": "log-level=error"}),
+    ],
+)
+def test_other_containers_and_codecs(tmp_path, name, codec, options):
+    frames = moving_square_frames(n=20, size=64)
+    path = tmp_path / name
+    write_video(path, frames, codec=codec, options=options)
+    assert probe_video(path).frames == 20
+    full = decode_all(str(path))
+    np.testing.assert_array_equal(decode_clip(path, [19, 2, 11]).frames.numpy(), full[[19, 2, 11]])
+
+
+def test_variable_frame_rate_is_frame_accurate(tmp_path):
+    path = str(tmp_path / "vfr.mkv")
+    rng = np.random.default_rng(1)
+    frames = rng.integers(0, 256, (12, 32, 32, 3), dtype=np.uint8)
+    gaps = [1, 1, 3, 1, 7, 2, 1, 1, 5, 1, 1, 2]
+    with av.open(path, "w") as container:
+        stream = container.add_stream("libx264rgb", rate=30)
+        stream.width = stream.height = 32
+        stream.pix_fmt = "rgb24"
+        stream.codec_context.options = {"qp": "0", "g": "4"}
+        stream.codec_context.time_base = stream.time_base = Fraction(1, 30)
+        pts = 0
+        for image, gap in zip(frames, gaps, strict=True):
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+            frame.pts = pts
+            frame.time_base = stream.codec_context.time_base
+            pts += gap
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    np.testing.assert_array_equal(decode_clip(path, [11, 5, 6, 0]).frames.numpy(), frames[[11, 5, 6, 0]])
+
+
+def test_motion_field_follows_the_moving_square(moving_square):
+    indices = list(range(8, 40, 2))
+    clip = decode_clip(moving_square, indices, motion_vectors=True)
+    field = clip.motion.numpy()
+    assert field.shape == (16, 32, 32, 2)
+    assert clip.motion_valid.sum() >= 12  # P/B frames carry vectors; I-frames are marked
+    inside, outside = [], []
+    for slot, t in enumerate(indices):
+        if not clip.motion_valid[slot]:
+            assert not field[slot].any()
+            continue
+        top, left, bottom, right = (v // 4 for v in square_box(t))
+        core = field[slot, top + 1 : bottom - 1, left + 1 : right - 1]
+        inside.append(core.reshape(-1, 2))
+        mask = np.ones(field.shape[1:3], bool)
+        mask[top - 2 : bottom + 2, max(left - 3, 0) : right + 3] = False
+        outside.append(field[slot][mask])
+    inside, outside = np.concatenate(inside), np.concatenate(outside)
+    moving = np.abs(inside).sum(1) > 0  # intra-coded blocks carry no vector
+    assert moving.mean() > 0.7
+    assert np.median(inside[moving, 0]) == pytest.approx(2.0, abs=0.25)  # right, 2 px/frame
+    assert np.abs(np.median(inside[moving, 1])) < 0.25
+    assert np.abs(outside).mean() < 0.1
+
+
+def test_motion_field_scales_with_resize(moving_square):
+    clip = decode_clip(moving_square, list(range(8, 40, 2)), size=64, motion_vectors=True)
+    assert clip.motion.shape == (16, 16, 16, 2)
+    dx = clip.motion[..., 0][clip.motion[..., 0].abs() > 0.25]  # the moving square
+    assert dx.median().item() == pytest.approx(1.0, abs=0.15)  # 2 px/frame at full size = 1 px/frame at half

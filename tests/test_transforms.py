@@ -1,0 +1,84 @@
+"""Clip transforms: shapes, normalization, determinism, and motion fields moved with every spatial op."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from maskvid.data.transforms import IMAGENET_MEAN, IMAGENET_STD, ClipTransform, crop_field, flip_field
+from maskvid.errors import ConfigError
+
+
+def clip(t=4, h=96, w=128):
+    g = torch.Generator().manual_seed(0)
+    return torch.randint(0, 256, (t, h, w, 3), dtype=torch.uint8, generator=g)
+
+
+def constant_field(t=4, h=96, w=128, dx=2.0, dy=-1.0):
+    field = torch.zeros(t, h // 4, w // 4, 2)
+    field[..., 0], field[..., 1] = dx, dy
+    return field
+
+
+@pytest.mark.parametrize("crop", ["multiscale", "random_resized", "centre", "none"])
+def test_output_layout_and_field_grid(crop):
+    video, motion = ClipTransform(size=64, crop=crop)(clip(), torch.Generator().manual_seed(1), constant_field())
+    assert video.shape == (3, 4, 64, 64) and video.dtype == torch.float32
+    assert motion.shape == (4, 16, 16, 2)
+
+
+def test_normalization_matches_imagenet_statistics():
+    frames = torch.full((2, 32, 32, 3), 255, dtype=torch.uint8)
+    video, _ = ClipTransform(size=32, crop="none", flip=False)(frames, torch.Generator())
+    expected = [(1 - m) / s for m, s in zip(IMAGENET_MEAN, IMAGENET_STD, strict=True)]
+    for c in range(3):
+        assert torch.allclose(video[c], torch.tensor(expected[c]), atol=1e-5)
+
+
+def test_same_generator_same_augmentation():
+    transform = ClipTransform(size=48, crop="random_resized", randaugment=(2, 9), erase=0.5)
+    a, _ = transform(clip(), torch.Generator().manual_seed(7))
+    b, _ = transform(clip(), torch.Generator().manual_seed(7))
+    c, _ = transform(clip(), torch.Generator().manual_seed(8))
+    assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_vectors_rescale_with_the_crop():
+    # A crop of half the width resized to the full size doubles x-velocities; heights likewise.
+    out = crop_field(constant_field(), (0.0, 0.0, 48.0, 64.0), (96, 128), (96, 128))
+    assert torch.allclose(out[..., 0], torch.tensor(4.0)) and torch.allclose(out[..., 1], torch.tensor(-2.0))
+
+
+def test_crop_moves_field_content_with_the_pixels():
+    field = torch.zeros(1, 24, 32, 2)
+    field[0, 12:, 16:, 0] = 1.0  # motion only in the bottom-right quadrant
+    out = crop_field(field, (48.0, 64.0, 48.0, 64.0), (96, 128), (48, 64))  # crop exactly that quadrant
+    # bilinear sampling blurs by a quarter cell at the crop's top/left border; the rest is the quadrant exactly
+    assert torch.allclose(out[0, 1:, 1:, 0], torch.tensor(1.0)) and out[..., 0].min() > 0.7
+
+
+def test_flip_mirrors_and_negates_x():
+    field = torch.zeros(1, 2, 3, 2)
+    field[0, 0, 0] = torch.tensor([1.5, 0.5])
+    out = flip_field(field)
+    assert out[0, 0, 2].tolist() == [-1.5, 0.5] and out[0, 0, 0].tolist() == [0.0, 0.0]
+
+
+def test_flipped_clip_has_flipped_field():
+    frames = clip()
+    transform = ClipTransform(size=64, crop="none", flip=True)
+    flips = 0
+    for seed in range(8):
+        video, motion = transform(frames, torch.Generator().manual_seed(seed), constant_field())
+        plain, _ = ClipTransform(size=64, crop="none", flip=False)(frames, torch.Generator().manual_seed(seed))
+        flipped = not torch.equal(video, plain)
+        flips += flipped
+        assert motion[..., 0].mean().item() == pytest.approx(-1.0 if flipped else 1.0, abs=1e-5)
+    assert 0 < flips < 8
+
+
+def test_bad_options_are_config_errors():
+    with pytest.raises(ConfigError, match="data.crop"):
+        ClipTransform(crop="zoom")
+    with pytest.raises(ConfigError, match="data.randaugment"):
+        ClipTransform(randaugment=(2, 9))(clip(), torch.Generator(), constant_field())
