@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import av
 import numpy as np
@@ -45,7 +46,7 @@ def corpus(tmp_path_factory) -> dict[str, str]:
 
     open(make("zero_bytes.mp4"), "wb").close()
     write_video(make("good_source.mp4"), good)
-    data = open(paths["good_source.mp4"], "rb").read()
+    data = Path(paths["good_source.mp4"]).read_bytes()
     with open(make("truncated.mp4"), "wb") as f:
         f.write(data[: len(data) // 2])
     with open(make("not_a_video.mp4"), "w") as f:
@@ -74,7 +75,7 @@ def test_truncated_file_mid_stream_is_reported(tmp_path):
     """A file whose index survives but whose tail is gone (moov first) fails on the missing frames only."""
     path = str(tmp_path / "faststart.mp4")
     write_video(path, moving_square_frames(n=40, size=64), options={"movflags": "+faststart"})
-    data = open(path, "rb").read()
+    data = Path(path).read_bytes()
     cut = str(tmp_path / "cut.mp4")
     with open(cut, "wb") as f:
         f.write(data[: int(len(data) * 0.6)])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from pathlib import Path
 
 import av
 import numpy as np
@@ -16,12 +17,12 @@ from maskvid.errors import ConfigError
 
 
 def digest(path: str) -> str:
-    return hashlib.sha256(open(path, "rb").read()).hexdigest()
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def test_layout_lists_and_b_frames(synth_motion):
     assert read_class_names(os.path.join(synth_motion, "classes.txt")) == ["move_right", "move_left", "move_up"]
-    lines = open(os.path.join(synth_motion, "train.csv")).read().split("\n")
+    lines = Path(synth_motion, "train.csv").read_text().split("\n")
     assert lines[0] == "videos/train_00000.mp4 0" and len([x for x in lines if x]) == 6
     with av.open(os.path.join(synth_motion, "videos", "train_00000.mp4")) as container:
         stream = container.streams.video[0]
