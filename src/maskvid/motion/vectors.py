@@ -121,7 +121,7 @@ def resize_field(
     """
     gh, gw = -(-out_hw[0] // cell), -(-out_hw[1] // cell)
     if field.shape[:2] != (gh, gw):
-        # torch, not OpenCV: cv2's thread pool is not fork-safe and this runs inside data-loader workers
+        # torch keeps this free of OpenCV's own thread pool inside data-loader workers
         shrinking = gh < field.shape[0] or gw < field.shape[1]
         grid = torch.from_numpy(np.ascontiguousarray(field)).permute(2, 0, 1)[None]
         mode = "area" if shrinking else "nearest"
