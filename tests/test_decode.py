@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import gc
+import os
+import signal
+import time
 from fractions import Fraction
 
 import av
@@ -135,3 +139,29 @@ def test_motion_field_scales_with_resize(moving_square):
     assert clip.motion.shape == (16, 16, 16, 2)
     dx = clip.motion[..., 0][clip.motion[..., 0].abs() > 0.25]  # the moving square
     assert dx.median().item() == pytest.approx(1.0, abs=0.15)  # 2 px/frame at full size = 1 px/frame at half
+
+
+def test_a_forked_worker_can_collect_frames_the_parent_decoded(moving_square):
+    """Regression: swscale's default slice threads made a forked DataLoader worker crash or hang when its garbage
+    collector freed a frame converter inherited from the parent (it joins threads that only the parent had)."""
+    gc.collect()
+    gc.disable()  # keep the decoded frames' reference cycles alive until the child collects them
+    try:
+        for _ in range(3):
+            decode_clip(moving_square, list(range(0, 16, 2)), size=64, motion_vectors=True)
+        pid = os.fork()
+        if pid == 0:
+            gc.collect()
+            os._exit(0)
+    finally:
+        gc.enable()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            assert os.waitstatus_to_exitcode(status) == 0
+            return
+        time.sleep(0.05)
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    pytest.fail("the forked child hung collecting decoded frames")

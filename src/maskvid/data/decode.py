@@ -204,7 +204,7 @@ def decode_clip(
         size: None (native), an int (short side, aspect kept) or ``(H, W)``; applied by FFmpeg's scaler.
         motion_vectors: also return the codec motion field of those frames (``Clip.motion``), see
             :mod:`maskvid.motion.vectors` for units and B-frame handling.
-        threads: decoder threads (frame + slice threading); 0 lets FFmpeg choose. The default, 1, suits
+        threads: decoder and scaler threads; 0 lets FFmpeg choose. The default, 1, suits
             data-loader workers, and leaves no FFmpeg worker threads behind in a process that later forks them
             (a forked DataLoader worker can deadlock on a lock such a thread held).
     Raises:
@@ -230,7 +230,7 @@ def decode_clip(
             stream.codec_context.options = {"flags2": "+export_mvs"}
         targets = sorted(set(wanted))
         decoded = _decode_frames(container, stream, index, targets, seekable, path)
-        return _assemble(decoded, wanted, index, size, motion_vectors, stream)
+        return _assemble(decoded, wanted, index, size, motion_vectors, threads)
     except MaskvidError:
         raise
     except Exception as e:
@@ -280,7 +280,7 @@ def _numbered(frames, index: _StreamIndex, seekable: bool):
             yield shown, frame
 
 
-def _assemble(decoded: dict, wanted: list[int], index: _StreamIndex, size, motion_vectors: bool, stream) -> Clip:
+def _assemble(decoded: dict, wanted: list[int], index: _StreamIndex, size, motion_vectors: bool, threads: int) -> Clip:
     first = decoded[wanted[0]]
     out_h, out_w = _output_size(size, first.height, first.width)
     frames = np.empty((len(wanted), out_h, out_w, 3), np.uint8)
@@ -289,7 +289,10 @@ def _assemble(decoded: dict, wanted: list[int], index: _StreamIndex, size, motio
         if i in converted:
             frames[slot] = frames[converted[i]]
             continue
-        frames[slot] = decoded[i].to_ndarray(width=out_w, height=out_h, format="rgb24", interpolation="BILINEAR")
+        # swscale's default (threads=0) starts slice threads per conversion; a frame whose converter holds them,
+        # if garbage-collected in a forked DataLoader worker, joins threads that do not exist there and crashes.
+        rgb = decoded[i].reformat(out_w, out_h, "rgb24", interpolation="BILINEAR", threads=threads)
+        frames[slot] = rgb.to_ndarray()
         converted[i] = slot
     clip = Clip(frames=torch.from_numpy(frames), indices=torch.tensor(wanted, dtype=torch.long))
     if motion_vectors:
