@@ -51,3 +51,31 @@ def synth_motion(tmp_path_factory) -> str:
     out = tmp_path_factory.mktemp("synth") / "motion"
     synthesize(out, SynthConfig(classes=3, train_per_class=2, val_per_class=1, size=64, frames=24), workers=1)
     return str(out)
+
+
+def orbit_frames(n: int = 48, size: int = 224, side: int = 48) -> tuple[list[np.ndarray], list[tuple[int, ...]]]:
+    """A checkered square circling the centre (radius 60 px, one turn in ``n`` frames) over a static textured
+    background; returns frames and the square's (top, left, bottom, right) per frame."""
+    ys, xs = np.mgrid[0:size, 0:size]
+    background = (127 + 50 * np.sin(2 * np.pi * xs / 24) * np.cos(2 * np.pi * ys / 20)).astype(np.uint8)
+    frames, boxes = [], []
+    for t in range(n):
+        angle = 2 * np.pi * t / n
+        top = int(round(size / 2 + 60 * np.sin(angle) - side / 2))
+        left = int(round(size / 2 + 60 * np.cos(angle) - side / 2))
+        image = np.repeat(background[..., None], 3, axis=2)
+        inside = (ys >= top) & (ys < top + side) & (xs >= left) & (xs < left + side)
+        checker = ((xs - left) // 6 + (ys - top) // 6) % 2 == 0
+        image[inside & checker] = (230, 40, 40)
+        image[inside & ~checker] = (40, 200, 60)
+        frames.append(image)
+        boxes.append((top, left, top + side, left + side))
+    return frames, boxes
+
+
+@pytest.fixture(scope="session")
+def orbit_video(tmp_path_factory) -> tuple[str, list[tuple[int, ...]]]:
+    frames, boxes = orbit_frames()
+    path = tmp_path_factory.mktemp("videos") / "orbit.mp4"
+    write_video(path, frames)
+    return str(path), boxes

@@ -2,7 +2,10 @@
 
 A sample is a dict: ``video`` float ``(C, T, H, W)`` (``(V, C, T, H, W)`` for multi-view evaluation), ``label``,
 ``index``, ``path``, and with motion ``motion`` ``(T, h, w, 2)`` + ``motion_valid`` ``(T,)``; sampling ``pair`` adds
-``video2``. Every sample also carries ``skipped``: the ``(path, reason)`` of bad videos met while making it, so the
+``video2``. With a masking strategy (``mask``) each clip also gets its ``mask``: bool ``(T', H', W')`` on the token grid
+of ``patch`` (``mask2`` for ``video2``), made here in the worker from the transformed clip's motion — codec
+vectors or DIS flow, whichever the strategy's ``source`` asks for — so crops and flips are already applied.
+Every sample also carries ``skipped``: the ``(path, reason)`` of bad videos met while making it, so the
 main process learns about them whatever worker hit them (:class:`BadVideoLog`). With ``num_repeats > 1`` one decoded
 video yields that many differently augmented samples (VideoMAE's ``num_sample``); :func:`collate` flattens them.
 
@@ -23,6 +26,8 @@ from maskvid.data.annotations import VideoRecord, read_annotation_list, read_cla
 from maskvid.data.decode import decode_clip, frame_count
 from maskvid.data.transforms import ClipTransform
 from maskvid.errors import ConfigError, DataError, VideoDecodeError
+from maskvid.masking import MaskStrategy
+from maskvid.motion import dis_flow, slice_magnitude
 
 SAMPLINGS = ("dense", "segments", "multiview", "pair")
 
@@ -40,6 +45,8 @@ class VideoDataset(torch.utils.data.Dataset):
     sampling: ``dense`` (``num_frames`` × ``stride``), ``segments`` (TSN), ``multiview`` (``views`` = (temporal
     clips, spatial crops), stacked), ``pair`` (two clips at most ``pair_distance`` frames apart).
     decode_size: short side the decoder resizes to (None: native), before the crop.
+    mask: a strategy from :func:`maskvid.masking.build`; patch: the model's tubelet ``(t, p, p)``, which sets the
+    token grid ``(num_frames/t, size/p, size/p)``; flow_preset: DIS preset when the strategy wants ``flow``.
     """
 
     records: Sequence[VideoRecord]
@@ -56,6 +63,9 @@ class VideoDataset(torch.utils.data.Dataset):
     seed: int = 0
     decode_threads: int = 1
     epoch: int = 0
+    mask: MaskStrategy | None = None
+    patch: tuple[int, int, int] = (2, 16, 16)
+    flow_preset: str = "medium"
 
     def __post_init__(self):
         if self.sampling not in SAMPLINGS:
@@ -65,6 +75,29 @@ class VideoDataset(torch.utils.data.Dataset):
                 raise ConfigError(f"data.{key}", f"must be >= 1, got {getattr(self, key)}")
         if not self.records:
             raise ConfigError("data.train_list", "the dataset has no videos")
+        if self.mask is not None:
+            self._check_mask()
+
+    def _check_mask(self) -> None:
+        t, p, q = self.patch
+        if self.num_frames % t or self.transform.size % p or self.transform.size % q:
+            raise ConfigError("model.patch", f"tubelet {self.patch} must divide the clip "
+                              f"({self.num_frames} frames, {self.transform.size}² pixels)")
+        if self.sampling == "multiview" and self.mask.needs_motion:
+            raise ConfigError("mask.strategy", f"{self.mask.name} needs motion; multi-view sampling does not carry it")
+
+    @property
+    def grid(self) -> tuple[int, int, int]:
+        """The token grid ``(T', H', W')`` masks are made on."""
+        t, p, q = self.patch
+        return self.num_frames // t, self.transform.size // p, self.transform.size // q
+
+    @property
+    def motion_source(self) -> str | None:
+        """``codec``, ``flow`` or None: where the clip's motion field comes from."""
+        if self.mask is not None and self.mask.needs_motion:
+            return getattr(self.mask, "source", "codec")
+        return "codec" if self.motion_vectors else None
 
     @classmethod
     def from_list(cls, path: str, root: str | None = None, classes: str | None = None, require_labels=True, **kw):
@@ -120,28 +153,47 @@ class VideoDataset(torch.utils.data.Dataset):
         start, length = self._frame_range(record)
         clips = self._indices(length, g)
         flat = [start + i for clip in clips for i in clip]
-        decoded = decode_clip(record.path, flat, self.decode_size, self.motion_vectors, self.decode_threads)
+        source = self.motion_source
+        decoded = decode_clip(record.path, flat, self.decode_size, source == "codec", self.decode_threads)
         n = self.num_frames
-        parts = [(decoded.frames[k * n : (k + 1) * n], _part(decoded.motion, k, n)) for k in range(len(clips))]
+        parts = [self._part(decoded, k, n, source) for k in range(len(clips))]
         samples = []
         for _ in range(self.num_repeats):
             sample = {"label": record.label, "index": index, "path": record.path}
             if self.sampling == "multiview":
                 sample["video"] = self._views(parts, g)
+                if self.mask is not None:
+                    sample["mask"] = torch.stack([self.mask(self.grid, g) for _ in range(len(sample["video"]))])
             else:
-                video, motion = self.transform(parts[0][0], g, parts[0][1])
-                sample["video"] = video
-                if motion is not None:
-                    sample["motion"], sample["motion_valid"] = motion, decoded.motion_valid[:n]
-                if self.sampling == "pair":
-                    sample["video2"] = self.transform(parts[1][0], g)[0]
+                for suffix, (frames, motion, valid) in zip(("", "2"), parts, strict=False):
+                    self._add_clip(sample, suffix, frames, motion, valid, g)
             samples.append(sample)
         return samples
+
+    def _part(self, decoded, k: int, n: int, source: str | None):
+        """Frames, motion field and its validity of the k-th clip of a decode."""
+        frames = decoded.frames[k * n : (k + 1) * n]
+        if source == "flow":
+            motion, valid = dis_flow(frames, frame_distance=float(self.stride), preset=self.flow_preset)
+        elif decoded.motion is not None:
+            motion, valid = decoded.motion[k * n : (k + 1) * n], decoded.motion_valid[k * n : (k + 1) * n]
+        else:
+            motion = valid = None
+        return frames, motion, valid
+
+    def _add_clip(self, sample: dict, suffix: str, frames, motion, valid, g: torch.Generator) -> None:
+        video, motion = self.transform(frames, g, motion)
+        sample["video" + suffix] = video
+        if motion is not None and self.motion_vectors:
+            sample["motion" + suffix], sample["motion_valid" + suffix] = motion, valid
+        if self.mask is not None:
+            guide = slice_magnitude(motion, valid, self.patch[0]) if self.mask.needs_motion else None
+            sample["mask" + suffix] = self.mask(self.grid, g, guide)
 
     def _views(self, parts, g: torch.Generator) -> torch.Tensor:
         """(clips × crops, C, T, S, S): each temporal view at each spatial crop position."""
         out = []
-        for frames, _ in parts:
+        for frames, *_ in parts:
             height, width = frames.shape[1:3]
             side = min(height, width)
             for top, left in sampling.spatial_offsets(height, width, side, self.views[1]):
@@ -149,12 +201,11 @@ class VideoDataset(torch.utils.data.Dataset):
         return torch.stack(out)
 
 
-def _part(motion: torch.Tensor | None, k: int, n: int) -> torch.Tensor | None:
-    return None if motion is None else motion[k * n : (k + 1) * n]
-
-
 def collate(samples: list[dict | list[dict]]) -> dict:
-    """Batch sample dicts: flatten repeated-augmentation lists, stack tensors, list the rest, merge ``skipped``."""
+    """Batch sample dicts: flatten repeated-augmentation lists, stack tensors, list the rest, merge ``skipped``.
+
+    Masks ``(T', H', W')`` become ``(B, N)`` in ``(t h w)`` order, the layout models take (DESIGN.md).
+    """
     flat = [s for item in samples for s in (item if isinstance(item, list) else [item])]
     batch: dict = {"skipped": [bad for s in flat for bad in s.get("skipped", [])]}
     for key in flat[0]:
@@ -163,6 +214,8 @@ def collate(samples: list[dict | list[dict]]) -> dict:
         values = [s[key] for s in flat]
         if isinstance(values[0], torch.Tensor):
             batch[key] = torch.stack(values)
+            if key in ("mask", "mask2"):
+                batch[key] = batch[key].flatten(-3)
         elif isinstance(values[0], int):
             batch[key] = torch.tensor(values)
         else:

@@ -1,0 +1,85 @@
+"""Mask generators: pure functions of a token grid, a ``torch.Generator`` and (for guided ones) motion.
+
+    gen = masking.build("mgm", ratio=0.75)
+    mask = gen((8, 14, 14), generator=torch.Generator().manual_seed(0), motion=magnitudes)  # bool, True = masked
+
+Imports nothing of maskvid but errors (DESIGN.md floors).
+"""
+
+from __future__ import annotations
+
+from dataclasses import fields
+
+from maskvid.errors import ConfigError
+from maskvid.masking.base import MaskStrategy, masked_count, rectangle_for_ratio
+from maskvid.masking.blocks import Block3DMask, CubeMask, blocks_for_ratio, expected_block3d_ratio
+from maskvid.masking.moving import MotionGuidedMask, SimulatedMotionMask
+from maskvid.masking.noise import bert_noise
+from maskvid.masking.quality import motion_score, token_motion
+from maskvid.masking.running import (
+    RunningBlockMask,
+    RunningCellMask,
+    RunningRandomMask,
+    RunningUniformMask,
+)
+from maskvid.masking.standard import FrameMask, RandomMask, TubeMask
+
+STRATEGIES: dict[str, type[MaskStrategy]] = {
+    cls.name: cls
+    for cls in (
+        RandomMask,
+        TubeMask,
+        CubeMask,
+        Block3DMask,
+        FrameMask,
+        SimulatedMotionMask,
+        MotionGuidedMask,
+        RunningCellMask,
+        RunningUniformMask,
+        RunningRandomMask,
+        RunningBlockMask,
+    )
+}
+
+
+def available() -> list[str]:
+    """Names of every registered strategy."""
+    return list(STRATEGIES)
+
+
+def build(name: str, **options) -> MaskStrategy:
+    """The strategy ``name`` with ``options`` (e.g. ``ratio=0.75``); unknown names or options raise ConfigError."""
+    if name not in STRATEGIES:
+        raise ConfigError("mask.strategy", f"unknown strategy {name!r}; available: {', '.join(STRATEGIES)}")
+    cls = STRATEGIES[name]
+    allowed = [f.name for f in fields(cls) if f.init]
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise ConfigError(f"mask.{unknown[0]}", f"not an option of {name!r}; its options: {', '.join(allowed)}")
+    return cls(**options)
+
+
+__all__ = [
+    "STRATEGIES",
+    "Block3DMask",
+    "CubeMask",
+    "FrameMask",
+    "MaskStrategy",
+    "MotionGuidedMask",
+    "RandomMask",
+    "RunningBlockMask",
+    "RunningCellMask",
+    "RunningRandomMask",
+    "RunningUniformMask",
+    "SimulatedMotionMask",
+    "TubeMask",
+    "available",
+    "bert_noise",
+    "rectangle_for_ratio",
+    "blocks_for_ratio",
+    "build",
+    "expected_block3d_ratio",
+    "masked_count",
+    "motion_score",
+    "token_motion",
+]

@@ -1,0 +1,40 @@
+"""Mask quality after MGM's saliency argument: how much more motion a mask hides than it leaves visible."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from maskvid.errors import ConfigError
+
+
+def token_motion(motion: torch.Tensor, grid: tuple[int, int, int]) -> torch.Tensor:
+    """Mean motion magnitude per token: ``(T', h, w)`` at any resolution → ``(T', H', W')`` (NaN slices stay NaN)."""
+    if motion.dim() != 3 or motion.shape[0] != grid[0]:
+        raise ConfigError("mask.motion", f"expected (T'={grid[0]}, h, w) magnitudes, got {tuple(motion.shape)}")
+    return F.adaptive_avg_pool2d(motion.float()[:, None], grid[1:])[:, 0]
+
+
+def motion_score(mask: torch.Tensor, motion: torch.Tensor) -> float:
+    """Mean motion magnitude inside the masked tokens ÷ mean outside them.
+
+    Args:
+        mask: bool ``(T', H', W')``, True = masked.
+        motion: ``(T', h, w)`` magnitudes, NaN on slices without motion information (they are left out).
+    Returns:
+        > 1 when the mask hides the moving parts (MGM's goal), about 1 for motion-blind masks; ``inf`` when
+        nothing visible moves but something hidden does; ``nan`` when there is no motion to judge by.
+    """
+    if mask.dim() != 3 or mask.dtype != torch.bool:
+        raise ConfigError("mask", f"expected a bool (T', H', W') mask, got {mask.dtype} {tuple(mask.shape)}")
+    per_token = token_motion(motion, tuple(mask.shape))
+    usable = torch.isfinite(per_token).flatten(1).all(1)
+    if not bool(usable.any()):
+        return float("nan")
+    values, hidden = per_token[usable], mask[usable]
+    if not bool(hidden.any()) or bool(hidden.all()):
+        return float("nan")
+    inside, outside = float(values[hidden].mean()), float(values[~hidden].mean())
+    if outside == 0.0:
+        return float("inf") if inside > 0 else float("nan")
+    return inside / outside
