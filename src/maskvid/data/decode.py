@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from maskvid.errors import MaskvidError, VideoDecodeError
-from maskvid.motion.vectors import MOTION_CELL, rasterize_motion_vectors, reference_distances, resize_field
+from maskvid.motion.vectors import rasterize_frames, reference_distances, resize_field
 
 MIN_FRAMES = 2
 
@@ -296,18 +296,22 @@ def _assemble(decoded: dict, wanted: list[int], index: _StreamIndex, size, motio
         converted[i] = slot
     clip = Clip(frames=torch.from_numpy(frames), indices=torch.tensor(wanted, dtype=torch.long))
     if motion_vectors:
-        fields, valid = zip(*(_motion_field(decoded[i], i, index, (out_h, out_w)) for i in wanted), strict=True)
-        clip.motion = torch.from_numpy(np.stack(fields))
-        clip.motion_valid = torch.tensor(valid, dtype=torch.bool)
+        clip.motion, clip.motion_valid = _motion_fields(decoded, wanted, index, (out_h, out_w))
     return clip
 
 
-def _motion_field(frame: av.VideoFrame, shown: int, index: _StreamIndex, out_hw: tuple[int, int]):
-    side = frame.side_data.get("MOTION_VECTORS")
-    vectors = side.to_ndarray() if side is not None else None
-    coded = (frame.height, frame.width)
-    if vectors is None or len(vectors) == 0:
-        gh, gw = -(-out_hw[0] // MOTION_CELL), -(-out_hw[1] // MOTION_CELL)
-        return np.zeros((gh, gw, 2), np.float32), False
-    field = rasterize_motion_vectors(vectors, coded, index.past_distance[shown], index.future_distance[shown])
-    return resize_field(field, out_hw, coded), True
+def _motion_fields(decoded: dict, wanted: list[int], index: _StreamIndex, out_hw: tuple[int, int]):
+    """(T, h, w, 2) field and (T,) validity of the ``wanted`` frames, rasterized in one pass."""
+    vectors = []
+    for i in wanted:
+        side = decoded[i].side_data.get("MOTION_VECTORS")
+        vectors.append(side.to_ndarray() if side is not None else np.zeros(0, _NO_VECTORS))
+    valid = torch.tensor([len(v) > 0 for v in vectors], dtype=torch.bool)
+    shown = np.array(wanted)
+    coded = (decoded[wanted[0]].height, decoded[wanted[0]].width)
+    field = rasterize_frames(vectors, coded, index.past_distance[shown], index.future_distance[shown])
+    return torch.from_numpy(resize_field(field, out_hw, coded)), valid
+
+
+_NO_VECTORS = np.dtype([(name, np.int32) for name in ("source", "w", "h", "dst_x", "dst_y", "motion_x", "motion_y")]
+                       + [("motion_scale", np.uint16)])

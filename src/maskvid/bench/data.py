@@ -1,8 +1,7 @@
-"""``maskvid bench …``: speed as a ratio against a reference measured in the same run, never in tests.
-
-``data``: decoded + augmented clips/s of maskvid's loader vs a loader written the way VideoMAE's is (decord
-``VideoReader.get_batch`` + per-frame PIL ``GroupMultiScaleCrop`` + ``ToTorchFormatTensor`` + ``GroupNormalize``), on
-the same videos and the same 16-frame stride-4 indices, 224² output, each in one DataLoader worker.
+"""``maskvid bench data``: decoded + augmented clips/s of maskvid's loader vs a loader written the way VideoMAE's
+is (decord ``VideoReader.get_batch`` + per-frame PIL ``GroupMultiScaleCrop`` + ``ToTorchFormatTensor`` +
+``GroupNormalize``), on the same videos and the same 16-frame stride-4 indices, 224² output, each in one
+DataLoader worker.
 """
 
 from __future__ import annotations
@@ -113,17 +112,3 @@ def bench_data(clips: int = 40, videos: int = 8, workdir: str | None = None, rou
                 "torch_threads": torch.get_num_threads(),
             },
         }
-
-
-def run(what: str, args) -> dict:
-    if what == "data":
-        return bench_data(clips=args.clips, videos=args.videos, workdir=args.workdir)
-    raise ValueError(f"unknown benchmark {what!r}")
-
-
-def format_result(what: str, result: dict) -> str:
-    rates = result["clips_per_s"]
-    lines = [f"bench {what}: {result['setup']}"]
-    lines += [f"  {name:>16}: {value:8.2f} clips/s" for name, value in rates.items()]
-    lines.append(f"  {'ratio':>16}: {result['ratio']:8.2f}x (maskvid / reference)")
-    return "\n".join(lines)

@@ -1,0 +1,33 @@
+"""``maskvid bench …``: speed as a ratio against a reference measured in the same run, never in tests.
+
+``data``: maskvid's loader vs VideoMAE's decord + PIL pipeline (:mod:`maskvid.bench.data`).
+``masking``: each strategy's cost, and MGM guided by codec vectors vs by optical flow (:mod:`maskvid.bench.masking`).
+"""
+
+from __future__ import annotations
+
+BENCHMARKS = ("data", "masking")
+
+
+def run(what: str, args) -> dict:
+    if what == "data":
+        from maskvid.bench.data import bench_data
+
+        return bench_data(clips=args.clips, videos=args.videos, workdir=args.workdir)
+    if what == "masking":
+        from maskvid.bench.masking import bench_masking
+
+        return bench_masking(clips=args.clips, videos=args.videos, workdir=args.workdir)
+    raise ValueError(f"unknown benchmark {what!r}; choose from {BENCHMARKS}")
+
+
+def format_result(what: str, result: dict) -> str:
+    if what == "masking":
+        from maskvid.bench.masking import format_masking
+
+        return format_masking(result)
+    rates = result["clips_per_s"]
+    lines = [f"bench {what}: {result['setup']}"]
+    lines += [f"  {name:>16}: {value:8.2f} clips/s" for name, value in rates.items()]
+    lines.append(f"  {'ratio':>16}: {result['ratio']:8.2f}x (maskvid / reference)")
+    return "\n".join(lines)
