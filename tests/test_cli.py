@@ -11,7 +11,7 @@ import pytest
 
 from maskvid.cli import main
 
-COMMANDS = ["synth", "probe-video", "bench", "demo"]
+COMMANDS = ["synth", "probe-video", "mask", "bench", "demo"]
 
 
 def run(*args: str) -> subprocess.CompletedProcess:
@@ -74,6 +74,15 @@ def test_bench_data_json(tmp_path):
     report = json.loads(result.stdout)
     assert report["clips_per_s"]["maskvid"] > 0 and report["clips_per_s"]["videomae_decord"] > 0
     assert report["ratio"] == pytest.approx(report["clips_per_s"]["maskvid"] / report["clips_per_s"]["videomae_decord"])
+
+
+def test_bench_masking_json(tmp_path):
+    result = run("bench", "masking", "--clips", "2", "--videos", "2", "--workdir", str(tmp_path), "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    clip = report["ms_per_clip"]
+    assert clip["decode_with_vectors"] > 0 and clip["mgm_flow_medium_end_to_end"] > clip["decode"]
+    assert set(report["strategy_ms"]) == set(__import__("maskvid.masking", fromlist=["x"]).available())
 
 
 @pytest.mark.slow

@@ -8,7 +8,7 @@ import json
 import os
 import sys
 
-from maskvid.errors import MaskvidError
+from maskvid.errors import ConfigError, MaskvidError
 
 
 def _progress(description: str):
@@ -63,6 +63,56 @@ def cmd_probe_video(args: argparse.Namespace) -> int:
     return 0
 
 
+def _option_value(text: str):
+    """``--option k=v`` values: JSON where it parses (numbers, lists, true/false), else the plain string."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def cmd_mask(args: argparse.Namespace) -> int:
+    from maskvid.mask_report import mask_video
+
+    options = {}
+    for item in args.option:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ConfigError("mask.option", f"{item!r} is not key=value")
+        options[key] = _option_value(value)
+    if args.ratio is not None:
+        options["ratio"] = args.ratio
+    report = mask_video(args.video, args.strategy, frames=args.frames, stride=args.stride, size=args.size,
+                        patch=tuple(args.patch), start=args.start, source=args.source, seed=args.seed, **options)
+    summary = report.summary()
+    if args.out:
+        from maskvid.viz import draw_mask
+
+        score = "n/a" if summary["motion_score"] is None else f"{summary['motion_score']:.2f}"
+        title = f"{args.strategy}: {summary['masked']}/{summary['tokens']} tokens masked, motion score {score}"
+        summary["picture"] = draw_mask(report.frames, report.mask, report.motion, args.out, title)
+    if args.json:
+        print(json.dumps(summary))
+        return 0
+    score = summary["motion_score"]
+    print(f"{args.video}: {args.strategy} on grid {tuple(summary['grid'])} ({report.source} motion)")
+    print(f"  masked {summary['masked']} of {summary['tokens']} tokens, ratio {summary['ratio']:.4f}")
+    print(f"  per slice: {summary['masked_per_slice']}")
+    print(f"  motion inside / outside: {summary['motion_inside']} / {summary['motion_outside']}"
+          f" -> score {_score_text(score, summary['motion_inside'])}")
+    if summary["fallbacks"]:
+        print("  no motion in this clip: the guided mask fell back to smm")
+    if args.out:
+        print(f"  picture: {summary['picture']}")
+    return 0
+
+
+def _score_text(score: float | None, inside: float | None) -> str:
+    if score is not None:
+        return f"{score:.3f}"
+    return "inf (nothing visible moves)" if inside else "n/a (no motion to judge by)"
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from maskvid import bench
 
@@ -101,6 +151,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("video")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_probe_video)
+
+    p = sub.add_parser("mask", help="mask one clip of a video, score it against the motion, draw it")
+    p.add_argument("video")
+    p.add_argument("--strategy", default="tube", help="a name from maskvid.masking.available() (default: tube)")
+    p.add_argument("--ratio", type=float, default=None, help="masking ratio (default: the strategy's own)")
+    p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                   help="any other strategy option, e.g. variant=sparse, cell=[2,2]; repeatable")
+    p.add_argument("--frames", type=int, default=16)
+    p.add_argument("--stride", type=int, default=4)
+    p.add_argument("--start", type=int, default=None, help="first frame (default: the clip is centred)")
+    p.add_argument("--size", type=int, default=224, help="short side resize + centre crop")
+    p.add_argument("--patch", type=int, nargs=3, default=[2, 16, 16], metavar=("T", "P", "P"))
+    p.add_argument("--source", choices=["codec", "flow"], default=None,
+                   help="motion for guidance and the score (default: the strategy's, else codec vectors)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default=None, help="write a PNG: frames with masked tokens shaded, motion below")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=cmd_mask)
 
     p = sub.add_parser("bench", help="speed ratios against a reference, measured in the same run")
     p.add_argument("what", choices=["data", "masking"])

@@ -310,7 +310,8 @@ def _motion_fields(decoded: dict, wanted: list[int], index: _StreamIndex, out_hw
     shown = np.array(wanted)
     coded = (decoded[wanted[0]].height, decoded[wanted[0]].width)
     field = rasterize_frames(vectors, coded, index.past_distance[shown], index.future_distance[shown])
-    return torch.from_numpy(resize_field(field, out_hw, coded)), valid
+    # the rasterizer's channel-last view is strided; reductions over it were 5x slower than over a compact copy
+    return torch.from_numpy(np.ascontiguousarray(resize_field(field, out_hw, coded))), valid
 
 
 _NO_VECTORS = np.dtype([(name, np.int32) for name in ("source", "w", "h", "dst_x", "dst_y", "motion_x", "motion_y")]

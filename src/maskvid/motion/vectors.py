@@ -121,10 +121,10 @@ def rasterize_frames(
     values = np.stack([v["motion_x"] * factor, v["motion_y"] * factor]) / shared  # (2, n)
     flat = np.concatenate([top_left, base + y0 * (gw + 1) + x1, base + y1 * (gw + 1) + x0, base + y1 * (gw + 1) + x1])
     weights = np.concatenate([values, -values, -values, values], axis=1)  # the corners' signs
-    diff = np.stack([np.bincount(flat, weights[c], frames * plane) for c in range(2)]).astype(np.float32)
+    diff = np.stack([np.bincount(flat, weights[c], frames * plane) for c in range(2)])
     # prefix sums turn corner marks into painted blocks; torch's cumsum is ~3x numpy's at this size
     field = torch.from_numpy(diff).view(2, frames, gh + 1, gw + 1).cumsum(2).cumsum(3)[:, :, :gh, :gw]
-    return field.permute(1, 2, 3, 0).numpy()
+    return field.permute(1, 2, 3, 0).float().numpy()
 
 
 def resize_field(

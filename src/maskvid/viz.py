@@ -1,0 +1,65 @@
+"""Pictures for people: masks over frames. matplotlib is imported lazily and drawn off-screen (Agg)."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import torch
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def draw_mask(
+    frames: torch.Tensor, mask: torch.Tensor, motion: torch.Tensor, path: str | os.PathLike, title: str = ""
+) -> str:
+    """Write a PNG: one column per temporal slice, the slice's first frame with its masked tokens shaded (top row)
+    and the slice's motion magnitude with the mask's outline (bottom row).
+
+    Args:
+        frames: uint8 ``(T, H, W, 3)``; mask: bool ``(T', H', W')``; motion: ``(T', h, w)`` magnitudes (NaN: none).
+    """
+    plt = _pyplot()
+    slices, rows, cols = mask.shape
+    tubelet = frames.shape[0] // slices
+    height, width = frames.shape[1:3]
+    finite = motion[torch.isfinite(motion)]
+    top = float(finite.max()) if finite.numel() and float(finite.max()) > 0 else 1.0
+    fig, axes = plt.subplots(2, slices, figsize=(1.6 * slices, 3.5), squeeze=False)
+    extent = (0, width, height, 0)
+    for s in range(slices):
+        shade = mask[s].numpy().astype(np.float32)
+        image = frames[s * tubelet].numpy().astype(np.float32) / 255.0
+        big = np.kron(shade, np.ones((height // rows, width // cols), np.float32))[..., None]
+        axes[0, s].imshow(image * (1 - 0.7 * big) + 0.7 * big * np.array([0.1, 0.3, 0.9], np.float32))
+        axes[0, s].set_title(f"t'={s}: {int(mask[s].sum())}", fontsize=7)
+        field = motion[s].numpy()
+        if np.isfinite(field).all():
+            axes[1, s].imshow(field, cmap="magma", vmin=0, vmax=top, extent=extent)
+        else:
+            axes[1, s].text(0.5, 0.5, "no motion", ha="center", va="center", transform=axes[1, s].transAxes,
+                            fontsize=7)
+        axes[1, s].contour(np.kron(shade, np.ones((8, 8))), levels=[0.5], colors="cyan", linewidths=0.6,
+                           extent=(0, width, 0, height), origin="upper")
+        axes[1, s].set_xlim(0, width)
+        axes[1, s].set_ylim(height, 0)
+        for ax in axes[:, s]:
+            ax.set_xticks([])
+            ax.set_yticks([])
+    axes[0, 0].set_ylabel("masked (blue)", fontsize=7)
+    axes[1, 0].set_ylabel("motion |v|", fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=8)
+    fig.tight_layout()
+    path = os.fspath(path)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
