@@ -113,6 +113,29 @@ def _score_text(score: float | None, inside: float | None) -> str:
     return "inf (nothing visible moves)" if inside else "n/a (no motion to judge by)"
 
 
+def cmd_pretrain(args: argparse.Namespace) -> int:
+    from maskvid.config import load_config
+    from maskvid.recipes import pretrain
+
+    config_path = args.config
+    overrides = list(args.set)
+    if args.resume:
+        if config_path is None:
+            config_path = os.path.join(args.resume, "config.yaml")
+        overrides.append(f"output_dir={args.resume}")
+    if config_path is None:
+        raise ConfigError("--config", "give a config file (see configs/pretrain/) or --resume RUN_DIR")
+    result = pretrain(load_config(config_path, overrides), resume=bool(args.resume))
+    summary = dataclasses.asdict(result)
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        print(f"{result.status} at step {result.step} in {result.seconds:.1f} s ({result.clips_per_s:.1f} clips/s): "
+              f"loss {result.first_loss} -> {result.last_loss}")
+        print(f"  run directory: {result.run_dir}   checkpoint: {result.checkpoint}")
+    return 0 if result.status == "finished" else 3
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from maskvid import bench
 
@@ -169,6 +192,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="write a PNG: frames with masked tokens shaded, motion below")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_mask)
+
+    p = sub.add_parser("pretrain", help="masked-video pretraining from a YAML config (configs/pretrain/)")
+    p.add_argument("--config", default=None, help="YAML config; with --resume, defaults to RUN_DIR/config.yaml")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key, e.g. optim.lr=1e-3 or train.max_steps=100; repeatable")
+    p.add_argument("--resume", default=None, metavar="RUN_DIR",
+                   help="continue RUN_DIR exactly from its last checkpoint")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(func=cmd_pretrain)
 
     p = sub.add_parser("bench", help="speed ratios against a reference, measured in the same run")
     p.add_argument("what", choices=["data", "masking"])

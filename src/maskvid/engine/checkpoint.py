@@ -1,0 +1,82 @@
+"""Atomic checkpoints: ``checkpoints/step_NNNNNNN/{model.safetensors, state.pt}``, written to a temporary directory
+and renamed into place, so a kill at any moment leaves the previous checkpoint whole. ``state.pt`` (optimizer, RNG
+states, step, epoch) is loaded with ``weights_only=True``: a file that would run code when unpickled is refused."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import re
+import shutil
+import tempfile
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from maskvid.errors import CheckpointError
+
+STEP_DIR = re.compile(r"^step_(\d+)$")
+
+
+def save_checkpoint(run_dir: str, step: int, model: torch.nn.Module, state: dict, keep: int = 2) -> str:
+    root = os.path.join(run_dir, "checkpoints")
+    os.makedirs(root, exist_ok=True)
+    final = os.path.join(root, f"step_{step:07d}")
+    tmp = tempfile.mkdtemp(prefix=".tmp-", dir=root)
+    weights = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    save_file(weights, os.path.join(tmp, "model.safetensors"), metadata={"step": str(step)})
+    torch.save({**state, "step": step}, os.path.join(tmp, "state.pt"))
+    for name in os.listdir(tmp):
+        with open(os.path.join(tmp, name), "rb") as f:
+            os.fsync(f.fileno())
+    if os.path.exists(final):  # a rerun of the same step (e.g. resumed and saved again): replace it
+        shutil.rmtree(final)
+    os.rename(tmp, final)
+    for old in list_checkpoints(run_dir)[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def list_checkpoints(run_dir: str) -> list[str]:
+    """Complete checkpoint directories, oldest first (temporary ones from a killed write are ignored)."""
+    root = os.path.join(run_dir, "checkpoints")
+    if not os.path.isdir(root):
+        return []
+    steps = sorted((int(m.group(1)), name) for name in os.listdir(root) if (m := STEP_DIR.match(name)))
+    return [os.path.join(root, name) for _, name in steps
+            if os.path.exists(os.path.join(root, name, "state.pt"))]
+
+
+def latest_checkpoint(run_dir: str) -> str | None:
+    found = list_checkpoints(run_dir)
+    return found[-1] if found else None
+
+
+def load_weights(path: str) -> dict[str, torch.Tensor]:
+    file = os.path.join(path, "model.safetensors") if os.path.isdir(path) else path
+    if not os.path.exists(file):
+        raise CheckpointError(f"{file}: missing")
+    try:
+        return load_file(file)
+    except Exception as e:  # noqa: BLE001
+        raise CheckpointError(f"{file}: not a readable safetensors file ({e})") from e
+
+
+def load_state(path: str) -> dict:
+    """``state.pt`` of a checkpoint directory, unpickled with ``weights_only=True``."""
+    file = os.path.join(path, "state.pt") if os.path.isdir(path) else path
+    if not os.path.exists(file):
+        raise CheckpointError(f"{file}: missing")
+    try:
+        return torch.load(file, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise CheckpointError(f"{file}: refused — it holds objects that could run code when loaded ({e})") from e
+    except Exception as e:  # noqa: BLE001
+        raise CheckpointError(f"{file}: cannot be read ({type(e).__name__}: {e})") from e
+
+
+def restore_model(model: torch.nn.Module, path: str) -> None:
+    missing, unexpected = model.load_state_dict(load_weights(path), strict=False)
+    if missing or unexpected:
+        raise CheckpointError(f"{path}: weights do not fit the model — missing {missing[:5]}, "
+                              f"unexpected {unexpected[:5]}")

@@ -1,0 +1,67 @@
+"""Single process by default; under ``torchrun`` the same command runs DDP (gloo on CPU, nccl on CUDA)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass
+class Dist:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed(device: torch.device) -> Dist:
+    """Join the process group ``torchrun`` describes in the environment; a plain run is rank 0 of 1."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return Dist()
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return Dist(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def pick_device(name: str, local_rank: int = 0) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(name)
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", local_rank)
+    return device
+
+
+def all_finite(value: torch.Tensor, info: Dist) -> bool:
+    """Whether the loss is finite on every rank (all ranks must stop together)."""
+    flag = torch.isfinite(value.detach()).all().float().reshape(1)
+    if info.world > 1:
+        dist.all_reduce(flag, op=dist.ReduceOp.MIN)
+    return bool(flag.item() > 0)
+
+
+class ShardedResumableSampler(torch.utils.data.Sampler):
+    """This epoch's permutation (seeded by seed and epoch, so every rank and every resumed run draws the same),
+    this rank's shard of it, starting at ``start`` samples in (to resume mid-epoch)."""
+
+    def __init__(self, size: int, seed: int, info: Dist, per_rank: int):
+        self.size, self.seed, self.info, self.per_rank = size, seed, info, per_rank
+        self.epoch, self.start = 0, 0
+
+    def set_position(self, epoch: int, start: int) -> None:
+        self.epoch, self.start = epoch, start
+
+    def __iter__(self):
+        order = torch.randperm(self.size, generator=torch.Generator().manual_seed(self.seed * 100_003 + self.epoch))
+        shard = order[self.info.rank :: self.info.world][: self.per_rank]
+        return iter(shard[self.start :].tolist())
+
+    def __len__(self) -> int:
+        return self.per_rank - self.start

@@ -1,0 +1,38 @@
+"""AdamW with VideoMAE's weight-decay exclusions, the linear lr-scaling rule, cosine schedule with linear warmup."""
+
+from __future__ import annotations
+
+import torch
+from timm.optim import param_groups_weight_decay
+from timm.scheduler import CosineLRScheduler
+
+from maskvid.config import OptimConfig
+
+
+def scaled_lr(optim: OptimConfig, effective_batch: int) -> float:
+    """``optim.lr`` if set, else ``base_lr · effective_batch / 256`` (MAE / VideoMAE)."""
+    return optim.lr if optim.lr is not None else optim.base_lr * effective_batch / 256
+
+
+def no_decay_names(model: torch.nn.Module) -> set[str]:
+    """Position tables and the mask token; 1-D parameters (norms, biases, q/v biases) are excluded by shape."""
+    return {name for name, _ in model.named_parameters() if "pos_embed" in name or name.endswith("mask_token")}
+
+
+def build_optimizer(model: torch.nn.Module, optim: OptimConfig, lr: float) -> torch.optim.AdamW:
+    groups = param_groups_weight_decay(model, optim.weight_decay, no_weight_decay_list=no_decay_names(model))
+    return torch.optim.AdamW(groups, lr=lr, betas=optim.betas)
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, optim: OptimConfig, total_steps: int,
+                    steps_per_epoch: int) -> CosineLRScheduler:
+    """Per-step schedule: linear warmup from 0, then cosine to ``min_lr`` over the remaining steps.
+
+    Stateless given the step (``step_update(step)``), so a resumed run needs only the step count.
+    """
+    warmup = optim.warmup_steps if optim.warmup_steps is not None else round(optim.warmup_epochs * steps_per_epoch)
+    warmup = min(warmup, max(total_steps - 1, 0))
+    scheduler = CosineLRScheduler(optimizer, t_initial=max(total_steps - warmup, 1), lr_min=optim.min_lr,
+                                  warmup_t=warmup, warmup_lr_init=0.0, warmup_prefix=True, t_in_epochs=False)
+    scheduler.step_update(0)
+    return scheduler

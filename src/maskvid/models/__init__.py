@@ -1,0 +1,12 @@
+"""Plain nn.Modules: the video ViT encoder, the MAE decoder, a classifier. No losses here (DESIGN.md).
+
+Imports nothing of maskvid but errors.
+"""
+
+from maskvid.models.blocks import Attention, Block, DividedBlock, Mlp, TokenLayout
+from maskvid.models.classifier import VideoClassifier
+from maskvid.models.decoders import DecoderConfig, MAEDecoder
+from maskvid.models.vit import PRESETS, PositionEmbedding, VideoViT, ViTConfig, sincos_table, visible_layout
+
+__all__ = ["PRESETS", "Attention", "Block", "DecoderConfig", "DividedBlock", "MAEDecoder", "Mlp", "PositionEmbedding",
+           "TokenLayout", "VideoClassifier", "VideoViT", "ViTConfig", "sincos_table", "visible_layout"]

@@ -1,0 +1,148 @@
+"""Transformer blocks: Attention (fused qkv, VideoMAE's q/v bias, SDPA), Mlp, the joint Block and the divided
+(time, then space) Block. Parameter names follow the original VideoMAE / timm layout (``attn.qkv``, ``attn.q_bias``,
+``norm1``, ``mlp.fc1`` ...), which maps one to one onto Hugging Face's VideoMAE (see :mod:`maskvid.hf`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from timm.layers import DropPath
+from torch import nn
+
+
+@dataclass
+class TokenLayout:
+    """Where a block's tokens sit on the grid.
+
+    grid: ``(T', H', W')``. ids: ``(B, K)`` position in ``(t h w)`` order of each kept token, None when all N are
+    kept in order. valid: ``(B, K)`` bool, False on padding (samples keep different counts), None when none is.
+    """
+
+    grid: tuple[int, int, int]
+    ids: torch.Tensor | None = None
+    valid: torch.Tensor | None = None
+
+    @property
+    def key_mask(self) -> torch.Tensor | None:
+        """SDPA boolean mask ``(B, 1, 1, K)``, True = may attend; None when there is no padding."""
+        return None if self.valid is None else self.valid[:, None, None, :]
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention with one fused qkv projection; q and v get biases, k none (VideoMAE)."""
+
+    def __init__(self, dim: int, heads: int, qv_bias: bool = True, attn_drop: float = 0.0, proj_drop: float = 0.0):
+        super().__init__()
+        if dim % heads:
+            raise ValueError(f"width {dim} is not divisible by {heads} heads")
+        self.heads = heads
+        self.qkv = nn.Linear(dim, dim * 3, bias=False)
+        self.q_bias = nn.Parameter(torch.zeros(dim)) if qv_bias else None
+        self.v_bias = nn.Parameter(torch.zeros(dim)) if qv_bias else None
+        self.attn_drop = attn_drop
+        self.proj = nn.Linear(dim, dim)
+        self.proj_drop = nn.Dropout(proj_drop)
+
+    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None) -> torch.Tensor:
+        b, n, d = x.shape
+        bias = None
+        if self.q_bias is not None:
+            bias = torch.cat([self.q_bias, torch.zeros_like(self.v_bias), self.v_bias])
+        qkv = F.linear(x, self.qkv.weight, bias).view(b, n, 3, self.heads, d // self.heads)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (B, heads, N, d_head)
+        drop = self.attn_drop if self.training else 0.0
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=drop)
+        return self.proj_drop(self.proj(out.transpose(1, 2).reshape(b, n, d)))
+
+
+class Mlp(nn.Module):
+    def __init__(self, dim: int, hidden: int, drop: float = 0.0):
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(hidden, dim)
+        self.drop = nn.Dropout(drop)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
+
+
+class Block(nn.Module):
+    """Pre-LN block over all tokens at once (joint space-time attention), optional LayerScale (``gamma_1/2``)."""
+
+    def __init__(
+        self,
+        dim: int,
+        heads: int,
+        mlp_ratio: float = 4.0,
+        qv_bias: bool = True,
+        drop: float = 0.0,
+        attn_drop: float = 0.0,
+        drop_path: float = 0.0,
+        layer_scale: float | None = None,
+        eps: float = 1e-6,
+    ):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim, eps=eps)
+        self.attn = Attention(dim, heads, qv_bias, attn_drop, drop)
+        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+        self.norm2 = nn.LayerNorm(dim, eps=eps)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio), drop)
+        self.gamma_1 = nn.Parameter(torch.full((dim,), layer_scale)) if layer_scale else None
+        self.gamma_2 = nn.Parameter(torch.full((dim,), layer_scale)) if layer_scale else None
+
+    def _scaled(self, x: torch.Tensor, gamma: torch.Tensor | None) -> torch.Tensor:
+        return self.drop_path(x if gamma is None else gamma * x)
+
+    def forward(self, x: torch.Tensor, layout: TokenLayout) -> torch.Tensor:
+        x = x + self._scaled(self.attn(self.norm1(x), layout.key_mask), self.gamma_1)
+        return x + self._scaled(self.mlp(self.norm2(x)), self.gamma_2)
+
+
+class DividedBlock(Block):
+    """TimeSformer's divided attention: attention over time at each spatial position (``attn_time``), then over
+    space within each temporal slice (``attn``), then the MLP.
+
+    With a subset of tokens (MAE encoding), the kept tokens are scattered onto the full grid and attention runs per
+    row with a key mask, so any mask works; rows with no kept token are computed on zeros and thrown away.
+    """
+
+    def __init__(self, dim: int, heads: int, qv_bias: bool = True, attn_drop: float = 0.0, drop: float = 0.0,
+                 eps: float = 1e-6, **kw):
+        super().__init__(dim, heads, qv_bias=qv_bias, attn_drop=attn_drop, drop=drop, eps=eps, **kw)
+        self.norm_time = nn.LayerNorm(dim, eps=eps)
+        self.attn_time = Attention(dim, heads, qv_bias, attn_drop, drop)
+
+    def forward(self, x: torch.Tensor, layout: TokenLayout) -> torch.Tensor:
+        x = x + self.drop_path(_along(self.attn_time, self.norm_time(x), layout, time=True))
+        x = x + self._scaled(_along(self.attn, self.norm1(x), layout, time=False), self.gamma_1)
+        return x + self._scaled(self.mlp(self.norm2(x)), self.gamma_2)
+
+
+def _along(attn: Attention, x: torch.Tensor, layout: TokenLayout, time: bool) -> torch.Tensor:
+    """Run ``attn`` along time (rows = spatial positions) or space (rows = temporal slices) of the grid."""
+    b, k, d = x.shape
+    t, h, w = layout.grid
+    n, s = t * h * w, h * w
+    if layout.ids is None:
+        full, present = x, None
+    else:
+        full = x.new_zeros(b, n, d).scatter(1, layout.ids[..., None].expand(-1, -1, d), x)
+        kept = torch.ones_like(layout.ids, dtype=torch.bool) if layout.valid is None else layout.valid
+        present = torch.zeros(b, n, dtype=torch.bool, device=x.device).scatter(1, layout.ids, kept)
+    grid = full.view(b, t, s, d)
+    rows = grid.transpose(1, 2).reshape(b * s, t, d) if time else grid.reshape(b * t, s, d)
+    mask = None
+    if present is not None:
+        keys = present.view(b, t, s)
+        keys = keys.transpose(1, 2).reshape(b * s, t) if time else keys.reshape(b * t, s)
+        keys = keys | ~keys.any(1, keepdim=True)  # an empty row attends everywhere; its output is discarded
+        mask = keys[:, None, None, :]
+    out = attn(rows, mask)
+    out = out.view(b, s, t, d).transpose(1, 2).reshape(b, n, d) if time else out.reshape(b, n, d)
+    if layout.ids is None:
+        return out
+    return out.gather(1, layout.ids[..., None].expand(-1, -1, d))

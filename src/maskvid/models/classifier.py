@@ -1,0 +1,34 @@
+"""A video classifier: the encoder over all tokens, mean pooling + ``fc_norm`` (VideoMAE) or the final norm's
+mean, dropout and a linear head."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from maskvid.models.vit import VideoViT, ViTConfig
+
+
+class VideoClassifier(nn.Module):
+    def __init__(self, config: ViTConfig, num_classes: int, fc_norm: bool = True, head_drop: float = 0.0,
+                 head_eps: float = 1e-6, init_scale: float = 1.0, pool: str = "mean"):
+        super().__init__()
+        if pool not in ("mean", "first"):
+            raise ValueError(f"pool {pool!r} not in mean, first")
+        self.pool = pool  # "first": VideoMAE's / HF's choice when there is no fc_norm (token 0, no CLS token)
+        self.encoder = VideoViT(config)
+        self.fc_norm = nn.LayerNorm(config.width, eps=head_eps) if fc_norm else nn.Identity()
+        self.head_drop = nn.Dropout(head_drop)
+        self.head = nn.Linear(config.width, num_classes)
+        nn.init.trunc_normal_(self.head.weight, std=0.02)
+        with torch.no_grad():  # VideoMAE scales the fresh head down (init_scale 0.001) for fine-tuning
+            self.head.weight.mul_(init_scale)
+        nn.init.zeros_(self.head.bias)
+
+    def features(self, video: torch.Tensor) -> torch.Tensor:
+        tokens, _ = self.encoder(video)  # (B, N, D)
+        return self.fc_norm(tokens.mean(1) if self.pool == "mean" else tokens[:, 0])
+
+    def forward(self, video: torch.Tensor) -> torch.Tensor:
+        """``(B, C, T, H, W)`` → logits ``(B, num_classes)``."""
+        return self.head(self.head_drop(self.features(video)))

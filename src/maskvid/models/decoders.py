@@ -1,0 +1,47 @@
+"""The MAE decoder: a few joint blocks over all N tokens (visible ones and mask tokens), a norm, a linear head."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+from maskvid.models.blocks import Block, TokenLayout
+from maskvid.models.vit import init_weights
+
+
+@dataclass
+class DecoderConfig:
+    """VideoMAE's decoder: 4 blocks of width 384 (ViT-B; half the encoder width for ViT-S). ``head_eps``: the final
+    norm's epsilon (1e-6 in VideoMAE's code, 1e-5 in Hugging Face's port)."""
+
+    width: int = 384
+    depth: int = 4
+    heads: int = 6
+    mlp_ratio: float = 4.0
+    qv_bias: bool = True
+    eps: float = 1e-6
+    head_eps: float = 1e-6
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class MAEDecoder(nn.Module):
+    def __init__(self, config: DecoderConfig, out_dim: int):
+        super().__init__()
+        c = config
+        self.blocks = nn.ModuleList(
+            Block(c.width, c.heads, mlp_ratio=c.mlp_ratio, qv_bias=c.qv_bias, eps=c.eps) for _ in range(c.depth)
+        )
+        self.norm = nn.LayerNorm(c.width, eps=c.head_eps)
+        self.head = nn.Linear(c.width, out_dim)
+        self.apply(init_weights)
+
+    def forward(self, x: torch.Tensor, grid: tuple[int, int, int]) -> torch.Tensor:
+        """``(B, N, width)`` full sequence → ``(B, N, out_dim)`` (every sample has all N tokens: no padding)."""
+        layout = TokenLayout(grid)
+        for blk in self.blocks:
+            x = blk(x, layout)
+        return self.head(self.norm(x))

@@ -1,0 +1,55 @@
+"""HOG target (MaskFeat; MME appendix C): per frame and RGB channel, a 9-bin histogram of unsigned gradient
+orientations in each patch-sized cell, weighted by gradient magnitude and L2-normalized — computed on the device
+with Sobel convolutions, no loop over pixels."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+
+from maskvid.errors import ConfigError
+from maskvid.targets.patchify import unnormalize
+from maskvid.targets.pixels import Pixels
+
+SOBEL_X = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]])
+
+
+@dataclass(eq=False)
+class HOG(Pixels):
+    """``(B, N, t·C·bins)``: for each of the tubelet's t frames and C channels, one histogram per token."""
+
+    bins: int = 9
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.bins < 2:
+            raise ConfigError("target.bins", f"need at least 2 orientation bins, got {self.bins}")
+
+    @property
+    def dim(self) -> int:
+        return self.patch[0] * self.channels * self.bins
+
+    @torch.no_grad()
+    def forward(self, video: torch.Tensor, **aux) -> torch.Tensor:
+        t, p, q = self.patch
+        b, c, frames, height, width = video.shape
+        images = rearrange(unnormalize(video, self.mean, self.std), "b c t h w -> (b t c) 1 h w").float()
+        kernel = torch.stack([SOBEL_X, SOBEL_X.T])[:, None].to(images)  # (2, 1, 3, 3): d/dx, d/dy
+        grad = F.conv2d(F.pad(images, (1, 1, 1, 1), mode="reflect"), kernel)  # (BTC, 2, H, W)
+        magnitude = grad.norm(dim=1)
+        angle = torch.atan2(grad[:, 1], grad[:, 0]) % math.pi  # unsigned orientation in [0, π)
+        position = angle / math.pi * self.bins
+        low = position.floor().long() % self.bins
+        frac = position - position.floor()
+        # linear vote into the two nearest bins, then sum the votes over each p×q cell
+        votes = torch.zeros(images.shape[0], self.bins, height, width, device=video.device)
+        votes.scatter_add_(1, low[:, None], (magnitude * (1 - frac))[:, None])
+        votes.scatter_add_(1, ((low + 1) % self.bins)[:, None], (magnitude * frac)[:, None])
+        cells = F.avg_pool2d(votes, (p, q)) * (p * q)  # (BTC, bins, H/p, W/q)
+        cells = F.normalize(cells, dim=1)
+        cells = rearrange(cells, "(b n t c) k h w -> b (n h w) (t c k)", b=b, t=t, c=c)
+        return cells.to(video.dtype)

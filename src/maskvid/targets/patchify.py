@@ -1,0 +1,29 @@
+"""One ``patchify`` for every per-token target, in VideoMAE's exact order."""
+
+from __future__ import annotations
+
+import torch
+from einops import rearrange
+
+from maskvid.errors import ConfigError
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def patchify(video: torch.Tensor, patch: tuple[int, int, int]) -> torch.Tensor:
+    """``(B, C, T, H, W)`` → ``(B, N, t·p·p, C)``: tokens in ``(t h w)`` order, each token's pixels in ``(t p p)``
+    order with channels last — VideoMAE's (and Hugging Face's) label layout before flattening to ``t·p·p·C``."""
+    t, p, q = patch
+    _, _, frames, height, width = video.shape
+    if frames % t or height % p or width % q:
+        raise ConfigError("model.patch", f"tubelet {tuple(patch)} does not divide a {frames}x{height}x{width} clip")
+    return rearrange(video, "b c (n t) (h p) (w q) -> b (n h w) (t p q) c", t=t, p=p, q=q)
+
+
+def unnormalize(video: torch.Tensor, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> torch.Tensor:
+    """Undo the data pipeline's normalization: back to [0, 1] pixels."""
+    shape = (1, -1, 1, 1, 1)
+    return video * torch.tensor(std, dtype=video.dtype, device=video.device).view(shape) + torch.tensor(
+        mean, dtype=video.dtype, device=video.device
+    ).view(shape)
