@@ -11,7 +11,7 @@ import pytest
 
 from maskvid.cli import main
 
-COMMANDS = ["synth", "probe-video", "mask", "bench", "demo"]
+COMMANDS = ["synth", "probe-video", "mask", "pretrain", "bench", "demo"]
 
 
 def run(*args: str) -> subprocess.CompletedProcess:

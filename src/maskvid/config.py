@@ -207,5 +207,8 @@ def load_config(path: str | os.PathLike | None, overrides: list[str] | None = No
 
 
 def save_config(config: PretrainConfig, path: str) -> None:
-    with open(path, "w") as f:
+    """Write atomically: a run killed mid-write keeps its previous config.yaml."""
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as f:
         yaml.safe_dump(config.to_dict(), f, sort_keys=False)
+    os.replace(tmp, path)

@@ -130,7 +130,10 @@ def _configs_from_hf(cfg: dict) -> tuple[ViTConfig, DecoderConfig]:
 
 
 def _load_into(model: torch.nn.Module, state: dict, source: str) -> torch.nn.Module:
-    missing, unexpected = model.load_state_dict(state, strict=False)
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as e:  # shape mismatches
+        raise CheckpointError(f"{source}: weights do not fit the architecture read from it — {e}") from e
     missing = [k for k in missing if not k.startswith("target.")]
     if missing or unexpected:
         raise CheckpointError(f"{source}: weights do not fit — missing {missing[:5]}, unexpected {unexpected[:5]}")
@@ -186,8 +189,9 @@ def _from_original(path: str, checkpoint: dict, num_frames: int = 16, size: int 
     if any(k.startswith("decoder.") for k in state):
         d_width = state["decoder.head.weight"].shape[1]
         d_depth = len({k.split(".")[2] for k in state if k.startswith("decoder.blocks.")})
+        d_fc1 = state["decoder.blocks.0.mlp.fc1.weight"]
         decoder = DecoderConfig(width=d_width, depth=d_depth, heads=decoder_heads or max(d_width // 64, 1),
-                                qv_bias=encoder.qv_bias)
+                                mlp_ratio=d_fc1.shape[0] / d_width, qv_bias=encoder.qv_bias)
         return _load_into(MAE(encoder, decoder, build_target(target, patch=encoder.patch)), state, path)
     model = VideoClassifier(encoder, state["head.weight"].shape[0], fc_norm="fc_norm.weight" in state,
                             pool="mean" if "fc_norm.weight" in state else "first")

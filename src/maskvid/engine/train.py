@@ -9,6 +9,7 @@ a resumed run skips the steps already taken in the epoch and draws exactly what 
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -79,7 +80,8 @@ def train(method: torch.nn.Module, dataset, config: PretrainConfig, run_dir: str
     step = _resume(run_dir, method, optimizer, device) if resume else 0
     scheduler.step_update(step)
     if info.main:
-        save_config(config, f"{run_dir}/config.yaml")
+        os.makedirs(run_dir, exist_ok=True)
+        save_config(config, os.path.join(run_dir, "config.yaml"))
     model = DistributedDataParallel(method) if info.world > 1 else method
     forward = torch.compile(model) if t.compile else model
     logger = RunLogger(run_dir, plan.stop_at, step, enabled=info.main, progress=t.progress)
@@ -107,7 +109,7 @@ def train(method: torch.nn.Module, dataset, config: PretrainConfig, run_dir: str
                 out = forward(**inputs(batch, device))
             if not all_finite(out.loss, info):
                 status = "non_finite_loss"
-                logger.event({"event": status, "step": step, "loss": float(out.loss)})
+                logger.event({"event": status, "step": step, "loss": float(out.loss.detach())})
                 break
             with no_sync:
                 (out.loss / config.optim.accumulate).backward()

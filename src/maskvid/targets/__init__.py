@@ -12,7 +12,7 @@ from dataclasses import fields
 from maskvid.errors import ConfigError
 from maskvid.targets.hog import HOG
 from maskvid.targets.motion import RGBDiff
-from maskvid.targets.patchify import patchify, unnormalize
+from maskvid.targets.patchify import IMAGENET_MEAN, IMAGENET_STD, patchify, unnormalize
 from maskvid.targets.pixels import NormPixels, Pixels
 
 TARGETS = {"pixels": Pixels, "norm_pixels": NormPixels, "hog": HOG, "rgb_diff": RGBDiff}
@@ -35,4 +35,4 @@ def build(name: str, **options) -> Pixels:
     return cls(**options)
 
 
-__all__ = ["HOG", "NormPixels", "Pixels", "RGBDiff", "available", "build", "patchify", "unnormalize"]
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "HOG", "NormPixels", "Pixels", "RGBDiff", "available", "build", "patchify", "unnormalize"]

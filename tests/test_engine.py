@@ -1,0 +1,157 @@
+"""The pretraining engine end to end on synthetic video: the loss falls, SIGKILL + --resume is bit-identical,
+non-finite losses stop cleanly, unsafe checkpoints are refused, configs are validated before data is read."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from maskvid.config import load_config
+from maskvid.engine.checkpoint import latest_checkpoint, list_checkpoints, load_state, save_checkpoint
+from maskvid.engine.logging import read_metrics
+from maskvid.engine.train import train
+from maskvid.errors import CheckpointError, ConfigError
+from maskvid.recipes import build_method, build_pretrain_dataset, pretrain
+
+CONFIG = os.path.join(os.path.dirname(__file__), "..", "configs", "pretrain", "videomae_tiny.yaml")
+
+
+def tiny_overrides(data_dir: str, out: str, **extra) -> list[str]:
+    values = {
+        "output_dir": out, "data.train_list": os.path.join(data_dir, "train.csv"), "data.num_frames": 4,
+        "data.size": 32, "train.batch_size": 2, "train.num_workers": 0, "train.log_every": 1,
+        "train.checkpoint_every": 2, "train.max_steps": 12, "train.progress": False, "model.patch": "[2, 8, 8]",
+        "optim.warmup_steps": 2, **extra,
+    }
+    return [f"{k}={v}" for k, v in values.items()]
+
+
+def test_tiny_pretraining_loss_falls(synth_motion, tmp_path):
+    config = load_config(CONFIG, tiny_overrides(synth_motion, str(tmp_path / "run"), **{
+        "train.max_steps": 40, "target.name": "pixels", "train.num_workers": 1, "optim.lr": 3e-3}))
+    result = pretrain(config)
+    assert result.status == "finished" and result.step == 40
+    losses = [r["loss"] for r in read_metrics(result.run_dir) if "loss" in r]
+    assert len(losses) == 40 and sum(losses[-5:]) / 5 < 0.5 * sum(losses[:3]) / 3
+    run = tmp_path / "run"
+    assert (run / "config.yaml").exists() and any((run / "tensorboard").iterdir())
+    assert [os.path.basename(p) for p in list_checkpoints(str(run))] == ["step_0000038", "step_0000040"]
+    assert set(load_file(run / "checkpoints" / "step_0000040" / "model.safetensors")) == set(
+        build_method(config).state_dict())
+
+
+def _pretrain_cmd(args: list[str]) -> list[str]:
+    return [sys.executable, "-m", "maskvid.cli", "pretrain", *args]
+
+
+def test_sigkill_then_resume_is_bit_identical(synth_motion, tmp_path):
+    def sets(out):
+        return [a for s in tiny_overrides(synth_motion, out, **{"train.max_steps": 60, "model.drop_path": 0.1,
+                                                                   "train.checkpoint_every": 4})
+                for a in ("--set", s)]
+
+    straight = str(tmp_path / "straight")
+    done = subprocess.run(_pretrain_cmd(["--config", CONFIG, *sets(straight)]), capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    killed = str(tmp_path / "killed")
+    proc = subprocess.Popen(_pretrain_cmd(["--config", CONFIG, *sets(killed)]), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while latest_checkpoint(killed) is None or not latest_checkpoint(killed).endswith("8"):
+        assert proc.poll() is None and time.time() < deadline, "the run ended before it could be killed"
+        time.sleep(0.01)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    interrupted_at = int(os.path.basename(latest_checkpoint(killed)).split("_")[1])
+    assert interrupted_at < 60
+    resumed = subprocess.run(_pretrain_cmd(["--resume", killed, "--json"]), capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads(resumed.stdout)["step"] == 60
+    a = load_file(os.path.join(straight, "checkpoints", "step_0000060", "model.safetensors"))
+    b = load_file(os.path.join(killed, "checkpoints", "step_0000060", "model.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    steps = [r["step"] for r in read_metrics(killed) if "loss" in r]
+    assert steps == list(range(1, 61))  # the dead run's records past its checkpoint were dropped
+
+
+class _NaNAfter(torch.nn.Module):
+    """A target that turns NaN after ``calls`` batches (a stand-in for a diverging run)."""
+
+    def __init__(self, inner, calls):
+        super().__init__()
+        self.inner, self.calls, self.dim = inner, calls, inner.dim
+
+    def entry_weights(self, grid):
+        return None
+
+    def forward(self, video, **aux):
+        self.calls -= 1
+        out = self.inner(video)
+        return out if self.calls >= 0 else out * float("nan")
+
+
+def test_non_finite_loss_stops_cleanly_and_keeps_the_last_good_checkpoint(synth_motion, tmp_path):
+    config = load_config(CONFIG, tiny_overrides(synth_motion, str(tmp_path / "run")))
+    method = build_method(config)
+    method.target = _NaNAfter(method.target, calls=5)
+    result = train(method, build_pretrain_dataset(config), config, str(tmp_path / "run"))
+    assert result.status == "non_finite_loss" and result.step == 5
+    assert os.path.basename(latest_checkpoint(str(tmp_path / "run"))) == "step_0000004"
+    weights = load_file(tmp_path / "run" / "checkpoints" / "step_0000004" / "model.safetensors")
+    assert all(torch.isfinite(w).all() for w in weights.values())
+    assert read_metrics(str(tmp_path / "run"))[-2]["event"] == "non_finite_loss"
+
+
+class _RunsCode:
+    def __reduce__(self):
+        return (os.system, ("touch pwned",))
+
+
+def test_a_checkpoint_that_runs_code_is_refused(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    model = torch.nn.Linear(2, 2)
+    path = save_checkpoint(str(tmp_path / "run"), 1, model, {"optimizer": {}})
+    torch.save({"step": 1, "payload": _RunsCode()}, os.path.join(path, "state.pt"))
+    with pytest.raises(CheckpointError, match="could run code"):
+        load_state(path)
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_a_half_written_checkpoint_is_ignored(tmp_path):
+    model = torch.nn.Linear(2, 2)
+    save_checkpoint(str(tmp_path), 3, model, {})
+    (tmp_path / "checkpoints" / ".tmp-abc").mkdir()
+    (tmp_path / "checkpoints" / "step_0000005").mkdir()  # no state.pt: the rename never happened
+    assert latest_checkpoint(str(tmp_path)).endswith("step_0000003")
+
+
+def test_config_errors_name_the_key_before_any_data_is_read(tmp_path):
+    with pytest.raises(ConfigError, match="optim.lrr"):
+        load_config(CONFIG, ["optim.lrr=1"])
+    with pytest.raises(ConfigError, match="mask.ratio"):
+        load_config(CONFIG, ["mask.ratio=1.5"])
+    with pytest.raises(ConfigError, match="mask.strategy"):
+        load_config(CONFIG, ["mask.strategy=zebra"])
+    with pytest.raises(ConfigError, match="train.precision"):
+        load_config(CONFIG, ["train.precision=fp8"])
+    with pytest.raises(ConfigError, match="--config"):
+        load_config(tmp_path / "nope.yaml")
+    config = load_config(CONFIG, ["data.train_list=" + str(tmp_path / "missing.csv")])
+    with pytest.raises(ConfigError, match="data.train_list"):
+        build_pretrain_dataset(config)
+    with pytest.raises(ConfigError, match="target.name"):
+        build_method(load_config(CONFIG, ["target.name=sound"]))
+
+
+def test_resume_without_a_checkpoint_says_so(synth_motion, tmp_path):
+    config = load_config(CONFIG, tiny_overrides(synth_motion, str(tmp_path / "run")))
+    with pytest.raises(CheckpointError, match="nothing to resume"):
+        pretrain(config, resume=True)
