@@ -35,4 +35,5 @@ def build(name: str, **options) -> Pixels:
     return cls(**options)
 
 
-__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "HOG", "NormPixels", "Pixels", "RGBDiff", "available", "build", "patchify", "unnormalize"]
+__all__ = ["HOG", "IMAGENET_MEAN", "IMAGENET_STD", "NormPixels", "Pixels", "RGBDiff", "available", "build", "patchify",
+           "unnormalize"]
