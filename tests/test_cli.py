@@ -85,6 +85,28 @@ def test_bench_masking_json(tmp_path):
     assert set(report["strategy_ms"]) == set(__import__("maskvid.masking", fromlist=["x"]).available())
 
 
+def test_bench_model_json():
+    result = run("bench", "model", "--shape", "tiny", "--batch", "2", "--steps", "2", "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert set(report["clips_per_s"]) == {"maskvid", "transformers", "transformers_eager"}
+    assert report["loss_gap"] < 1e-5  # the same weights compute the same loss in both implementations
+
+
+def test_pretrain_cli_json(synth_motion, tmp_path):
+    config = os.path.join(os.path.dirname(__file__), "..", "configs", "pretrain", "mgm_tiny.yaml")
+    sets = {"output_dir": tmp_path / "run", "data.train_list": os.path.join(synth_motion, "train.csv"),
+            "data.num_frames": 4, "data.size": 32, "train.batch_size": 2, "train.num_workers": 0,
+            "train.max_steps": 3, "train.progress": False}
+    args = [a for k, v in sets.items() for a in ("--set", f"{k}={v}")]
+    result = run("pretrain", "--config", config, *args, "--json")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["status"] == "finished" and summary["step"] == 3 and summary["checkpoint"].endswith("3")
+    bad = run("pretrain", "--config", config, "--set", "mask.ratio=2")
+    assert bad.returncode == 2 and "mask.ratio" in bad.stderr
+
+
 @pytest.mark.slow
 def test_demo_quick(tmp_path):
     result = run("demo", "--quick", "--cache-dir", str(tmp_path), "--json")

@@ -155,3 +155,36 @@ def test_resume_without_a_checkpoint_says_so(synth_motion, tmp_path):
     config = load_config(CONFIG, tiny_overrides(synth_motion, str(tmp_path / "run")))
     with pytest.raises(CheckpointError, match="nothing to resume"):
         pretrain(config, resume=True)
+
+
+def test_torchrun_two_ranks_equal_one_process_with_the_double_batch(synth_motion, tmp_path):
+    """DDP on CPU (gloo): 2 ranks x 2 clips take the same steps as 1 process x 4 clips (same clips, same lr)."""
+    def sets(out, batch):
+        return [a for s in tiny_overrides(synth_motion, out, **{"train.max_steps": 3, "train.batch_size": batch})
+                for a in ("--set", s)]
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    two = str(tmp_path / "two")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "maskvid.cli", "pretrain",
+           "--config", CONFIG, *sets(two, 2), "--json"]
+    ran = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert ran.returncode == 0, ran.stderr[-2000:]
+    assert len([line for line in ran.stdout.splitlines() if line.startswith("{")]) == 1  # rank 0 reports alone
+    one = str(tmp_path / "one")
+    ran = subprocess.run(_pretrain_cmd(["--config", CONFIG, *sets(one, 4)]), capture_output=True, text=True, env=env)
+    assert ran.returncode == 0, ran.stderr[-2000:]
+    a = load_file(os.path.join(two, "checkpoints", "step_0000003", "model.safetensors"))
+    b = load_file(os.path.join(one, "checkpoints", "step_0000003", "model.safetensors"))
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], atol=2e-5, rtol=1e-4)
+    assert read_metrics(two)[0]["world"] == 2
+
+
+@pytest.mark.parametrize("name", sorted(os.listdir(os.path.dirname(CONFIG))))
+def test_every_shipped_config_loads_and_builds(name):
+    config = load_config(os.path.join(os.path.dirname(CONFIG), name))
+    method = build_method(config)
+    expected = {"tiny": 96, "base": 768}[config.model.preset]
+    assert method.encoder.config.width == expected
+    assert method.encoder.config.grid == tuple(n // p for n, p in zip(
+        (config.data.num_frames, config.data.size, config.data.size), config.model.patch, strict=True))

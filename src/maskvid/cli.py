@@ -126,6 +126,8 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     if config_path is None:
         raise ConfigError("--config", "give a config file (see configs/pretrain/) or --resume RUN_DIR")
     result = pretrain(load_config(config_path, overrides), resume=bool(args.resume))
+    if int(os.environ.get("RANK", "0")) != 0:  # under torchrun only rank 0 reports
+        return 0 if result.status == "finished" else 3
     summary = dataclasses.asdict(result)
     if args.json:
         print(json.dumps(summary))
@@ -203,10 +205,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_pretrain)
 
     p = sub.add_parser("bench", help="speed ratios against a reference, measured in the same run")
-    p.add_argument("what", choices=["data", "masking"])
+    p.add_argument("what", choices=["data", "masking", "model"])
     p.add_argument("--clips", type=int, default=40, help="clips per loader")
     p.add_argument("--videos", type=int, default=8, help="source videos to generate")
     p.add_argument("--workdir", default=None, help="where the benchmark videos go (default: a temporary dir)")
+    p.add_argument("--shape", choices=["tiny", "small", "base"], default="small",
+                   help="model: ViT size at 16x224² (tiny: 8x64², CPU test size)")
+    p.add_argument("--batch", type=int, default=2, help="model: clips per step")
+    p.add_argument("--steps", type=int, default=5, help="model: timed steps per implementation")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_bench)
 

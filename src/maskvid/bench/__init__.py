@@ -2,11 +2,12 @@
 
 ``data``: maskvid's loader vs VideoMAE's decord + PIL pipeline (:mod:`maskvid.bench.data`).
 ``masking``: each strategy's cost, and MGM guided by codec vectors vs by optical flow (:mod:`maskvid.bench.masking`).
+``model``: a pretraining step of maskvid's MAE vs transformers' VideoMAEForPreTraining (:mod:`maskvid.bench.model`).
 """
 
 from __future__ import annotations
 
-BENCHMARKS = ("data", "masking")
+BENCHMARKS = ("data", "masking", "model")
 
 
 def run(what: str, args) -> dict:
@@ -18,6 +19,10 @@ def run(what: str, args) -> dict:
         from maskvid.bench.masking import bench_masking
 
         return bench_masking(clips=args.clips, videos=args.videos, workdir=args.workdir)
+    if what == "model":
+        from maskvid.bench.model import bench_model
+
+        return bench_model(shape=args.shape, batch=args.batch, steps=args.steps)
     raise ValueError(f"unknown benchmark {what!r}; choose from {BENCHMARKS}")
 
 
@@ -26,6 +31,10 @@ def format_result(what: str, result: dict) -> str:
         from maskvid.bench.masking import format_masking
 
         return format_masking(result)
+    if what == "model":
+        from maskvid.bench.model import format_model
+
+        return format_model(result)
     rates = result["clips_per_s"]
     lines = [f"bench {what}: {result['setup']}"]
     lines += [f"  {name:>16}: {value:8.2f} clips/s" for name, value in rates.items()]

@@ -39,6 +39,21 @@ def pick_device(name: str, local_rank: int = 0) -> torch.device:
     return device
 
 
+def mean_across_ranks(value: float, info: Dist) -> float:
+    """The mean of a logged scalar over ranks (each rank saw its own shard)."""
+    if info.world == 1:
+        return value
+    total = torch.tensor([value], dtype=torch.float64)
+    dist.all_reduce(total)
+    return float(total) / info.world
+
+
+def finish_distributed(info: Dist) -> None:
+    if info.world > 1 and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 def all_finite(value: torch.Tensor, info: Dist) -> bool:
     """Whether the loss is finite on every rank (all ranks must stop together)."""
     flag = torch.isfinite(value.detach()).all().float().reshape(1)

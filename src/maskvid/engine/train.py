@@ -20,7 +20,14 @@ from torch.nn.parallel import DistributedDataParallel
 from maskvid.config import PretrainConfig, save_config
 from maskvid.data import BadVideoLog, collate
 from maskvid.engine.checkpoint import latest_checkpoint, load_state, restore_model, save_checkpoint
-from maskvid.engine.distributed import ShardedResumableSampler, all_finite, init_distributed, pick_device
+from maskvid.engine.distributed import (
+    ShardedResumableSampler,
+    all_finite,
+    finish_distributed,
+    init_distributed,
+    mean_across_ranks,
+    pick_device,
+)
 from maskvid.engine.logging import RunLogger
 from maskvid.engine.optim import build_optimizer, build_scheduler, scaled_lr
 from maskvid.errors import CheckpointError, ConfigError
@@ -125,7 +132,7 @@ def train(method: torch.nn.Module, dataset, config: PretrainConfig, run_dir: str
             logger.advance()
             if step % t.log_every == 0 or step == plan.stop_at:
                 now = time.perf_counter()
-                logger.log({"step": step, "epoch": epoch, "loss": sum(losses) / len(losses),
+                logger.log({"step": step, "epoch": epoch, "loss": mean_across_ranks(sum(losses) / len(losses), info),
                             "lr": optimizer.param_groups[0]["lr"], "grad_norm": grad_norm,
                             "clips_per_s": clips / (now - window), **_scalars(out.metrics)})
                 losses, clips, window = [], 0, now
@@ -136,6 +143,7 @@ def train(method: torch.nn.Module, dataset, config: PretrainConfig, run_dir: str
     seconds = time.perf_counter() - started
     logger.event({"event": status, "step": step, "seconds": seconds, "bad_videos": bad.report()})
     logger.close()
+    finish_distributed(info)
     return TrainResult(status, step, run_dir, checkpoint or latest_checkpoint(run_dir), first_loss, last_loss,
                        _throughput(run_dir), seconds)
 

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, replace
 
 import torch
 import torch.nn.functional as F
+from einops import rearrange
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
@@ -134,13 +135,17 @@ class PositionEmbedding(nn.Module):
         time = resize_grid_table(self.pos_embed_time, self.grid[:1], (t,))  # (T', D)
         return (time[:, None, :] + space[None, :, :]).reshape(t * h * w, self.dim)
 
-    def forward(self, x: torch.Tensor, grid: tuple[int, int, int]) -> torch.Tensor:
-        if self.kind == "sincos":  # cached per grid and device; not a parameter, not in the state dict
-            key = (grid, x.device)
+    def table_for(self, grid: tuple[int, int, int], like: torch.Tensor) -> torch.Tensor:
+        """:meth:`table` on ``like``'s device and dtype; the fixed sincos table is cached per grid and device."""
+        if self.kind == "sincos":  # not a parameter, not in the state dict
+            key = (grid, like.device)
             if getattr(self, "_cache_key", None) != key:
-                self._cache, self._cache_key = self.table(grid).to(x.device), key
-            return x + self._cache.to(x.dtype)
-        return x + self.table(grid).to(x.dtype)
+                self._cache, self._cache_key = self.table(grid).to(like.device), key
+            return self._cache.to(like.dtype)
+        return self.table(grid).to(like.dtype)
+
+    def forward(self, x: torch.Tensor, grid: tuple[int, int, int]) -> torch.Tensor:
+        return x + self.table_for(grid, x)
 
 
 def visible_layout(mask: torch.Tensor, grid: tuple[int, int, int]) -> TokenLayout:
@@ -188,22 +193,33 @@ class VideoViT(nn.Module):
 
     def forward(self, video: torch.Tensor, mask: torch.Tensor | None = None) -> tuple[torch.Tensor, TokenLayout]:
         grid = self.grid_of(video)
-        x = self.patch_embed(video).flatten(2).transpose(1, 2)  # (B, N, D), tokens in (t h w) order
-        x = self.pos_embed(x, grid)
-        layout = TokenLayout(grid)
-        if mask is not None:
+        if mask is None:
+            layout = TokenLayout(grid)
+            x = self.patch_embed(video).flatten(2).transpose(1, 2)  # (B, N, D), tokens in (t h w) order
+            x = self.pos_embed(x, grid)
+        else:
             n = grid[0] * grid[1] * grid[2]
-            if mask.shape != (x.shape[0], n) or mask.dtype != torch.bool:
+            if mask.shape != (video.shape[0], n) or mask.dtype != torch.bool:
                 got = f"{mask.dtype} {tuple(mask.shape)}"
-                raise ConfigError("mask", f"expected bool (B={x.shape[0]}, N={n}), got {got}")
+                raise ConfigError("mask", f"expected bool (B={video.shape[0]}, N={n}), got {got}")
             layout = visible_layout(mask, grid)
-            x = x.gather(1, layout.ids[..., None].expand(-1, -1, x.shape[-1]))  # (B, K, D)
+            x = self._embed_visible(video, layout)  # (B, K, D)
         for blk in self.blocks:
             if self.config.grad_checkpointing and self.training:
                 x = checkpoint(blk, x, layout, use_reentrant=False)
             else:
                 x = blk(x, layout)
         return self.norm(x), layout
+
+    def _embed_visible(self, video: torch.Tensor, layout: TokenLayout) -> torch.Tensor:
+        """Embed only the kept tubelets: the Conv3d's weights as a linear map on gathered patches, so the masked
+        90% cost a copy, not a convolution (same numbers as embedding all and gathering)."""
+        t, p, q = self.config.patch
+        patches = rearrange(video, "b c (n t) (h p) (w q) -> b (n h w) (c t p q)", t=t, p=p, q=q)
+        patches = patches.gather(1, layout.ids[..., None].expand(-1, -1, patches.shape[-1]))  # (B, K, C·t·p·q)
+        x = F.linear(patches, self.patch_embed.weight.flatten(1), self.patch_embed.bias)
+        table = self.pos_embed.table_for(layout.grid, x)  # (N, D)
+        return x + table[layout.ids]
 
     def no_weight_decay(self) -> set[str]:
         """Parameter names that AdamW should not decay (position tables; norms and biases are found by shape)."""
