@@ -188,3 +188,48 @@ def test_every_shipped_config_loads_and_builds(name):
     assert method.encoder.config.width == expected
     assert method.encoder.config.grid == tuple(n // p for n, p in zip(
         (config.data.num_frames, config.data.size, config.data.size), config.model.patch, strict=True))
+
+
+def test_accumulating_two_micro_batches_equals_one_double_batch(synth_motion, tmp_path):
+    def run(out, batch, accumulate):
+        config = load_config(CONFIG, tiny_overrides(synth_motion, str(tmp_path / out), **{
+            "train.max_steps": 2, "train.batch_size": batch, "optim.accumulate": accumulate}))
+        return pretrain(config)
+
+    a, b = run("accumulated", 2, 2), run("double", 4, 1)
+    wa = load_file(os.path.join(a.checkpoint, "model.safetensors"))
+    wb = load_file(os.path.join(b.checkpoint, "model.safetensors"))
+    for key in wa:
+        torch.testing.assert_close(wa[key], wb[key], atol=2e-5, rtol=1e-4)
+
+
+def test_bf16_autocast_and_gradient_checkpointing_run_on_cpu(synth_motion, tmp_path):
+    config = load_config(CONFIG, tiny_overrides(synth_motion, str(tmp_path / "run"), **{
+        "train.max_steps": 2, "train.precision": "bf16", "model.grad_checkpointing": True, "optim.clip_grad": 1.0}))
+    result = pretrain(config)
+    assert result.status == "finished" and result.last_loss is not None
+    assert read_metrics(str(tmp_path / "run"))[-2]["grad_norm"] > 0
+
+
+def test_no_weight_decay_on_norms_biases_position_tables_and_mask_token():
+    from maskvid.config import OptimConfig
+    from maskvid.engine.optim import build_optimizer, build_scheduler, scaled_lr
+
+    config = load_config(CONFIG, ["model.pos_embed=learned"])
+    method = build_method(config)
+    optimizer = build_optimizer(method, OptimConfig(), lr=1e-3)
+    names = {id(p): n for n, p in method.named_parameters()}
+    undecayed = {names[id(p)] for g in optimizer.param_groups if g["weight_decay"] == 0 for p in g["params"]}
+    assert "mask_token" in undecayed and "encoder.pos_embed.pos_embed" in undecayed
+    assert all(n.endswith(("bias", "weight")) or "pos_embed" in n or n == "mask_token"
+               for n in undecayed if "norm" in n or n.endswith("bias"))
+    assert "encoder.blocks.0.attn.qkv.weight" not in undecayed and "encoder.blocks.0.attn.q_bias" in undecayed
+    assert scaled_lr(OptimConfig(base_lr=1.5e-4), 512) == pytest.approx(3e-4)
+    scheduler = build_scheduler(optimizer, OptimConfig(warmup_steps=10, min_lr=1e-5), total_steps=110,
+                                steps_per_epoch=10)
+    lrs = []
+    for step in (0, 5, 10, 60, 110):
+        scheduler.step_update(step)
+        lrs.append(optimizer.param_groups[0]["lr"])
+    assert lrs[0] == 0 and lrs[1] == pytest.approx(5e-4) and lrs[2] == pytest.approx(1e-3)
+    assert lrs[3] == pytest.approx((1e-3 + 1e-5) / 2, rel=1e-3) and lrs[4] == pytest.approx(1e-5)
