@@ -112,5 +112,8 @@ def test_demo_quick(tmp_path):
     result = run("demo", "--quick", "--cache-dir", str(tmp_path), "--json")
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
-    assert report["clips"] == 40 and report["bad_videos"] == 0
-    assert os.path.exists(os.path.join(report["dataset"], "train.csv"))
+    for name in ("pretrained", "scratch"):
+        assert 0 <= report[name]["top1"] <= report[name]["top5"] <= 1 and report[name]["videos"] == 40
+    assert report["pretrain"]["steps"] == 150 and isinstance(report["pretrain"]["loss_fell"], bool)
+    assert os.path.exists(report["loss_curves"]) and all(os.path.exists(p) for p in report["mask_pictures"].values())
+    assert "top-1" in report["table"]

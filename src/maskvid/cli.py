@@ -138,6 +138,57 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     return 0 if result.status == "finished" else 3
 
 
+def _finetune_config(args: argparse.Namespace):
+    from maskvid.config import FinetuneConfig, load_config
+
+    config_path, overrides = args.config, list(args.set)
+    if getattr(args, "resume", None):
+        config_path = config_path or os.path.join(args.resume, "config.yaml")
+        overrides.append(f"output_dir={args.resume}")
+    if config_path is None:
+        raise ConfigError("--config", "give a config file (see configs/finetune/) or --resume RUN_DIR")
+    return load_config(config_path, overrides, kind=FinetuneConfig)
+
+
+def _print_eval(report: dict) -> None:
+    print(f"  top-1 {report['top1']:.4f}  top-5 {report['top5']:.4f}  on {report['videos']} videos x "
+          f"{report['views_per_video']} views ({report['clips_per_s']:.1f} clips/s)")
+    print(f"  confusion matrix: {report['confusion_png']}")
+
+
+def cmd_finetune(args: argparse.Namespace) -> int:
+    from maskvid.recipes import finetune
+
+    report = finetune(_finetune_config(args), resume=bool(args.resume))
+    if int(os.environ.get("RANK", "0")) != 0:
+        return 0 if report["train"]["status"] == "finished" else 3
+    if args.json:
+        print(json.dumps(report))
+    else:
+        t = report["train"]
+        print(f"{t['status']} at step {t['step']} in {t['seconds']:.1f} s ({t['clips_per_s']:.1f} clips/s): "
+              f"loss {t['first_loss']} -> {t['last_loss']}")
+        if report["init"]:
+            print(f"  initialised from {report['init']['source']} ({report['init']['loaded']} tensors)")
+        print(f"  run directory: {t['run_dir']}")
+        if "eval" in report:
+            _print_eval(report["eval"])
+    return 0 if report["train"]["status"] == "finished" else 3
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from maskvid.recipes import evaluate_checkpoint
+
+    config = _finetune_config(args)
+    report = evaluate_checkpoint(config, args.checkpoint)
+    if args.json:
+        print(json.dumps(report))
+    else:
+        print(f"{report['checkpoint']}:")
+        _print_eval(report)
+    return 0
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from maskvid import bench
 
@@ -204,15 +255,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=cmd_pretrain)
 
+    p = sub.add_parser("finetune", help="fine-tune, linear-probe or MAR from a YAML config (configs/finetune/)")
+    p.add_argument("--config", default=None, help="YAML config; with --resume, defaults to RUN_DIR/config.yaml")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key, e.g. init=runs/mgm_tiny or head.kind=probe; repeatable")
+    p.add_argument("--resume", default=None, metavar="RUN_DIR",
+                   help="continue RUN_DIR exactly from its last checkpoint")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(func=cmd_finetune)
+
+    p = sub.add_parser("evaluate", help="multi-view top-1/top-5, per-class accuracy, confusion matrix")
+    p.add_argument("--config", required=True, help="the fine-tuning config (data.val_list, data.test_views, ...)")
+    p.add_argument("--checkpoint", required=True, help="a run directory or one of its checkpoints")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_evaluate)
+
     p = sub.add_parser("bench", help="speed ratios against a reference, measured in the same run")
-    p.add_argument("what", choices=["data", "masking", "model"])
+    p.add_argument("what", choices=["data", "masking", "model", "mar"])
     p.add_argument("--clips", type=int, default=40, help="clips per loader")
     p.add_argument("--videos", type=int, default=8, help="source videos to generate")
     p.add_argument("--workdir", default=None, help="where the benchmark videos go (default: a temporary dir)")
-    p.add_argument("--shape", choices=["tiny", "small", "base"], default="small",
-                   help="model: ViT size at 16x224² (tiny: 8x64², CPU test size)")
-    p.add_argument("--batch", type=int, default=2, help="model: clips per step")
-    p.add_argument("--steps", type=int, default=5, help="model: timed steps per implementation")
+    p.add_argument("--shape", choices=["tiny", "small", "base"], default=None,
+                   help="model/mar: ViT size at 16x224² (tiny: 8x64², CPU test size); default small (model), "
+                        "base (mar)")
+    p.add_argument("--batch", type=int, default=None, help="model/mar: clips per step (default 2 / 1)")
+    p.add_argument("--steps", type=int, default=None, help="model/mar: timed steps per variant (default 5 / 2)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_bench)
 

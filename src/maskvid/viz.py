@@ -63,3 +63,52 @@ def draw_mask(
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def draw_confusion(confusion, class_names: list[str] | None, path: str | os.PathLike, title: str = "") -> str:
+    """Row-normalized confusion matrix (rows: true class, columns: predicted) as a PNG."""
+    plt = _pyplot()
+    matrix = np.asarray(confusion, dtype=np.float64)
+    rates = matrix / np.maximum(matrix.sum(1, keepdims=True), 1)
+    k = len(matrix)
+    names = class_names or [str(i) for i in range(k)]
+    fig, ax = plt.subplots(figsize=(max(4, 0.45 * k + 2), max(3.5, 0.45 * k + 1.5)))
+    image = ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(k), names, rotation=60, ha="right", fontsize=7)
+    ax.set_yticks(range(k), names, fontsize=7)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    for i in range(k):
+        for j in range(k):
+            if matrix[i, j]:
+                ax.text(j, i, int(matrix[i, j]), ha="center", va="center", fontsize=6,
+                        color="white" if rates[i, j] > 0.5 else "black")
+    fig.colorbar(image, ax=ax, fraction=0.046)
+    if title:
+        ax.set_title(title, fontsize=9)
+    return _save(fig, plt, path)
+
+
+def draw_curves(curves: dict[str, tuple[list[int], list[float]]], path: str | os.PathLike, ylabel: str = "loss",
+                title: str = "") -> str:
+    """One line per run: ``{name: (steps, values)}``."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5.5, 3.5))
+    for name, (steps, values) in curves.items():
+        ax.plot(steps, values, label=name, linewidth=1.2)
+    ax.set_xlabel("step")
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title, fontsize=9)
+    return _save(fig, plt, path)
+
+
+def _save(fig, plt, path) -> str:
+    fig.tight_layout()
+    path = os.fspath(path)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

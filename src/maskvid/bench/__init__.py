@@ -2,12 +2,13 @@
 
 ``data``: maskvid's loader vs VideoMAE's decord + PIL pipeline (:mod:`maskvid.bench.data`).
 ``masking``: each strategy's cost, and MGM guided by codec vectors vs by optical flow (:mod:`maskvid.bench.masking`).
+``mar``: MAR's masked fine-tuning and inference vs full-token fine-tuning (:mod:`maskvid.bench.mar`).
 ``model``: a pretraining step of maskvid's MAE vs transformers' VideoMAEForPreTraining (:mod:`maskvid.bench.model`).
 """
 
 from __future__ import annotations
 
-BENCHMARKS = ("data", "masking", "model")
+BENCHMARKS = ("data", "masking", "model", "mar")
 
 
 def run(what: str, args) -> dict:
@@ -22,7 +23,11 @@ def run(what: str, args) -> dict:
     if what == "model":
         from maskvid.bench.model import bench_model
 
-        return bench_model(shape=args.shape, batch=args.batch, steps=args.steps)
+        return bench_model(shape=args.shape or "small", batch=args.batch or 2, steps=args.steps or 5)
+    if what == "mar":
+        from maskvid.bench.mar import bench_mar
+
+        return bench_mar(shape=args.shape or "base", batch=args.batch or 1, steps=args.steps or 2)
     raise ValueError(f"unknown benchmark {what!r}; choose from {BENCHMARKS}")
 
 
@@ -35,6 +40,10 @@ def format_result(what: str, result: dict) -> str:
         from maskvid.bench.model import format_model
 
         return format_model(result)
+    if what == "mar":
+        from maskvid.bench.mar import format_mar
+
+        return format_mar(result)
     rates = result["clips_per_s"]
     lines = [f"bench {what}: {result['setup']}"]
     lines += [f"  {name:>16}: {value:8.2f} clips/s" for name, value in rates.items()]

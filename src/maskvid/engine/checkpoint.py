@@ -4,6 +4,7 @@ states, step, epoch) is loaded with ``weights_only=True``: a file that would run
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import re
@@ -18,13 +19,22 @@ from maskvid.errors import CheckpointError
 STEP_DIR = re.compile(r"^step_(\d+)$")
 
 
-def save_checkpoint(run_dir: str, step: int, model: torch.nn.Module, state: dict, keep: int = 2) -> str:
+def save_checkpoint(run_dir: str, step: int, model: torch.nn.Module, state: dict, keep: int = 2,
+                    ema: torch.nn.Module | None = None) -> str:
+    """Write ``model.safetensors`` (+ ``ema.safetensors`` for an EMA copy) and ``state.pt`` atomically."""
     root = os.path.join(run_dir, "checkpoints")
     os.makedirs(root, exist_ok=True)
     final = os.path.join(root, f"step_{step:07d}")
     tmp = tempfile.mkdtemp(prefix=".tmp-", dir=root)
     weights = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    save_file(weights, os.path.join(tmp, "model.safetensors"), metadata={"step": str(step)})
+    metadata = {"step": str(step)}
+    encoder = getattr(model, "encoder", None)
+    if encoder is not None and hasattr(encoder, "config"):  # lets a fine-tune resize learned position tables
+        metadata["encoder"] = json.dumps(encoder.config.to_dict())
+    save_file(weights, os.path.join(tmp, "model.safetensors"), metadata=metadata)
+    if ema is not None:
+        save_file({k: v.detach().contiguous().cpu() for k, v in ema.state_dict().items()},
+                  os.path.join(tmp, "ema.safetensors"), metadata=metadata)
     torch.save({**state, "step": step}, os.path.join(tmp, "state.pt"))
     for name in os.listdir(tmp):
         with open(os.path.join(tmp, name), "rb") as f:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import torch
-from timm.optim import param_groups_weight_decay
+from timm.optim import param_groups_layer_decay, param_groups_weight_decay
 from timm.scheduler import CosineLRScheduler
 
 from maskvid.config import OptimConfig
@@ -20,7 +20,14 @@ def no_decay_names(model: torch.nn.Module) -> set[str]:
 
 
 def build_optimizer(model: torch.nn.Module, optim: OptimConfig, lr: float) -> torch.optim.AdamW:
-    groups = param_groups_weight_decay(model, optim.weight_decay, no_weight_decay_list=no_decay_names(model))
+    """AdamW over trainable parameters; with ``layer_decay`` < 1, block i of L gets lr · decay^(L+1-i) (BEiT,
+    VideoMAE fine-tuning; the model's ``group_matcher`` says which parameters form each layer)."""
+    skip = no_decay_names(model)
+    if optim.layer_decay < 1:
+        groups = param_groups_layer_decay(model, optim.weight_decay, no_weight_decay_list=skip,
+                                          layer_decay=optim.layer_decay)
+    else:
+        groups = param_groups_weight_decay(model, optim.weight_decay, no_weight_decay_list=skip)
     return torch.optim.AdamW(groups, lr=lr, betas=optim.betas)
 
 

@@ -11,10 +11,11 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
 import torch
+from timm.utils import ModelEmaV3
 from torch.nn.parallel import DistributedDataParallel
 
 from maskvid.config import PretrainConfig, save_config
@@ -45,10 +46,6 @@ class TrainResult:
     seconds: float
 
 
-def mae_inputs(batch: dict, device: torch.device) -> dict:
-    return {"video": batch["video"].to(device, non_blocking=True), "mask": batch["mask"].to(device, non_blocking=True)}
-
-
 @dataclass
 class _Plan:
     steps_per_epoch: int
@@ -73,9 +70,12 @@ def _autocast(precision: str, device: torch.device):
     return contextlib.nullcontext()
 
 
-def train(method: torch.nn.Module, dataset, config: PretrainConfig, run_dir: str, resume: bool = False,
-          inputs: Callable[[dict, torch.device], dict] = mae_inputs) -> TrainResult:
-    """Train ``method`` on ``dataset`` as ``config`` says, writing checkpoints and metrics under ``run_dir``."""
+def train(method: torch.nn.Module, dataset, config: PretrainConfig, run_dir: str, resume: bool = False) -> TrainResult:
+    """Train ``method`` on ``dataset`` as ``config`` says, writing checkpoints and metrics under ``run_dir``.
+
+    ``method.prepare(batch, device)`` turns a collated batch into the method's arguments (it may draw mixup);
+    ``method(**arguments)`` returns an object with ``loss`` and ``metrics``.
+    """
     t = config.train
     device = pick_device(t.device)
     info = init_distributed(device)
@@ -84,7 +84,8 @@ def train(method: torch.nn.Module, dataset, config: PretrainConfig, run_dir: str
     lr = scaled_lr(config.optim, plan.samples_per_step * info.world)
     optimizer = build_optimizer(method, config.optim, lr)
     scheduler = build_scheduler(optimizer, config.optim, plan.total_steps, plan.steps_per_epoch)
-    step = _resume(run_dir, method, optimizer, device) if resume else 0
+    ema = ModelEmaV3(method, decay=t.ema) if t.ema else None  # timm's EMA of the weights, evaluated instead
+    step = _resume(run_dir, method, optimizer, device, ema) if resume else 0
     scheduler.step_update(step)
     if info.main:
         os.makedirs(run_dir, exist_ok=True)
@@ -113,7 +114,7 @@ def train(method: torch.nn.Module, dataset, config: PretrainConfig, run_dir: str
             sync = micro % config.optim.accumulate == 0
             no_sync = model.no_sync() if info.world > 1 and not sync else contextlib.nullcontext()
             with no_sync, _autocast(t.precision, device):
-                out = forward(**inputs(batch, device))
+                out = forward(**method.prepare(batch, device))
             if not all_finite(out.loss, info):
                 status = "non_finite_loss"
                 logger.event({"event": status, "step": step, "loss": float(out.loss.detach())})
@@ -126,6 +127,8 @@ def train(method: torch.nn.Module, dataset, config: PretrainConfig, run_dir: str
                 continue
             grad_norm = _optimizer_step(method, optimizer, config.optim.clip_grad)
             step += 1
+            if ema is not None:
+                ema.update(method, step=step)
             scheduler.step_update(step)
             first_loss = first_loss if first_loss is not None else losses[0]
             last_loss = losses[-1]
@@ -133,11 +136,11 @@ def train(method: torch.nn.Module, dataset, config: PretrainConfig, run_dir: str
             if step % t.log_every == 0 or step == plan.stop_at:
                 now = time.perf_counter()
                 logger.log({"step": step, "epoch": epoch, "loss": mean_across_ranks(sum(losses) / len(losses), info),
-                            "lr": optimizer.param_groups[0]["lr"], "grad_norm": grad_norm,
+                            "lr": max(g["lr"] for g in optimizer.param_groups), "grad_norm": grad_norm,
                             "clips_per_s": clips / (now - window), **_scalars(out.metrics)})
                 losses, clips, window = [], 0, now
             if info.main and (step % t.checkpoint_every == 0 or step == plan.stop_at):
-                checkpoint = _save(run_dir, step, epoch, method, optimizer, config, t.keep_checkpoints)
+                checkpoint = _save(run_dir, step, epoch, method, optimizer, config, t.keep_checkpoints, ema)
             if step >= plan.stop_at or step % plan.steps_per_epoch == 0:
                 break
     seconds = time.perf_counter() - started
@@ -163,29 +166,45 @@ def _scalars(metrics: dict) -> dict:
     return {f"m_{k}": float(v) for k, v in metrics.items() if k != "loss"}
 
 
-def _save(run_dir, step, epoch, method, optimizer, config, keep) -> str:
+def _save(run_dir, step, epoch, method, optimizer, config, keep, ema) -> str:
     state = {
         "optimizer": optimizer.state_dict(),
         "epoch": epoch,
         "rng_cpu": torch.get_rng_state(),
+        "rng_numpy": _numpy_rng_state(),  # timm's mixup draws from numpy's global generator
         "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
         "config": config.to_dict(),
     }
-    return save_checkpoint(run_dir, step, method, state, keep)
+    return save_checkpoint(run_dir, step, method, state, keep, ema=ema.module if ema is not None else None)
 
 
-def _resume(run_dir: str, method, optimizer, device) -> int:
+def _resume(run_dir: str, method, optimizer, device, ema) -> int:
     path = latest_checkpoint(run_dir)
     if path is None:
         raise CheckpointError(f"{run_dir}: nothing to resume (no complete checkpoint under checkpoints/)")
     restore_model(method, path)
+    if ema is not None:
+        restore_model(ema.module, os.path.join(path, "ema.safetensors"))
     state = load_state(path)
     optimizer.load_state_dict(state["optimizer"])
     torch.set_rng_state(state["rng_cpu"])
+    if "rng_numpy" in state:
+        _set_numpy_rng_state(state["rng_numpy"])
     if state.get("rng_cuda") and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["rng_cuda"])
     method.to(device)
     return int(state["step"])
+
+
+def _numpy_rng_state() -> dict:
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    return {"name": name, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+            "has_gauss": int(has_gauss), "cached": float(cached)}
+
+
+def _set_numpy_rng_state(state: dict) -> None:
+    keys = state["keys"].numpy().astype(np.uint32)
+    np.random.set_state((state["name"], keys, state["pos"], state["has_gauss"], state["cached"]))
 
 
 def _throughput(run_dir: str) -> float:

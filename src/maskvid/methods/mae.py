@@ -48,6 +48,15 @@ class MAE(nn.Module):
         if mask is None or not bool(mask.any()):
             raise ConfigError("mask", "MAE needs a mask with at least one masked token per batch")
         tokens, layout = self.encoder(video, mask)  # (B, K, D)
+        return self.reconstruct(tokens, layout, video, mask, **aux)
+
+    def prepare(self, batch: dict, device: torch.device) -> dict:
+        """The loop's batch → this method's arguments, on ``device``."""
+        return {"video": batch["video"].to(device, non_blocking=True),
+                "mask": batch["mask"].to(device, non_blocking=True)}
+
+    def reconstruct(self, tokens, layout, video: torch.Tensor, mask: torch.Tensor, **aux) -> MAEOutput:
+        """Decoder half: encoded visible tokens → predictions and loss on the masked ones (MAR reuses it)."""
         grid = layout.grid
         b, n = mask.shape
         x = self.encoder_to_decoder(tokens)  # (B, K, d)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from maskvid.models.heads import masked_mean
 from maskvid.models.vit import VideoViT, ViTConfig
 
 
@@ -25,10 +26,17 @@ class VideoClassifier(nn.Module):
             self.head.weight.mul_(init_scale)
         nn.init.zeros_(self.head.bias)
 
-    def features(self, video: torch.Tensor) -> torch.Tensor:
-        tokens, _ = self.encoder(video)  # (B, N, D)
-        return self.fc_norm(tokens.mean(1) if self.pool == "mean" else tokens[:, 0])
+    def group_matcher(self, coarse: bool = False) -> dict:
+        """timm's layer grouping for layer-wise lr decay: embeddings, then each block, then norms and head."""
+        return {"stem": r"^encoder\.(?:patch_embed|pos_embed)", "blocks": [(r"^encoder\.blocks\.(\d+)", None),
+                                                                       (r"^encoder\.norm", (99999,))]}
 
-    def forward(self, video: torch.Tensor) -> torch.Tensor:
-        """``(B, C, T, H, W)`` → logits ``(B, num_classes)``."""
-        return self.head(self.head_drop(self.features(video)))
+    def features(self, video: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        tokens, layout = self.encoder(video, mask)  # (B, N, D), or the visible tokens when masked
+        if self.pool == "first":
+            return self.fc_norm(tokens[:, 0])
+        return self.fc_norm(masked_mean(tokens, layout.valid))
+
+    def forward(self, video: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """``(B, C, T, H, W)`` → logits ``(B, num_classes)``; with a mask, from the visible tokens only."""
+        return self.head(self.head_drop(self.features(video, mask)))
