@@ -11,7 +11,7 @@ import pytest
 
 from maskvid.cli import main
 
-COMMANDS = ["synth", "probe-video", "mask", "pretrain", "bench", "demo"]
+COMMANDS = ["synth", "probe-video", "mask", "pretrain", "finetune", "evaluate", "bench", "demo"]
 
 
 def run(*args: str) -> subprocess.CompletedProcess:
@@ -91,6 +91,15 @@ def test_bench_model_json():
     report = json.loads(result.stdout)
     assert set(report["clips_per_s"]) == {"maskvid", "transformers", "transformers_eager"}
     assert report["loss_gap"] < 1e-5  # the same weights compute the same loss in both implementations
+
+
+def test_bench_mar_json():
+    result = run("bench", "mar", "--shape", "tiny", "--batch", "2", "--steps", "1", "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert set(report["inference_speedup"]) == set(report["train_speedup"]) == {"25", "50", "75"}
+    gflops = report["gflops"]
+    assert gflops["full"] > gflops["25"] > gflops["50"] > gflops["75"] > 0  # fewer visible tokens, fewer FLOPs
 
 
 def test_pretrain_cli_json(synth_motion, tmp_path):
