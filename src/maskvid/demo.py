@@ -92,8 +92,10 @@ def _pictures(root: str, runs: str, pretrain_dir: str) -> dict:
     for strategy in ("mgm", "tube"):
         shown = mask_video(video, strategy, ratio=0.75, frames=CLIP["num_frames"] * 2, stride=CLIP["stride"],
                            size=128, patch=(2, 16, 16))
+        score = shown.summary()["motion_score"]
+        title = f"{strategy} 75%: motion score " + ("inf" if score is None else f"{score:.2f}")
         masks[strategy] = draw_mask(shown.frames, shown.mask, shown.motion, os.path.join(runs, f"mask_{strategy}.png"),
-                                    title=f"{strategy} 75%: motion score {shown.summary()['motion_score']}")
+                                    title=title)
     curves = {}
     named = (("pretrain (MGM, pixels)", pretrain_dir), ("fine-tune pretrained", os.path.join(runs, "pretrained")),
              ("fine-tune scratch", os.path.join(runs, "scratch")))
