@@ -162,3 +162,61 @@ def test_finetune_resume_is_exact_with_mixup_and_ema(synth_motion, pretrained_ru
         assert all(torch.equal(a[k], b[k]) for k in a), name
     assert straight["eval"]["checkpoint"].endswith("step_0000006")
     assert resumed["eval"]["confusion"] == straight["eval"]["confusion"]
+
+
+def test_mar_net_trains_every_parameter_and_drops_its_branch_at_inference():
+    from maskvid import masking, targets
+    from maskvid.methods.finetune import Classification
+    from maskvid.methods.mae import MAE
+    from maskvid.models import DecoderConfig, ViTConfig
+
+    torch.manual_seed(0)
+    enc = ViTConfig.preset("tiny", patch=(2, 8, 8), num_frames=4, size=32)
+    mae = MAE(enc, DecoderConfig(width=32, depth=1, heads=2), targets.build("norm_pixels", patch=enc.patch))
+    method = Classification(MARNet(mae, 5, bridge={"width": 32, "depth": 1, "heads": 2}), 5)
+    gen = masking.build("running_cell", ratio=0.5)
+    mask = torch.stack([gen((2, 4, 4), torch.Generator().manual_seed(i)) for i in range(2)]).flatten(1)
+    video, label = torch.randn(2, 3, 4, 32, 32), torch.tensor([1, 3])
+    out = method(video, target=label, label=label, mask=mask)
+    assert "recon" in out.metrics
+    out.loss.backward()
+    assert [n for n, p in method.named_parameters() if p.grad is None] == []
+    method.eval()
+    assert torch.allclose(method.predict(video, mask).sum(-1), torch.ones(2))
+    assert not isinstance(method.net(video, mask), tuple)  # no reconstruction at inference
+    with pytest.raises(ConfigError, match="mask"):
+        method.net(video, None)
+
+
+def test_pretrained_weights_from_a_checkpoint_with_another_grid_and_from_an_hf_directory(tmp_path):
+    from maskvid import targets
+    from maskvid.engine.checkpoint import save_checkpoint
+    from maskvid.hf import to_hf
+    from maskvid.methods.finetune import Classification
+    from maskvid.methods.mae import MAE
+    from maskvid.models import DecoderConfig, VideoClassifier, ViTConfig
+    from maskvid.pretrained import load_pretrained
+
+    torch.manual_seed(0)
+    enc = ViTConfig.preset("tiny", patch=(2, 8, 8), num_frames=4, size=32, pos_embed="learned")
+    mae = MAE(enc, DecoderConfig(width=32, depth=1, heads=2), targets.build("pixels", patch=enc.patch))
+    save_checkpoint(str(tmp_path / "run"), 7, mae, {})
+    longer = ViTConfig.preset("tiny", patch=(2, 8, 8), num_frames=8, size=48, pos_embed="learned", final_norm=False)
+    clf = Classification(VideoClassifier(longer, 4), 4)
+    report = load_pretrained(clf, tmp_path / "run", "net.", longer, skip=("encoder.norm.",))
+    assert "net.encoder.pos_embed.pos_embed" not in report["fresh"]
+    assert clf.encoder.pos_embed.pos_embed.shape == (4 * 6 * 6, 96)
+    torch.testing.assert_close(clf.encoder.blocks[1].mlp.fc2.weight, mae.encoder.blocks[1].mlp.fc2.weight)
+
+    sincos = ViTConfig.preset("tiny", patch=(2, 8, 8), num_frames=4, size=32)
+    hf_mae = MAE(sincos, DecoderConfig(width=32, depth=1, heads=2), targets.build("norm_pixels", patch=enc.patch))
+    to_hf(hf_mae, tmp_path / "hf")
+    clf = Classification(VideoClassifier(dataclasses_replace(sincos, final_norm=False), 4), 4)
+    report = load_pretrained(clf, tmp_path / "hf", "net.", sincos, skip=("encoder.norm.",))
+    torch.testing.assert_close(clf.encoder.blocks[0].attn.qkv.weight, hf_mae.encoder.blocks[0].attn.qkv.weight)
+
+
+def dataclasses_replace(obj, **changes):
+    import dataclasses
+
+    return dataclasses.replace(obj, **changes)
