@@ -165,7 +165,8 @@ def test_torchrun_two_ranks_equal_one_process_with_the_double_batch(synth_motion
 
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     two = str(tmp_path / "two")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "maskvid.cli", "pretrain",
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "maskvid.cli",
+           "pretrain",
            "--config", CONFIG, *sets(two, 2), "--json"]
     ran = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert ran.returncode == 0, ran.stderr[-2000:]

@@ -120,6 +120,8 @@ def build_eval_dataset(config: FinetuneConfig) -> VideoDataset | None:
 def count_classes(config: FinetuneConfig, dataset: VideoDataset) -> int:
     if config.head.num_classes:
         return config.head.num_classes
+    if config.data.classes:
+        return len(read_class_names(config.data.classes))
     labels = [r.label for r in dataset.records if r.label is not None]
     if not labels:
         raise ConfigError("data.train_list", "fine-tuning needs labelled videos")
@@ -145,6 +147,9 @@ def build_finetune_method(config: FinetuneConfig, num_classes: int) -> Classific
         net = VideoClassifier(dataclasses.replace(encoder, final_norm=not h.fc_norm), num_classes, fc_norm=h.fc_norm,
                               head_drop=h.dropout, init_scale=h.init_scale)
     mix = config.mixup
+    mixing = h.kind != "probe" and (mix.mixup > 0 or mix.cutmix > 0)
+    if mixing and (config.train.batch_size * config.data.num_repeats) % 2:
+        raise ConfigError("train.batch_size", "mixup pairs each clip with the batch's reverse: use an even batch")
     mixup = None if h.kind == "probe" else build_mixup(mix.mixup, mix.cutmix, mix.prob, mix.switch_prob,
                                                          mix.label_smoothing, num_classes)
     return Classification(net, num_classes, mixup=mixup, label_smoothing=mix.label_smoothing)
