@@ -116,6 +116,24 @@ def test_pretrain_cli_json(synth_motion, tmp_path):
     assert bad.returncode == 2 and "mask.ratio" in bad.stderr
 
 
+def test_finetune_then_evaluate_cli(synth_motion, tmp_path):
+    config = os.path.join(os.path.dirname(__file__), "..", "configs", "finetune", "mar_tiny.yaml")
+    sets = {"output_dir": tmp_path / "mar", "init": "null", "data.train_list": os.path.join(synth_motion, "train.csv"),
+            "data.val_list": os.path.join(synth_motion, "val.csv"),
+            "data.classes": os.path.join(synth_motion, "classes.txt"), "data.num_frames": 4, "data.size": 32,
+            "train.batch_size": 2, "train.num_workers": 0, "train.epochs": 1, "train.progress": False}
+    args = [a for k, v in sets.items() for a in ("--set", f"{k}={v}")]
+    trained = run("finetune", "--config", config, *args, "--json")
+    assert trained.returncode == 0, trained.stderr
+    report = json.loads(trained.stdout)
+    assert report["train"]["step"] == 3 and report["eval"]["videos"] == 3
+    evaluated = run("evaluate", "--config", config, "--checkpoint", str(tmp_path / "mar"), *args)
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert "top-1" in evaluated.stdout and "confusion" in evaluated.stdout
+    missing = run("evaluate", "--config", config, "--checkpoint", str(tmp_path / "nowhere"), *args)
+    assert missing.returncode == 2 and "nowhere" in missing.stderr
+
+
 @pytest.mark.slow
 def test_demo_quick(tmp_path):
     result = run("demo", "--quick", "--cache-dir", str(tmp_path), "--json")
