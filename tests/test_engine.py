@@ -64,8 +64,12 @@ def test_sigkill_then_resume_is_bit_identical(synth_motion, tmp_path):
     killed = str(tmp_path / "killed")
     proc = subprocess.Popen(_pretrain_cmd(["--config", CONFIG, *sets(killed)]), stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
+    def saved_step() -> int:
+        path = latest_checkpoint(killed)
+        return int(os.path.basename(path).split("_")[1]) if path else 0
+
     deadline = time.time() + 120
-    while latest_checkpoint(killed) is None or not latest_checkpoint(killed).endswith("8"):
+    while saved_step() < 8:
         assert proc.poll() is None and time.time() < deadline, "the run ended before it could be killed"
         time.sleep(0.01)
     os.kill(proc.pid, signal.SIGKILL)
