@@ -57,12 +57,7 @@ def draw_mask(
     axes[1, 0].set_ylabel("motion |v|", fontsize=7)
     if title:
         fig.suptitle(title, fontsize=8)
-    fig.tight_layout()
-    path = os.fspath(path)
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, plt, path)
 
 
 def draw_confusion(confusion, class_names: list[str] | None, path: str | os.PathLike, title: str = "") -> str:

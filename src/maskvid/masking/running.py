@@ -92,48 +92,52 @@ def run_pattern(first: torch.Tensor, t: int) -> torch.Tensor:
     return torch.stack([torch.roll(flat, -i).view(first.shape) for i in range(t)])
 
 
+class _WholeSliceRunning(MaskStrategy):
+    """A whole-slice running cell: subclasses draw the first slice, every later slice is it rolled by one more."""
+
+    def first_slice(self, height: int, width: int, g: torch.Generator) -> torch.Tensor:
+        raise NotImplementedError
+
+    def make(self, grid: Grid, g: torch.Generator, motion: torch.Tensor | None) -> torch.Tensor:
+        check_slice(grid, self.name)
+        t, height, width = grid
+        return run_pattern(self.first_slice(height, width, g), t)
+
+
 @dataclass
-class RunningUniformMask(MaskStrategy):
+class RunningUniformMask(_WholeSliceRunning):
     """Uniform running masking (MAR Fig. 3c): round(ratio·H'·W') positions evenly interleaved in raster order."""
 
     name = "running_uniform"
     ratio: float = 0.5
 
-    def make(self, grid: Grid, g: torch.Generator, motion: torch.Tensor | None) -> torch.Tensor:
-        check_slice(grid, self.name)
-        t, height, width = grid
+    def first_slice(self, height: int, width: int, g: torch.Generator) -> torch.Tensor:
         n, k = height * width, masked_count(self.ratio, height * width)
         position = torch.arange(n)
-        first = (position + 1) * k // n > position * k // n  # k of n, as evenly spaced as integers allow
-        return run_pattern(first.view(height, width), t)
+        return ((position + 1) * k // n > position * k // n).view(height, width)  # k of n, evenly spaced
 
 
 @dataclass
-class RunningRandomMask(MaskStrategy):
+class RunningRandomMask(_WholeSliceRunning):
     """Random running masking (MAR Fig. 3a): a random first-slice pattern of round(ratio·H'·W') tokens, running."""
 
     name = "running_random"
     ratio: float = 0.5
 
-    def make(self, grid: Grid, g: torch.Generator, motion: torch.Tensor | None) -> torch.Tensor:
-        check_slice(grid, self.name)
-        t, height, width = grid
-        first = random_subset(height * width, masked_count(self.ratio, height * width), g)
-        return run_pattern(first.view(height, width), t)
+    def first_slice(self, height: int, width: int, g: torch.Generator) -> torch.Tensor:
+        return random_subset(height * width, masked_count(self.ratio, height * width), g).view(height, width)
 
 
 @dataclass
-class RunningBlockMask(MaskStrategy):
+class RunningBlockMask(_WholeSliceRunning):
     """Block running masking (MAR Fig. 3b): one rectangle of about ratio·H'·W' tokens at a random place, running."""
 
     name = "running_block"
     ratio: float = 0.5
 
-    def make(self, grid: Grid, g: torch.Generator, motion: torch.Tensor | None) -> torch.Tensor:
-        check_slice(grid, self.name)
-        t, height, width = grid
+    def first_slice(self, height: int, width: int, g: torch.Generator) -> torch.Tensor:
         h, w = rectangle_for_ratio(self.ratio, height, width)
         top, left = randint(g, 0, height - h), randint(g, 0, width - w)
         first = torch.zeros(height, width, dtype=torch.bool)
         first[top : top + h, left : left + w] = True
-        return run_pattern(first, t)
+        return first

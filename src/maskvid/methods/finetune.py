@@ -14,7 +14,7 @@ from timm.data import Mixup
 from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
 from torch import nn
 
-from maskvid.models import ProbeHead, VideoViT
+from maskvid.models import ProbeHead, VideoViT, masked_mean
 
 
 @dataclass
@@ -44,12 +44,7 @@ class LinearProbe(nn.Module):
     def forward(self, video: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         with torch.no_grad():
             tokens, layout = self.encoder(video, mask)
-        return self.head(tokens.mean(1) if layout.valid is None else _valid_mean(tokens, layout.valid))
-
-
-def _valid_mean(tokens: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-    w = valid[..., None].to(tokens.dtype)
-    return (tokens * w).sum(1) / w.sum(1).clamp(min=1)
+        return self.head(masked_mean(tokens, layout.valid))
 
 
 class Classification(nn.Module):
