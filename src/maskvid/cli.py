@@ -113,19 +113,29 @@ def _score_text(score: float | None, inside: float | None) -> str:
     return "inf (nothing visible moves)" if inside else "n/a (no motion to judge by)"
 
 
-def cmd_pretrain(args: argparse.Namespace) -> int:
+def _run_config(args: argparse.Namespace, kind=None, where: str = "configs/pretrain/"):
+    """``--config`` + ``--set`` (+ ``--resume RUN_DIR``: its config.yaml and output_dir) → a typed config."""
     from maskvid.config import load_config
-    from maskvid.recipes import pretrain
 
-    config_path = args.config
-    overrides = list(args.set)
-    if args.resume:
-        if config_path is None:
-            config_path = os.path.join(args.resume, "config.yaml")
+    config_path, overrides = args.config, list(args.set)
+    if getattr(args, "resume", None):
+        config_path = config_path or os.path.join(args.resume, "config.yaml")
         overrides.append(f"output_dir={args.resume}")
     if config_path is None:
-        raise ConfigError("--config", "give a config file (see configs/pretrain/) or --resume RUN_DIR")
-    result = pretrain(load_config(config_path, overrides), resume=bool(args.resume))
+        raise ConfigError("--config", f"give a config file (see {where}) or --resume RUN_DIR")
+    return load_config(config_path, overrides, kind=kind)
+
+
+def _finetune_config(args: argparse.Namespace):
+    from maskvid.config import FinetuneConfig
+
+    return _run_config(args, FinetuneConfig, "configs/finetune/")
+
+
+def cmd_pretrain(args: argparse.Namespace) -> int:
+    from maskvid.recipes import pretrain
+
+    result = pretrain(_run_config(args), resume=bool(args.resume))
     if int(os.environ.get("RANK", "0")) != 0:  # under torchrun only rank 0 reports
         return 0 if result.status == "finished" else 3
     summary = dataclasses.asdict(result)
@@ -136,18 +146,6 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
               f"loss {result.first_loss} -> {result.last_loss}")
         print(f"  run directory: {result.run_dir}   checkpoint: {result.checkpoint}")
     return 0 if result.status == "finished" else 3
-
-
-def _finetune_config(args: argparse.Namespace):
-    from maskvid.config import FinetuneConfig, load_config
-
-    config_path, overrides = args.config, list(args.set)
-    if getattr(args, "resume", None):
-        config_path = config_path or os.path.join(args.resume, "config.yaml")
-        overrides.append(f"output_dir={args.resume}")
-    if config_path is None:
-        raise ConfigError("--config", "give a config file (see configs/finetune/) or --resume RUN_DIR")
-    return load_config(config_path, overrides, kind=FinetuneConfig)
 
 
 def _print_eval(report: dict) -> None:
@@ -247,21 +245,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_mask)
 
     p = sub.add_parser("pretrain", help="masked-video pretraining from a YAML config (configs/pretrain/)")
-    p.add_argument("--config", default=None, help="YAML config; with --resume, defaults to RUN_DIR/config.yaml")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config key, e.g. optim.lr=1e-3 or train.max_steps=100; repeatable")
-    p.add_argument("--resume", default=None, metavar="RUN_DIR",
-                   help="continue RUN_DIR exactly from its last checkpoint")
-    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    _add_run_arguments(p, "optim.lr=1e-3 or train.max_steps=100")
     p.set_defaults(func=cmd_pretrain)
 
     p = sub.add_parser("finetune", help="fine-tune, linear-probe or MAR from a YAML config (configs/finetune/)")
-    p.add_argument("--config", default=None, help="YAML config; with --resume, defaults to RUN_DIR/config.yaml")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config key, e.g. init=runs/mgm_tiny or head.kind=probe; repeatable")
-    p.add_argument("--resume", default=None, metavar="RUN_DIR",
-                   help="continue RUN_DIR exactly from its last checkpoint")
-    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    _add_run_arguments(p, "init=runs/mgm_tiny or head.kind=probe")
     p.set_defaults(func=cmd_finetune)
 
     p = sub.add_parser("evaluate", help="multi-view top-1/top-5, per-class accuracy, confusion matrix")
@@ -290,6 +278,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_demo)
     return parser
+
+
+def _add_run_arguments(p: argparse.ArgumentParser, example: str) -> None:
+    """The arguments every training command shares."""
+    p.add_argument("--config", default=None, help="YAML config; with --resume, defaults to RUN_DIR/config.yaml")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help=f"override a config key, e.g. {example}; repeatable")
+    p.add_argument("--resume", default=None, metavar="RUN_DIR",
+                   help="continue RUN_DIR exactly from its last checkpoint")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
 
 
 def _version() -> str:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import torch
 import torchvision.transforms.v2.functional as F
@@ -110,9 +110,10 @@ def mask_video(
     """
     if source is not None and source not in ("codec", "flow"):
         raise ConfigError("mask.source", f"{source!r} not in codec, flow")
+    guided = strategy in masking.STRATEGIES and "source" in {f.name for f in fields(masking.STRATEGIES[strategy])}
+    if source is not None and guided:
+        options = {**options, "source": source}  # guidance follows the motion asked for
     gen = masking.build(strategy, **options)
-    if source is not None and hasattr(gen, "source"):
-        gen = masking.build(strategy, **{**options, "source": source})  # guidance follows the motion asked for
     source = source or getattr(gen, "source", "codec")
     t, p, q = patch
     if frames % t or size % p or size % q:

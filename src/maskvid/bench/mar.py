@@ -15,6 +15,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
 from maskvid import masking, targets
+from maskvid.bench.threads import torch_threads
 from maskvid.errors import ConfigError
 from maskvid.methods.finetune import Classification
 from maskvid.methods.mae import MAE
@@ -59,10 +60,7 @@ def _seconds(fn) -> float:
 def bench_mar(shape: str = "base", batch: int = 1, steps: int = 2, threads: int | None = None) -> dict:
     if shape not in SHAPES:
         raise ConfigError("bench.shape", f"{shape!r} not in {tuple(SHAPES)}")
-    previous = torch.get_num_threads()
-    if threads:
-        torch.set_num_threads(threads)
-    try:
+    with torch_threads(threads):
         torch.manual_seed(0)
         models, grid = _models(shape)
         _, frames, size, *_ = SHAPES[shape]
@@ -93,8 +91,6 @@ def bench_mar(shape: str = "base", batch: int = 1, steps: int = 2, threads: int 
             "setup": {"shape": shape, "clip": f"{frames}x{size}x{size}", "batch": batch, "steps": steps,
                       "threads": torch.get_num_threads(), "gflops": "multiply-accumulates per clip, inference"},
         }
-    finally:
-        torch.set_num_threads(previous)
 
 
 def _train_step(model, optimizer, video, label, mask) -> None:

@@ -12,6 +12,7 @@ import time
 
 import torch
 
+from maskvid.bench.threads import torch_threads
 from maskvid.errors import ConfigError
 from maskvid.hf import from_hf, from_hf_layout
 
@@ -51,10 +52,7 @@ def bench_model(shape: str = "small", batch: int = 2, steps: int = 5, ratio: flo
     """maskvid vs transformers with its default attention (SDPA) and with its eager attention, same weights."""
     if shape not in SHAPES:
         raise ConfigError("bench.shape", f"{shape!r} not in {tuple(SHAPES)}")
-    previous = torch.get_num_threads()
-    if threads:
-        torch.set_num_threads(threads)
-    try:
+    with torch_threads(threads):
         torch.manual_seed(0)
         hf, frames, size = _hf_model(shape, "sdpa")
         with tempfile.TemporaryDirectory() as tmp:
@@ -93,8 +91,6 @@ def bench_model(shape: str = "small", batch: int = 2, steps: int = 5, ratio: flo
             "setup": {"shape": shape, "clip": f"{frames}x{size}x{size}", "batch": batch, "mask": f"tube {ratio}",
                       "steps": steps, "threads": torch.get_num_threads(), "device": device},
         }
-    finally:
-        torch.set_num_threads(previous)
 
 
 def format_model(result: dict) -> str:

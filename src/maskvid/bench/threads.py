@@ -1,0 +1,19 @@
+"""Benchmarks run with a chosen torch thread count and give the caller's back afterwards."""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+
+
+@contextlib.contextmanager
+def torch_threads(threads: int | None):
+    """Use ``threads`` torch threads inside the block (None: leave the count as it is)."""
+    previous = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
