@@ -2,11 +2,26 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
 from maskvid.data.encode import write_video
 from maskvid.data.synthetic import SynthConfig, synthesize
+
+
+@pytest.fixture(scope="session", autouse=True)
+def index_cache(tmp_path_factory):
+    """Decoded frame indices go to a temporary directory, never the user's ~/.cache (subprocesses inherit it)."""
+    root = str(tmp_path_factory.mktemp("frame-index"))
+    before = os.environ.get("MASKVID_INDEX_CACHE")
+    os.environ["MASKVID_INDEX_CACHE"] = root
+    yield root
+    if before is None:
+        os.environ.pop("MASKVID_INDEX_CACHE", None)
+    else:
+        os.environ["MASKVID_INDEX_CACHE"] = before
 
 
 def moving_square_frames(n: int = 48, size: int = 128, speed: int = 2) -> list[np.ndarray]:

@@ -14,6 +14,7 @@ from conftest import moving_square_frames
 from maskvid.data import BadVideoLog, ClipTransform, VideoDataset, VideoRecord, collate, decode_clip, probe_video
 from maskvid.data.encode import write_video
 from maskvid.errors import DataError, VideoDecodeError
+from video_corpus import encode, sequential
 
 
 def _audio_only(path: str) -> None:
@@ -131,3 +132,43 @@ def test_a_dataset_of_only_bad_videos_gives_up_with_the_list(corpus):
     dataset = _dataset([VideoRecord(p, 0) for p in corpus.values()], max_retries=3)
     with pytest.raises(DataError, match="bad videos in a row"):
         dataset[0]
+
+
+def _damage(src: str, dst: str, packet: int) -> None:
+    """Copy ``src`` with one packet's payload (past its first 8 bytes, so its headers stay) replaced by noise."""
+    with av.open(src) as container:
+        stream = container.streams.video[0]
+        where = [(p.pos, p.size) for p in container.demux(stream) if p.size][packet]
+    data = bytearray(Path(src).read_bytes())
+    noise = np.random.default_rng(0).integers(0, 256, where[1] - 8, np.uint8)
+    data[where[0] + 8 : where[0] + where[1]] = noise.tobytes()
+    Path(dst).write_bytes(bytes(data))
+
+
+def _frames_before_the_error(path: str) -> np.ndarray:
+    """What a sequential PyAV decode gives before it stops at the damaged packet."""
+    frames = []
+    with av.open(path) as container:
+        try:
+            for frame in container.decode(video=0):
+                frames.append(frame.to_ndarray(format="rgb24"))
+        except av.error.InvalidDataError:
+            pass
+    return np.stack(frames)
+
+
+@pytest.mark.parametrize("name", ["damaged.mp4", "damaged.avi"])
+def test_a_packet_the_decoder_rejects_fails_only_the_clips_through_it(tmp_path, name):
+    """Before the damage clips are exact; a clip whose decoding passes through the rejected packet raises a
+    VideoDecodeError naming the file and the frame; in the MP4 a clip after the next keyframe is the original's."""
+    original = encode(str(tmp_path / f"original{Path(name).suffix}"), options={"g": "24", "bf": "0"})
+    damaged = str(tmp_path / name)
+    _damage(original, damaged, packet=30)  # a P-frame of the second GOP (keyframes at 0, 24, 48, 72, 96)
+    before = _frames_before_the_error(damaged)
+    assert 24 <= len(before) <= 30, "the damage did not stop a sequential decode where expected"
+    np.testing.assert_array_equal(decode_clip(damaged, [0, 10, 20, 29]).frames.numpy(), before[[0, 10, 20, 29]])
+    with pytest.raises(VideoDecodeError, match=rf"{name}: damaged data: .*packet 30 \((after )?frame (30|29)\)"):
+        decode_clip(damaged, [26, 34])
+    if name.endswith(".mp4"):  # frames are addressed by timestamps: after the damage they keep their places
+        reference = sequential(original)[0]
+        np.testing.assert_array_equal(decode_clip(damaged, [50, 60, 70]).frames.numpy(), reference[[50, 60, 70]])

@@ -10,6 +10,7 @@ import sys
 import pytest
 
 from maskvid.cli import main
+from video_corpus import encode, scene
 
 COMMANDS = ["synth", "probe-video", "mask", "pretrain", "finetune", "evaluate", "bench", "demo"]
 
@@ -144,3 +145,24 @@ def test_demo_quick(tmp_path):
     assert report["pretrain"]["steps"] == 150 and isinstance(report["pretrain"]["loss_fell"], bool)
     assert os.path.exists(report["loss_curves"]) and all(os.path.exists(p) for p in report["mask_pictures"].values())
     assert "top-1" in report["table"]
+
+
+def test_probe_video_verify_checks_against_a_sequential_decode(tmp_path, capsys, monkeypatch):
+    path = encode(str(tmp_path / "h264.avi"), options={"g": "24"}, frames=scene(n=70))
+    assert main(["probe-video", path, "--verify", "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert (info["addressing"], info["rotation"], info["frames"]) == ("decoded", 0, 70)
+    assert "avi" in info["addressing_reason"]
+    assert info["verify"]["exact"] == info["verify"]["calls"] == 70 + 6 and info["verify"]["wrong"] == []
+
+    from maskvid.data import verify
+
+    real = verify.decode_clip
+
+    def off_by_one(path, indices, **kw):  # a decoder that returns each frame's neighbour
+        return real(path, [min(i + 1, 69) for i in indices], **kw)
+
+    monkeypatch.setattr(verify, "decode_clip", off_by_one)
+    assert main(["probe-video", path, "--verify"]) == 1
+    out = capsys.readouterr().out
+    assert "differs: frame 0" in out and "addressing: decoded" in out

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import os
 import signal
+import subprocess
 import time
 from fractions import Fraction
 
@@ -13,8 +14,9 @@ import numpy as np
 import pytest
 
 from conftest import moving_square_frames, square_box
-from maskvid.data import decode, decode_clip, probe_video
+from maskvid.data import decode_clip, frame_count, probe_video, reader
 from maskvid.data.encode import write_video
+from video_corpus import encode, ffmpeg_cli
 
 
 def decode_all(path: str) -> np.ndarray:
@@ -39,19 +41,38 @@ def test_lossless_decode_is_exact_in_any_order(lossless_video):
     assert clip.indices.tolist() == indices
 
 
+def decoded_packets(monkeypatch) -> list[int]:
+    """Record the ordinal of every packet given to the decoder."""
+    fed = []
+    original = reader.PacketReader._decode
+
+    def counting(self, packet):
+        if packet is not None:
+            fed.append(self.fed)
+        return original(self, packet)
+
+    monkeypatch.setattr(reader.PacketReader, "_decode", counting)
+    return fed
+
+
 def test_late_clip_does_not_decode_from_start(lossless_video, monkeypatch):
-    path, frames = lossless_video  # keyframe every 8 frames
-    seen = []
-    original = decode._numbered
-
-    def counting(frames_iter, index, seekable):
-        for shown, frame in original(frames_iter, index, seekable):
-            seen.append(shown)
-            yield shown, frame
-
-    monkeypatch.setattr(decode, "_numbered", counting)
+    path, frames = lossless_video  # a keyframe at least every 8 frames, no B-frames: packet k is frame k
+    fed = decoded_packets(monkeypatch)
     decode_clip(path, [26, 28])
-    assert min(seen) >= 24, f"decoded from frame {min(seen)}; the keyframe before 26 is 24"
+    assert min(fed) >= 24 and max(fed) == 28, f"decoded packets {fed}; a keyframe is at 24 or later"
+
+
+def test_a_clip_at_the_end_of_a_long_video_seeks(tmp_path, monkeypatch):
+    path = str(tmp_path / "long.mp4")
+    write_video(path, moving_square_frames(n=600, size=32, speed=0), options={"g": "25"})
+    seeks = []
+    original_seek = reader.PacketReader._seek_to
+    monkeypatch.setattr(reader.PacketReader, "_seek_to", lambda self, start: (seeks.append(start),
+                                                                              original_seek(self, start)))
+    fed = decoded_packets(monkeypatch)
+    clip = decode_clip(path, list(range(536, 600, 4)))
+    np.testing.assert_array_equal(clip.frames.numpy(), decode_all(path)[536:600:4])
+    assert seeks == [525] and len(fed) <= 80, f"seeks {seeks}, {len(fed)} packets decoded from {min(fed)}"
 
 
 def test_probe_reports_exact_counts(moving_square, lossless_video):
@@ -59,6 +80,7 @@ def test_probe_reports_exact_counts(moving_square, lossless_video):
     assert (info.frames, info.width, info.height, info.codec) == (48, 128, 128, "h264")
     assert info.fps == pytest.approx(25) and info.duration == pytest.approx(48 / 25, rel=0.05)
     assert info.motion_vectors is True
+    assert (info.addressing, info.addressing_reason, info.rotation, info.seekable) == ("packets", None, 0, True)
     assert probe_video(lossless_video[0]).frames == 30
 
 
@@ -165,3 +187,34 @@ def test_a_forked_worker_can_collect_frames_the_parent_decoded(moving_square):
     os.kill(pid, signal.SIGKILL)
     os.waitpid(pid, 0)
     pytest.fail("the forked child hung collecting decoded frames")
+
+
+@pytest.mark.parametrize(("rotation", "direction"), [(90, (0, -1)), (-90, (0, 1)), (180, (-1, 0))])
+def test_rotation_uprights_frames_and_turns_motion_vectors(tmp_path, rotation, direction):
+    """The square moves right 2 px/frame as coded; displayed turned 90° counter-clockwise it moves up."""
+    frames = moving_square_frames(n=40, size=128)
+    path = encode(str(tmp_path / f"rot{rotation}.mp4"), frames=[f[:96] for f in frames], rotation=rotation)
+    info = probe_video(path)
+    turns = (rotation // 90) % 4
+    assert info.rotation == turns * 90
+    assert (info.height, info.width) == ((128, 96) if turns % 2 else (96, 128))
+    clip = decode_clip(path, list(range(8, 40, 2)), motion_vectors=True)
+    assert clip.frames.shape[1:3] == (info.height, info.width) and clip.rotation == turns * 90
+    np.testing.assert_array_equal(clip.frames[0].numpy(), np.rot90(decode_all(path)[8], turns))
+    field = clip.motion.numpy()[clip.motion_valid.numpy()]
+    moving = np.abs(field).sum(-1) > 1
+    dx, dy = np.median(field[moving], axis=0)
+    assert (dx, dy) == pytest.approx((2 * direction[0], 2 * direction[1]), abs=0.3)
+
+
+def test_upright_frames_equal_the_ffmpeg_command_lines_autorotate(tmp_path):
+    """An independent reference for the rotation's direction: ffmpeg's own autorotate (its default)."""
+    exe = ffmpeg_cli()
+    if exe is None:
+        pytest.skip("no ffmpeg command line to compare rotation with (pip install imageio-ffmpeg)")
+    path = encode(str(tmp_path / "rot.mp4"), rotation=90)
+    done = subprocess.run([exe, "-v", "error", "-i", path, "-f", "rawvideo", "-pix_fmt", "rgb24", "-"],
+                          capture_output=True, check=True)
+    frames = decode_clip(path, list(range(frame_count(path)))).frames.numpy()
+    cli = np.frombuffer(done.stdout, np.uint8).reshape(frames.shape)
+    np.testing.assert_array_equal(frames, cli)

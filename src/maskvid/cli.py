@@ -54,12 +54,24 @@ def cmd_synth(args: argparse.Namespace) -> int:
 def cmd_probe_video(args: argparse.Namespace) -> int:
     from maskvid.data.decode import probe_video
 
-    info = probe_video(args.video, check_motion_vectors=True)
+    info = dataclasses.asdict(probe_video(args.video, check_motion_vectors=True))
+    if args.verify:
+        from maskvid.data.verify import verify_decoding
+
+        check = verify_decoding(args.video)
+        info["verify"] = {"sequential_frames": check.sequential_frames, "calls": check.calls, "exact": check.exact,
+                          "wrong": check.wrong}
     if args.json:
-        print(json.dumps(dataclasses.asdict(info)))
-    else:
-        for key, value in dataclasses.asdict(info).items():
-            print(f"{key:>14}: {value}")
+        print(json.dumps(info))
+        return 0 if not args.verify or info["verify"]["exact"] == info["verify"]["calls"] else 1
+    for key, value in info.items():
+        if key != "verify":
+            print(f"{key:>17}: {value}")
+    if args.verify:
+        v = info["verify"]
+        print(f"{'verify':>17}: {v['exact']}/{v['calls']} calls equal a sequential decode "
+              f"({v['sequential_frames']} frames)" + "".join(f"\n{'':>19}differs: {w}" for w in v["wrong"]))
+        return 0 if v["exact"] == v["calls"] and v["sequential_frames"] == info["frames"] else 1
     return 0
 
 
@@ -221,8 +233,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=cmd_synth)
 
-    p = sub.add_parser("probe-video", help="codec, frames, fps, size, and whether motion vectors are present")
+    p = sub.add_parser("probe-video", help="codec, frames, fps, size, rotation, how frames are addressed, "
+                       "whether motion vectors are present")
     p.add_argument("video")
+    p.add_argument("--verify", action="store_true",
+                   help="also decode the file sequentially and check maskvid's frames against it (exit 1 if any "
+                        "differs)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_probe_video)
 

@@ -144,3 +144,15 @@ def resize_field(
         field = resized.reshape(*field.shape[:-3], gh, gw, 2).numpy()
     scale = np.array([out_hw[1] / in_hw[1], out_hw[0] / in_hw[0]], np.float32)
     return (field * scale).astype(np.float32)
+
+
+def rotate_field(field: np.ndarray, quarter_turns: int) -> np.ndarray:
+    """Rotate a ``(..., h, w, 2)`` field counter-clockwise by ``quarter_turns`` × 90°, as ``np.rot90`` rotates the
+    frames it belongs to; the vectors turn with the grid (90°: ``(dx, dy) → (dy, -dx)`` in image coordinates)."""
+    k = quarter_turns % 4
+    if k == 0:
+        return field
+    grid = np.rot90(field, k, axes=(-3, -2))
+    dx, dy = grid[..., 0], grid[..., 1]
+    turned = {1: (dy, -dx), 2: (-dx, -dy), 3: (-dy, dx)}[k]
+    return np.ascontiguousarray(np.stack(turned, axis=-1), dtype=np.float32)
