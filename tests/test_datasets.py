@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
 import pytest
 import torch
 
+from conftest import moving_square_frames
 from maskvid.data import ClipTransform, VideoDataset, VideoRecord, collate
 from maskvid.data.datasets import folder_or_list
+from maskvid.data.encode import write_video
 from maskvid.errors import ConfigError
 
 
@@ -88,3 +92,39 @@ def test_folder_tree_and_config_errors(tmp_path, synth_motion):
         make(synth_motion, sampling="sparse")
     with pytest.raises(ConfigError, match="data.num_frames"):
         VideoDataset([VideoRecord("x.mp4")], num_frames=0)
+
+
+FORK_AFTER_DECODING = """
+import gc, sys, torch
+from maskvid.data import VideoDataset, VideoRecord, ClipTransform, collate, decode_clip, probe_video
+paths = sys.argv[1:]
+gc.collect()
+gc.disable()  # keep the decoded frames' reference cycles alive: the forked workers inherit them
+for path in paths:
+    probe_video(path, check_motion_vectors=True)
+    decode_clip(path, list(range(0, 16, 2)), size=48, motion_vectors=True, threads=0)  # FFmpeg's own threads
+dataset = VideoDataset([VideoRecord(p, 0) for p in paths], ClipTransform(size=32, crop="centre", flip=False),
+                       num_frames=4, stride=2, motion_vectors=True)
+def collect_inherited_garbage(worker_id):
+    gc.enable()
+    gc.collect()
+loader = torch.utils.data.DataLoader(dataset, batch_size=2, num_workers=2, collate_fn=collate,
+                                     worker_init_fn=collect_inherited_garbage)
+print(sum(len(batch["label"]) for batch in loader))
+"""
+
+
+def test_a_loader_forked_after_decoding_with_vectors_does_not_hang(tmp_path):
+    """Regression: frames decoded in the main process (with vectors, FFmpeg's threads) and freed by a forked
+    worker's garbage collector made the worker wait forever on scaler threads that exist only in the parent."""
+    paths = []
+    for i in range(4):
+        paths.append(str(tmp_path / f"v{i}.mp4"))
+        write_video(paths[-1], moving_square_frames(n=16, size=64))
+    try:
+        done = subprocess.run([sys.executable, "-c", FORK_AFTER_DECODING, *paths], capture_output=True, text=True,
+                              timeout=90)
+    except subprocess.TimeoutExpired:
+        pytest.fail("the 2-worker loader hung after the main process decoded with motion vectors")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "4"

@@ -24,6 +24,7 @@ from fractions import Fraction
 import av
 import numpy as np
 import torch
+from av.video.reformatter import VideoReformatter
 
 from maskvid.data.frame_index import FrameIndex, mark_needs_decoding, video_index
 from maskvid.data.reader import IndexMismatch, PacketReader
@@ -209,14 +210,17 @@ def _assemble(decoded: dict, wanted: list[int], index: FrameIndex, size, motion_
     coded_out = (out_w, out_h) if turns % 2 else (out_h, out_w)  # the scaler works before the rotation
     frames = np.empty((len(wanted), out_h, out_w, 3), np.uint8)
     converted: dict[int, int] = {}
+    # One scaler for the whole clip, owned here and freed when this returns. ``frame.reformat`` would hang a scaler
+    # on each frame; decoded frames sit in reference cycles, so with threads != 1 a forked DataLoader worker's garbage
+    # collector freed them and waited forever on the scaler's slice threads, which exist only in the parent.
+    scaler = VideoReformatter()
     for slot, i in enumerate(wanted):
         if i in converted:
             frames[slot] = frames[converted[i]]
             continue
-        # swscale's default (threads=0) starts slice threads per conversion; a frame whose converter holds them,
-        # if garbage-collected in a forked DataLoader worker, joins threads that do not exist there and crashes.
-        rgb = decoded[i].reformat(coded_out[1], coded_out[0], "rgb24", interpolation="BILINEAR", threads=threads)
-        frames[slot] = np.rot90(rgb.to_ndarray(), turns) if turns else rgb.to_ndarray()
+        rgb = scaler.reformat(decoded[i], coded_out[1], coded_out[0], "rgb24", interpolation="BILINEAR",
+                              threads=threads).to_ndarray()
+        frames[slot] = np.rot90(rgb, turns) if turns else rgb
         converted[i] = slot
     clip = Clip(frames=torch.from_numpy(frames), indices=torch.tensor(wanted, dtype=torch.long), rotation=turns * 90)
     if motion_vectors:

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import av
 import numpy as np
+from av.video.reformatter import VideoReformatter
 
 from maskvid.data.decode import decode_clip, frame_count
 from maskvid.errors import VideoDecodeError
@@ -33,11 +34,13 @@ class Verification:
 def sequential_frames(path: str) -> np.ndarray:
     """Every frame of a sequential decode, upright; stops (keeping what came) where the decoder rejects data."""
     frames = []
+    scaler = VideoReformatter()  # owned here, one thread: nothing threaded outlives this call (see decode.py)
     with av.open(path) as container:
         try:
             for frame in container.decode(video=0):
                 turns = round((frame.rotation or 0) / 90) % 4
-                frames.append(np.rot90(frame.to_ndarray(format="rgb24"), turns))
+                rgb = scaler.reformat(frame, format="rgb24", threads=1).to_ndarray()
+                frames.append(np.rot90(rgb, turns))
         except av.error.FFmpegError:
             pass
     if not frames:
