@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from maskvid.data import read_annotation_list, read_class_names, scan_class_folders
@@ -75,3 +77,28 @@ def test_class_folders(tmp_path):
     records, classes = scan_class_folders(tmp_path)
     assert classes == ["jump", "walk"]
     assert [(r.path.split("/")[-1], r.label) for r in records] == [("3.mkv", 0), ("1.mp4", 1), ("2.avi", 1)]
+
+
+def test_a_byte_order_mark_is_not_part_of_the_first_path(tmp_path):
+    listing = tmp_path / "list.csv"
+    listing.write_bytes("\ufeffa.mp4 1\nb.mp4 0\n".encode())
+    names = tmp_path / "classes.txt"
+    names.write_bytes("\ufeffjump\nrun\n".encode())
+    records = read_annotation_list(listing)
+    assert [os.path.basename(r.path) for r in records] == ["a.mp4", "b.mp4"]
+    assert read_class_names(names) == ["jump", "run"]
+
+
+def test_a_list_that_is_not_utf8_names_the_file_and_the_encoding(tmp_path):
+    listing = tmp_path / "list.txt"
+    listing.write_bytes("a.mp4 0\ncaf\u00e9.mp4 1\n".encode("latin-1"))
+    with pytest.raises(AnnotationError, match=r"list.txt:2: not UTF-8 text \(byte 0xe9 at offset 11\)"):
+        read_annotation_list(listing)
+
+
+@pytest.mark.parametrize("label", ["99999999999999999999", "1000001", "\u00b2", "\u0663"])
+def test_absurd_labels_are_rejected_with_file_and_line(tmp_path, label):
+    listing = tmp_path / "list.txt"
+    listing.write_text(f"a.mp4 0\nb.mp4 {label}\n")
+    with pytest.raises(AnnotationError, match=r"list.txt:2: label"):
+        read_annotation_list(listing)

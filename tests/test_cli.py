@@ -103,9 +103,21 @@ def test_bench_mar_json():
     assert gflops["full"] > gflops["25"] > gflops["50"] > gflops["75"] > 0  # fewer visible tokens, fewer FLOPs
 
 
+def _with_a_missing_video(listing: str, out) -> str:
+    """A copy of the synthetic ``listing`` (``path label`` lines) plus a video that does not exist."""
+    root = os.path.dirname(listing)
+    with open(listing) as f:
+        rows = [line.split() for line in f if line.strip()]
+    extended = out / os.path.basename(listing)
+    extended.write_text("".join(f"{os.path.join(root, path)} {label}\n" for path, label in rows)
+                        + f"{out / 'gone.mp4'} 0\n")
+    return str(extended)
+
+
 def test_pretrain_cli_json(synth_motion, tmp_path):
     config = os.path.join(os.path.dirname(__file__), "..", "configs", "pretrain", "mgm_tiny.yaml")
-    sets = {"output_dir": tmp_path / "run", "data.train_list": os.path.join(synth_motion, "train.csv"),
+    listing = _with_a_missing_video(os.path.join(synth_motion, "train.csv"), tmp_path)
+    sets = {"output_dir": tmp_path / "run", "data.train_list": listing, "data.max_bad_fraction": 1.0,
             "data.num_frames": 4, "data.size": 32, "train.batch_size": 2, "train.num_workers": 0,
             "train.max_steps": 3, "train.progress": False}
     args = [a for k, v in sets.items() for a in ("--set", f"{k}={v}")]
@@ -113,14 +125,20 @@ def test_pretrain_cli_json(synth_motion, tmp_path):
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)
     assert summary["status"] == "finished" and summary["step"] == 3 and summary["checkpoint"].endswith("3")
+    if summary["bad_videos"]:  # the sampler may or may not have drawn it in 3 steps of 2 clips
+        assert list(summary["bad_videos"]) == [str(tmp_path / "gone.mp4")]
+    text = run("pretrain", "--config", config, *args, "--set", "train.max_steps=12", "--resume", str(tmp_path / "run"))
+    assert text.returncode == 0, text.stderr
+    assert f"bad videos in training: 1 skipped\n    {tmp_path / 'gone.mp4'}: file does not exist" in text.stdout
     bad = run("pretrain", "--config", config, "--set", "mask.ratio=2")
     assert bad.returncode == 2 and "mask.ratio" in bad.stderr
 
 
 def test_finetune_then_evaluate_cli(synth_motion, tmp_path):
     config = os.path.join(os.path.dirname(__file__), "..", "configs", "finetune", "mar_tiny.yaml")
-    sets = {"output_dir": tmp_path / "mar", "init": "null", "data.train_list": os.path.join(synth_motion, "train.csv"),
-            "data.val_list": os.path.join(synth_motion, "val.csv"),
+    listing = _with_a_missing_video(os.path.join(synth_motion, "train.csv"), tmp_path)
+    sets = {"output_dir": tmp_path / "mar", "init": "null", "data.train_list": listing,
+            "data.max_bad_fraction": 1.0, "data.val_list": os.path.join(synth_motion, "val.csv"),
             "data.classes": os.path.join(synth_motion, "classes.txt"), "data.num_frames": 4, "data.size": 32,
             "train.batch_size": 2, "train.num_workers": 0, "train.epochs": 1, "train.progress": False}
     args = [a for k, v in sets.items() for a in ("--set", f"{k}={v}")]
@@ -128,9 +146,11 @@ def test_finetune_then_evaluate_cli(synth_motion, tmp_path):
     assert trained.returncode == 0, trained.stderr
     report = json.loads(trained.stdout)
     assert report["train"]["step"] == 3 and report["eval"]["videos"] == 3
+    assert list(report["train"]["bad_videos"]) == [str(tmp_path / "gone.mp4")] and report["eval"]["bad_videos"] == {}
     evaluated = run("evaluate", "--config", config, "--checkpoint", str(tmp_path / "mar"), *args)
     assert evaluated.returncode == 0, evaluated.stderr
     assert "top-1" in evaluated.stdout and "confusion" in evaluated.stdout
+    assert "bad videos in evaluation: none" in evaluated.stdout
     missing = run("evaluate", "--config", config, "--checkpoint", str(tmp_path / "nowhere"), *args)
     assert missing.returncode == 2 and "nowhere" in missing.stderr
 

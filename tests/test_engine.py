@@ -18,7 +18,7 @@ from maskvid.config import load_config
 from maskvid.engine.checkpoint import latest_checkpoint, list_checkpoints, load_state, save_checkpoint
 from maskvid.engine.logging import read_metrics
 from maskvid.engine.train import train
-from maskvid.errors import CheckpointError, ConfigError
+from maskvid.errors import CheckpointError, ConfigError, DataError
 from maskvid.recipes import build_method, build_pretrain_dataset, pretrain
 
 CONFIG = os.path.join(os.path.dirname(__file__), "..", "configs", "pretrain", "videomae_tiny.yaml")
@@ -238,3 +238,137 @@ def test_no_weight_decay_on_norms_biases_position_tables_and_mask_token():
         lrs.append(optimizer.param_groups[0]["lr"])
     assert lrs[0] == 0 and lrs[1] == pytest.approx(5e-4) and lrs[2] == pytest.approx(1e-3)
     assert lrs[3] == pytest.approx((1e-3 + 1e-5) / 2, rel=1e-3) and lrs[4] == pytest.approx(1e-5)
+
+
+class _NaNGradientAfter(torch.nn.Module):
+    """Wraps a method: after ``calls`` batches its loss stays finite but its gradient is NaN (sqrt at 0)."""
+
+    def __init__(self, method, calls):
+        super().__init__()
+        self.method, self.calls = method, calls
+
+    def prepare(self, batch, device):
+        return self.method.prepare(batch, device)
+
+    def forward(self, **inputs):
+        out = self.method(**inputs)
+        self.calls -= 1
+        if self.calls < 0:
+            weight = next(self.method.parameters())
+            out.loss = out.loss + torch.sqrt((weight - weight.detach()).abs()).sum()  # + 0, d/dw = nan
+        return out
+
+
+def _all_finite(path: str) -> bool:
+    return all(torch.isfinite(w).all() for w in load_file(os.path.join(path, "model.safetensors")).values())
+
+
+def test_a_non_finite_gradient_is_never_applied(synth_motion, tmp_path):
+    config = load_config(CONFIG, tiny_overrides(synth_motion, str(tmp_path / "run"), **{"train.checkpoint_every": 1}))
+    method = _NaNGradientAfter(build_method(config), calls=3)
+    result = train(method, build_pretrain_dataset(config), config, str(tmp_path / "run"))
+    assert (result.status, result.step) == ("non_finite_gradient", 3)
+    assert os.path.basename(result.checkpoint) == "step_0000003" and _all_finite(result.checkpoint)
+    assert all(torch.isfinite(p).all() for p in method.parameters())  # the NaN gradient was not stepped with
+
+
+def test_an_update_that_makes_weights_non_finite_is_never_saved(synth_motion, tmp_path, monkeypatch):
+    """``optim.lr=.inf`` once passed validation and saved all-inf weights as the last good checkpoint. The config
+    now refuses it; behind that, the loop checks the weights after every step, before any checkpoint."""
+    run = str(tmp_path / "run")
+    config = load_config(CONFIG, tiny_overrides(synth_motion, run, **{"train.max_steps": 4}))
+    assert train(build_method(config), build_pretrain_dataset(config), config, run).status == "finished"
+    import maskvid.engine.train as engine
+
+    monkeypatch.setattr(engine, "scaled_lr", lambda *args: float("inf"))  # what validation no longer lets through
+    config = load_config(CONFIG, tiny_overrides(synth_motion, run, **{"train.max_steps": 8,
+                                                                      "train.checkpoint_every": 1}))
+    result = train(build_method(config), build_pretrain_dataset(config), config, run, resume=True)
+    assert (result.status, result.step) == ("non_finite_update", 4)
+    assert [os.path.basename(p) for p in list_checkpoints(run)] == ["step_0000002", "step_0000004"]
+    assert all(_all_finite(p) for p in list_checkpoints(run))
+    assert [r["event"] for r in read_metrics(run) if "event" in r][-2:] == ["non_finite_update"] * 2
+
+
+def test_resume_skips_a_truncated_newest_checkpoint_and_cleans_unfinished_writes(synth_motion, tmp_path):
+    run = str(tmp_path / "run")
+    overrides = tiny_overrides(synth_motion, run, **{"train.max_steps": 6, "train.keep_checkpoints": 3})
+    config = load_config(CONFIG, overrides)
+    pretrain(config)
+    newest = os.path.join(run, "checkpoints", "step_0000006", "model.safetensors")
+    with open(newest, "r+b") as f:
+        f.truncate(os.path.getsize(newest) // 2)
+    os.makedirs(os.path.join(run, "checkpoints", ".tmp-killed"))
+    result = pretrain(load_config(CONFIG, tiny_overrides(synth_motion, run, **{"train.max_steps": 8})), resume=True)
+    assert (result.status, result.step) == ("finished", 8)
+    assert [r["at_step"] for r in read_metrics(run) if r.get("event") == "resumed"] == [4]
+    assert not os.path.exists(os.path.join(run, "checkpoints", ".tmp-killed"))
+
+
+def test_a_malformed_state_or_a_shape_mismatch_names_the_key(tmp_path):
+    from maskvid.engine.checkpoint import restore_model
+    from maskvid.engine.resume import resume_run
+
+    model = torch.nn.Linear(2, 3)
+    optimizer = torch.optim.AdamW(model.parameters())
+    model(torch.ones(1, 2)).sum().backward()
+    optimizer.step()
+    path = save_checkpoint(str(tmp_path / "a"), 1, model, {"optimizer": optimizer.state_dict(),
+                                                           "rng_cpu": torch.get_rng_state()})
+    with pytest.raises(CheckpointError, match=r"(bias|weight): the checkpoint holds shape \(3(, 2)?,?\), the model "
+                                              r"\(4(, 2)?,?\)"):
+        restore_model(torch.nn.Linear(2, 4), path)
+    state = load_state(path)
+    state["optimizer"]["state"][0]["exp_avg"] = torch.zeros(5, 2)
+    torch.save(state, os.path.join(path, "state.pt"))
+    with pytest.raises(CheckpointError, match=r"optimizer.exp_avg of weight: .*\(5, 2\), the model \(3, 2\)"):
+        resume_run(str(tmp_path / "a"), model, optimizer, "cpu", None)
+    del state["optimizer"]
+    torch.save(state, os.path.join(path, "state.pt"))
+    with pytest.raises(CheckpointError, match="key 'optimizer' is missing"):
+        resume_run(str(tmp_path / "a"), model, optimizer, "cpu", None)
+
+
+def test_too_many_bad_videos_end_the_run_with_a_final_event(synth_motion, tmp_path):
+    videos = sorted(os.path.join(synth_motion, "videos", f) for f in os.listdir(os.path.join(synth_motion, "videos")))
+    listing = tmp_path / "list.txt"
+    listing.write_text("\n".join(videos + [str(tmp_path / f"gone{i}.mp4") for i in range(12)]) + "\n")
+    run = str(tmp_path / "run")
+    config = load_config(CONFIG, tiny_overrides(synth_motion, run, **{"data.train_list": str(listing),
+                                                                      "data.max_bad_fraction": 0.01}))
+    dataset = build_pretrain_dataset(config)
+    from maskvid.data import datasets
+
+    original = datasets.BadVideoLog.__init__
+    try:  # judge from the first batches, not after 50 reads
+        datasets.BadVideoLog.__init__ = lambda self, max_fraction: original(self, max_fraction, min_attempts=4)
+        with pytest.raises(DataError, match="max_bad_fraction"):
+            train(build_method(config), dataset, config, run)
+    finally:
+        datasets.BadVideoLog.__init__ = original
+    last = read_metrics(run)[-1]
+    assert last["event"] == "data_error" and "max_bad_fraction" in last["error"] and last["bad_videos"]
+
+
+@pytest.mark.parametrize(("name", "local_rank", "expected"), [
+    ("auto", 0, "cuda:0"), ("auto", 3, "cuda:3"), ("cuda", 2, "cuda:2"), ("cuda:1", 3, "cuda:1"), ("cpu", 3, "cpu")])
+def test_each_torchrun_rank_takes_the_gpu_of_its_local_rank(monkeypatch, name, local_rank, expected):
+    from maskvid.engine.distributed import pick_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
+    monkeypatch.setenv("LOCAL_RANK", str(local_rank))
+    assert pick_device(name) == torch.device(expected)
+
+
+def test_a_gpu_that_is_not_there_is_a_config_error(monkeypatch):
+    from maskvid.engine.distributed import pick_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setenv("LOCAL_RANK", "2")
+    with pytest.raises(ConfigError, match="train.device.*cuda:2 does not exist: 2 CUDA device"):
+        pick_device("cuda")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ConfigError, match="train.device.*no CUDA device"):
+        pick_device("cuda:0")

@@ -157,13 +157,25 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
         print(f"{result.status} at step {result.step} in {result.seconds:.1f} s ({result.clips_per_s:.1f} clips/s): "
               f"loss {result.first_loss} -> {result.last_loss}")
         print(f"  run directory: {result.run_dir}   checkpoint: {result.checkpoint}")
+        _print_bad_videos("training", result.bad_videos)
     return 0 if result.status == "finished" else 3
+
+
+def _print_bad_videos(where: str, bad: dict[str, str]) -> None:
+    """Every video a run skipped, once, with why (also in --json as ``bad_videos`` and in metrics.jsonl)."""
+    if not bad:
+        print(f"  bad videos in {where}: none")
+        return
+    print(f"  bad videos in {where}: {len(bad)} skipped")
+    for path, reason in bad.items():
+        print(f"    {path}: {reason}")
 
 
 def _print_eval(report: dict) -> None:
     print(f"  top-1 {report['top1']:.4f}  top-5 {report['top5']:.4f}  on {report['videos']} videos x "
           f"{report['views_per_video']} views ({report['clips_per_s']:.1f} clips/s)")
     print(f"  confusion matrix: {report['confusion_png']}")
+    _print_bad_videos("evaluation", report["bad_videos"])
 
 
 def cmd_finetune(args: argparse.Namespace) -> int:
@@ -181,6 +193,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
         if report["init"]:
             print(f"  initialised from {report['init']['source']} ({report['init']['loaded']} tensors)")
         print(f"  run directory: {t['run_dir']}")
+        _print_bad_videos("training", t["bad_videos"])
         if "eval" in report:
             _print_eval(report["eval"])
     return 0 if report["train"]["status"] == "finished" else 3

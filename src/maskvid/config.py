@@ -13,9 +13,14 @@ import os
 import typing
 from dataclasses import dataclass, field
 
+import torch
 import yaml
 
 from maskvid.errors import ConfigError
+from maskvid.models.vit import ViTConfig
+from maskvid.validation import at_least, check_fields, one_of, positive, typed, within
+
+CROPS = ("multiscale", "random_resized", "centre", "none")
 
 
 @dataclass
@@ -39,13 +44,17 @@ class DataConfig:
     val_classes: str | None = None  # class names of the validation list when they differ from ``classes``
 
     def __post_init__(self):
-        _positive("data", num_frames=self.num_frames, stride=self.stride, size=self.size,
-                  num_repeats=self.num_repeats)
-        self.test_views = tuple(self.test_views)
+        check_fields(self, "data")
+        at_least("data", 1, num_frames=self.num_frames, stride=self.stride, size=self.size,
+                 decode_size=self.decode_size, num_repeats=self.num_repeats)
+        for i, views in enumerate(self.test_views):
+            within(f"data.test_views[{i}]", views, 1, 1000)
+        one_of("data.crop", self.crop, CROPS)
+        within("data.max_bad_fraction", self.max_bad_fraction, 0, 1)
+        within("data.erase", self.erase, 0, 1)
         if self.randaugment is not None:
-            self.randaugment = tuple(self.randaugment)
-        if not 0 <= self.erase <= 1:
-            raise ConfigError("data.erase", f"probability must be in [0, 1], got {self.erase}")
+            at_least("data.randaugment", 0, ops=self.randaugment[0])
+            within("data.randaugment[1]", self.randaugment[1], 0, 30)  # torchvision's 31 magnitude bins
 
 
 @dataclass
@@ -57,13 +66,22 @@ class MaskConfig:
     def __post_init__(self):
         from maskvid import masking  # validates name, ratio and options now, before any data is read
 
-        self.generator = masking.build(self.strategy, ratio=self.ratio, **self.options)
+        check_fields(self, "mask")
+        try:
+            self.generator = masking.build(self.strategy, ratio=self.ratio, **self.options)
+        except ConfigError as e:
+            raise _within_section(e, "mask", ("strategy", "ratio")) from None
+        except (TypeError, ValueError) as e:  # an option of the right name and the wrong kind
+            raise ConfigError("mask.options", f"{self.strategy}: {e}") from None
 
 
 @dataclass
 class TargetConfig:
     name: str = "norm_pixels"
     options: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        check_fields(self, "target")
 
 
 @dataclass
@@ -81,7 +99,16 @@ class ModelConfig:
     overrides: dict = field(default_factory=dict)  # any other ViTConfig field (width, depth, heads, ...)
 
     def __post_init__(self):
-        self.patch = tuple(self.patch)
+        check_fields(self, "model")
+        for i, side in enumerate(self.patch):
+            within(f"model.patch[{i}]", side, 1, 1024)
+        at_least("model", 1, decoder_width=self.decoder_width, decoder_depth=self.decoder_depth,
+                 decoder_heads=self.decoder_heads)
+        if self.decoder_width % self.decoder_heads:
+            raise ConfigError("model.decoder_heads", f"decoder width {self.decoder_width} is not divisible by "
+                              f"{self.decoder_heads} heads")
+        within("model.drop_path", self.drop_path, 0, 1, open_high=True)
+        positive("model", layer_scale=self.layer_scale)
 
 
 @dataclass
@@ -100,14 +127,14 @@ class OptimConfig:
     layer_decay: float = 1.0  # BEiT/VideoMAE layer-wise lr decay (fine-tuning: 0.75); 1.0 = off
 
     def __post_init__(self):
-        self.betas = tuple(self.betas)
-        _positive("optim", base_lr=self.base_lr, accumulate=self.accumulate)
-        if self.lr is not None and self.lr <= 0:
-            raise ConfigError("optim.lr", f"must be positive, got {self.lr}")
-        if self.weight_decay < 0:
-            raise ConfigError("optim.weight_decay", f"must be >= 0, got {self.weight_decay}")
-        if not 0 < self.layer_decay <= 1:
-            raise ConfigError("optim.layer_decay", f"must be in (0, 1], got {self.layer_decay}")
+        check_fields(self, "optim")
+        positive("optim", lr=self.lr, base_lr=self.base_lr, clip_grad=self.clip_grad)
+        at_least("optim", 0, min_lr=self.min_lr, weight_decay=self.weight_decay, warmup_epochs=self.warmup_epochs,
+                 warmup_steps=self.warmup_steps)
+        at_least("optim", 1, accumulate=self.accumulate)
+        for i, beta in enumerate(self.betas):
+            within(f"optim.betas[{i}]", beta, 0, 1, open_high=True)
+        within("optim.layer_decay", self.layer_decay, 0, 1, open_low=True)
 
 
 @dataclass
@@ -127,16 +154,19 @@ class TrainConfig:
     ema: float | None = None  # model EMA decay (e.g. 0.9999); evaluation then uses the EMA weights
 
     def __post_init__(self):
-        _positive("train", epochs=self.epochs, batch_size=self.batch_size, checkpoint_every=self.checkpoint_every,
-                  log_every=self.log_every, keep_checkpoints=self.keep_checkpoints)
-        if self.num_workers < 0:
-            raise ConfigError("train.num_workers", f"must be >= 0, got {self.num_workers}")
-        if self.precision not in ("auto", "fp32", "bf16"):
-            raise ConfigError("train.precision", f"{self.precision!r} not in auto, fp32, bf16")
-        for key in ("max_steps", "schedule_steps"):
-            value = getattr(self, key)
-            if value is not None and value < 1:
-                raise ConfigError(f"train.{key}", f"must be >= 1 or null, got {value}")
+        check_fields(self, "train")
+        at_least("train", 1, epochs=self.epochs, max_steps=self.max_steps, schedule_steps=self.schedule_steps,
+                 batch_size=self.batch_size, checkpoint_every=self.checkpoint_every,
+                 keep_checkpoints=self.keep_checkpoints, log_every=self.log_every)
+        at_least("train", 0, num_workers=self.num_workers)
+        one_of("train.precision", self.precision, ("auto", "fp32", "bf16"))
+        within("train.ema", self.ema, 0, 1, open_low=True, open_high=True)
+        if self.device != "auto":
+            try:
+                torch.device(self.device)
+            except (RuntimeError, ValueError):
+                raise ConfigError("train.device", f"{self.device!r} is not a device (auto, cpu, cuda, cuda:1, "
+                                  "...)") from None
 
 
 @dataclass
@@ -150,6 +180,19 @@ class PretrainConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+
+    def __post_init__(self):
+        check_fields(self, "")
+        within("seed", self.seed, 0, 2**63 - 1)
+        encoder = encoder_config(self)  # cross-section: the tubelet divides the clip, heads divide the width
+        from maskvid import targets
+
+        try:
+            targets.build(self.target.name, patch=encoder.patch, channels=encoder.channels, **self.target.options)
+        except ConfigError as e:
+            raise _within_section(e, "target", ("name",)) from None
+        except (TypeError, ValueError) as e:
+            raise ConfigError("target.options", f"{self.target.name}: {e}") from None
 
     def to_dict(self) -> dict:
         return _plain(self)
@@ -172,10 +215,16 @@ class HeadConfig:
     recon_weight: float = 0.1  # MAR's λ for the reconstruction branch (0: no branch)
 
     def __post_init__(self):
-        if self.kind not in ("linear", "bridging", "probe"):
-            raise ConfigError("head.kind", f"{self.kind!r} not in linear, bridging, probe")
-        if self.recon_weight < 0:
-            raise ConfigError("head.recon_weight", f"must be >= 0, got {self.recon_weight}")
+        check_fields(self, "head")
+        one_of("head.kind", self.kind, ("linear", "bridging", "probe"))
+        at_least("head", 1, num_classes=self.num_classes, bridge_width=self.bridge_width,
+                 bridge_depth=self.bridge_depth, bridge_heads=self.bridge_heads)
+        if self.bridge_width % self.bridge_heads:
+            raise ConfigError("head.bridge_heads", f"width {self.bridge_width} is not divisible by "
+                              f"{self.bridge_heads} heads")
+        within("head.dropout", self.dropout, 0, 1, open_high=True)
+        positive("head", init_scale=self.init_scale)
+        at_least("head", 0, recon_weight=self.recon_weight)
 
 
 @dataclass
@@ -187,6 +236,13 @@ class MixupConfig:
     prob: float = 1.0
     switch_prob: float = 0.5
     label_smoothing: float = 0.1
+
+    def __post_init__(self):
+        check_fields(self, "mixup")
+        at_least("mixup", 0, mixup=self.mixup, cutmix=self.cutmix)
+        within("mixup.prob", self.prob, 0, 1)
+        within("mixup.switch_prob", self.switch_prob, 0, 1)
+        within("mixup.label_smoothing", self.label_smoothing, 0, 1, open_high=True)
 
 
 @dataclass
@@ -205,14 +261,46 @@ class FinetuneConfig:
                                                                    warmup_epochs=5, layer_decay=0.75))
     train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=75))
 
+    def __post_init__(self):
+        check_fields(self, "")
+        within("seed", self.seed, 0, 2**63 - 1)
+        encoder_config(self)
+
     def to_dict(self) -> dict:
         return _plain(self)
 
 
-def _positive(section: str, **values) -> None:
-    for key, value in values.items():
-        if value is None or value <= 0:
-            raise ConfigError(f"{section}.{key}", f"must be positive, got {value}")
+def encoder_config(config: PretrainConfig | FinetuneConfig) -> ViTConfig:
+    """The encoder a config describes (``model`` + the clip shape of ``data``); every override checked by key."""
+    m = config.model
+    hints = typing.get_type_hints(ViTConfig)
+    explicit = {"attention", "pos_embed", "patch", "drop_path", "layer_scale", "grad_checkpointing", "num_frames",
+                "size"}
+    overrides = {}
+    for key, value in m.overrides.items():
+        name = f"model.overrides.{key}"
+        if key not in hints:
+            raise ConfigError(name, f"not a model option; known: {', '.join(sorted(hints))}")
+        if key in explicit:
+            raise ConfigError(name, f"set it as model.{key} (or data.{key} for the clip shape)")
+        overrides[key] = typed(hints[key], value, name)
+    at_least("model.overrides", 1, **{k: v for k, v in overrides.items() if k in ("width", "depth", "heads",
+                                                                                 "channels")})
+    positive("model.overrides", **{k: v for k, v in overrides.items() if k in ("mlp_ratio", "eps")})
+    for key in ("drop", "attn_drop"):
+        within(f"model.overrides.{key}", overrides.get(key), 0, 1, open_high=True)
+    return ViTConfig.preset(
+        m.preset, attention=m.attention, pos_embed=m.pos_embed, patch=m.patch, drop_path=m.drop_path,
+        layer_scale=m.layer_scale, grad_checkpointing=m.grad_checkpointing, num_frames=config.data.num_frames,
+        size=config.data.size, **overrides,
+    )
+
+
+def _within_section(error: ConfigError, section: str, own_keys: tuple[str, ...]) -> ConfigError:
+    """A registry names an option ``mask.variant``; in a config file it lives at ``mask.options.variant``."""
+    name = error.key.split(".", 1)[-1]
+    key = f"{section}.{name}" if name in own_keys else f"{section}.options.{name}"
+    return ConfigError(key, error.problem)
 
 
 def _plain(obj):
@@ -233,17 +321,6 @@ def _section_type(hint):
     return inner[0] if inner else None
 
 
-def _coerce(hint, value, key: str):
-    """YAML reads ``1e-3`` as a string (YAML 1.1 wants ``1.0e-3``); a float field takes it as the number it is."""
-    wants_float = hint is float or float in typing.get_args(hint)
-    if isinstance(value, str) and wants_float:
-        try:
-            return float(value)
-        except ValueError:
-            raise ConfigError(key, f"expected a number, got {value!r}") from None
-    return value
-
-
 def from_dict(cls, values: dict, prefix: str = "", base=None):
     """Build dataclass ``cls`` from nested dicts, on top of ``base`` (or the field defaults, which for a section
     may differ from its class defaults); unknown keys raise ConfigError with the dotted key."""
@@ -258,7 +335,7 @@ def from_dict(cls, values: dict, prefix: str = "", base=None):
     for name, value in values.items():
         section = _section_type(hints[name])
         if section is None or value is None:
-            kwargs[name] = _coerce(hints[name], value, prefix + name)
+            kwargs[name] = value  # the dataclass checks it against its annotation, naming the key
             continue
         if not isinstance(value, dict):
             raise ConfigError(prefix + name, f"expected a section, got {value!r}")
@@ -285,7 +362,11 @@ def apply_overrides(values: dict, overrides: list[str]) -> dict:
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
                 raise ConfigError(key, f"{part!r} is not a section")
-        node[parts[-1]] = yaml.safe_load(text)
+        try:
+            node[parts[-1]] = yaml.safe_load(text)
+        except yaml.YAMLError as e:
+            problem = str(getattr(e, "problem", None) or e).strip()
+            raise ConfigError(key, f"the value {text!r} is not valid YAML ({problem})") from None
     return values
 
 

@@ -10,35 +10,24 @@ import json
 import os
 
 from maskvid import masking, targets
-from maskvid.config import FinetuneConfig, PretrainConfig
+from maskvid.config import FinetuneConfig, PretrainConfig, encoder_config
 from maskvid.data import ClipTransform, VideoDataset, read_class_names
+from maskvid.data.annotations import read_lines
+from maskvid.engine.distributed import pick_device
 from maskvid.errors import ConfigError
 from maskvid.methods.finetune import Classification, LinearProbe, build_mixup
 from maskvid.methods.mae import MAE
 from maskvid.methods.mar import MARNet
-from maskvid.models import DecoderConfig, VideoClassifier, VideoViT, ViTConfig
+from maskvid.models import DecoderConfig, VideoClassifier, VideoViT
 from maskvid.pretrained import load_pretrained
 
 METHODS = ("mae",)
 
 
-def build_encoder_config(config: PretrainConfig | FinetuneConfig) -> ViTConfig:
-    m = config.model
-    known = {f.name for f in dataclasses.fields(ViTConfig)}
-    unknown = sorted(set(m.overrides) - known)
-    if unknown:
-        raise ConfigError(f"model.overrides.{unknown[0]}", f"not a model option; known: {', '.join(sorted(known))}")
-    return ViTConfig.preset(
-        m.preset, attention=m.attention, pos_embed=m.pos_embed, patch=m.patch, drop_path=m.drop_path,
-        layer_scale=m.layer_scale, grad_checkpointing=m.grad_checkpointing, num_frames=config.data.num_frames,
-        size=config.data.size, **m.overrides,
-    )
-
-
 def build_method(config: PretrainConfig) -> MAE:
     if config.method not in METHODS:
         raise ConfigError("method", f"{config.method!r} not in {METHODS}")
-    encoder = build_encoder_config(config)
+    encoder = encoder_config(config)
     m = config.model
     decoder = DecoderConfig(width=m.decoder_width, depth=m.decoder_depth, heads=m.decoder_heads, eps=encoder.eps,
                             head_eps=encoder.eps)
@@ -69,6 +58,7 @@ def pretrain(config: PretrainConfig, resume: bool = False):
 
     from maskvid.engine.train import train
 
+    pick_device(config.train.device)  # a device this machine lacks is a config error, before data is read
     torch.manual_seed(config.seed)  # the model's initialization
     method = build_method(config)
     dataset = build_pretrain_dataset(config)
@@ -118,19 +108,32 @@ def build_eval_dataset(config: FinetuneConfig) -> VideoDataset | None:
 
 
 def count_classes(config: FinetuneConfig, dataset: VideoDataset) -> int:
-    if config.head.num_classes:
-        return config.head.num_classes
-    if config.data.classes:
-        return len(read_class_names(config.data.classes))
-    labels = [r.label for r in dataset.records if r.label is not None]
-    if not labels:
+    """``head.num_classes``, else the class-names file's length, else the largest label + 1; every label of the
+    training list must be a class (checked here, not when its batch reaches the loss mid-training)."""
+    labelled = [r for r in dataset.records if r.label >= 0]
+    if not labelled:
         raise ConfigError("data.train_list", "fine-tuning needs labelled videos")
-    return max(labels) + 1
+    if config.head.num_classes:
+        classes, key = config.head.num_classes, "head.num_classes"
+    elif config.data.classes:
+        classes, key = len(read_class_names(config.data.classes)), "data.classes"
+    else:
+        return max(r.label for r in labelled) + 1
+    check_labels(dataset, classes, key, config.data.train_list)
+    return classes
+
+
+def check_labels(dataset: VideoDataset, classes: int, key: str, listed_in: str) -> None:
+    """Every label of ``dataset`` is below ``classes`` (the count ``key`` gives); else a ConfigError naming both."""
+    top = max(dataset.records, key=lambda r: r.label)
+    if top.label >= classes:
+        raise ConfigError(key, f"{classes} classes, but {listed_in} labels {top.path} as class {top.label} "
+                          f"(labels are 0..{classes - 1})")
 
 
 def build_finetune_method(config: FinetuneConfig, num_classes: int) -> Classification:
     h, m = config.head, config.model
-    encoder = build_encoder_config(config)
+    encoder = encoder_config(config)
     if config.mask is not None:  # MAR: the encoder sees only the visible tokens, in training and inference
         decoder = DecoderConfig(width=m.decoder_width, depth=m.decoder_depth, heads=m.decoder_heads,
                                 eps=encoder.eps, head_eps=encoder.eps)
@@ -172,20 +175,21 @@ def read_label_map(config: FinetuneConfig) -> dict[int, int] | None:
     val_names = read_class_names(d.val_classes or d.classes) if (d.val_classes or d.classes) else None
     model_names = read_class_names(d.classes) if d.classes else None
     mapping = {}
-    with open(d.class_map) as f:
-        for number, line in enumerate(f, 1):
-            parts = line.split("#")[0].replace(",", " ").split()
-            if not parts:
-                continue
-            if len(parts) != 2:
-                raise ConfigError("data.class_map", f"{d.class_map}:{number}: expected 'val_class model_class'")
-            mapping[_class_index(parts[0], val_names, d.class_map, number)] = _class_index(
-                parts[1], model_names, d.class_map, number)
+    if not os.path.isfile(d.class_map):
+        raise ConfigError("data.class_map", f"{d.class_map}: no such file")
+    for number, line in enumerate(read_lines(d.class_map), 1):
+        parts = line.split("#")[0].replace(",", " ").split()
+        if not parts:
+            continue
+        if len(parts) != 2:
+            raise ConfigError("data.class_map", f"{d.class_map}:{number}: expected 'val_class model_class'")
+        mapping[_class_index(parts[0], val_names, d.class_map, number)] = _class_index(
+            parts[1], model_names, d.class_map, number)
     return mapping
 
 
 def _class_index(text: str, names: list[str] | None, path: str, number: int) -> int:
-    if text.isdigit():
+    if text.isascii() and text.isdigit():
         return int(text)
     if names is None or text not in names:
         raise ConfigError("data.class_map", f"{path}:{number}: unknown class {text!r}")
@@ -199,10 +203,14 @@ def finetune(config: FinetuneConfig, resume: bool = False) -> dict:
 
     from maskvid.engine.train import train
 
+    pick_device(config.train.device)  # a device this machine lacks is a config error, before data is read
     torch.manual_seed(config.seed)
     np.random.seed(config.seed % 2**32)  # timm's mixup draws from numpy
-    train_set, _ = build_finetune_datasets(config)
+    train_set, val_set = build_finetune_datasets(config)
     classes = count_classes(config, train_set)
+    if val_set is not None and not config.data.class_map:
+        check_labels(val_set, classes, "head.num_classes" if config.head.num_classes else "data.classes",
+                     config.data.val_list)
     method = build_finetune_method(config, classes)
     loaded = None if resume else init_from_pretrained(method, config)
     os.makedirs(config.output_dir, exist_ok=True)
@@ -218,10 +226,10 @@ def evaluate_checkpoint(config: FinetuneConfig, checkpoint: str, method: Classif
     """Multi-view top-1/top-5 of ``checkpoint`` (EMA weights when the run kept them); writes ``eval.json`` and
     ``confusion.png`` into ``config.output_dir``."""
     from maskvid.engine.checkpoint import latest_checkpoint, restore_model
-    from maskvid.engine.distributed import pick_device
     from maskvid.engine.evaluate import evaluate
     from maskvid.viz import draw_confusion
 
+    device = pick_device(config.train.device)
     dataset = build_eval_dataset(config)
     if dataset is None:
         raise ConfigError("data.val_list", "evaluation needs a validation list")
@@ -232,7 +240,7 @@ def evaluate_checkpoint(config: FinetuneConfig, checkpoint: str, method: Classif
     ema = os.path.join(path, "ema.safetensors")
     restore_model(method, ema if os.path.exists(ema) else path)
     report = evaluate(method, dataset, num_classes, batch_size=max(1, config.train.batch_size // 2),
-                      num_workers=config.train.num_workers, device=pick_device(config.train.device),
+                      num_workers=config.train.num_workers, device=device,
                       label_map=read_label_map(config))
     report["checkpoint"] = path
     os.makedirs(config.output_dir, exist_ok=True)

@@ -24,8 +24,9 @@ from dataclasses import dataclass
 
 from maskvid.errors import AnnotationError
 
-VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg", ".flv", ".wmv")
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg", ".ts", ".flv", ".wmv")
 UNLABELLED = -1
+MAX_LABEL = 1_000_000  # more classes than any action dataset has: a larger "label" is a misread column
 
 
 @dataclass(frozen=True)
@@ -38,14 +39,26 @@ class VideoRecord:
     num_frames: int | None = None
 
 
+def read_lines(path: str) -> list[str]:
+    """The lines of a UTF-8 text file (a byte-order mark, as Windows tools write, is dropped); an unreadable or
+    non-UTF-8 file is an AnnotationError naming the file, the line and the encoding problem."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise AnnotationError(path, [(0, f"cannot read: {e.strerror or e}")]) from e
+    try:
+        return data.decode("utf-8-sig").splitlines()
+    except UnicodeDecodeError as e:
+        line = data[: e.start].count(b"\n") + 1
+        raise AnnotationError(path, [(line, f"not UTF-8 text (byte 0x{data[e.start]:02x} at offset {e.start}); "
+                                            "save the file as UTF-8")]) from None
+
+
 def read_class_names(path: str | os.PathLike) -> list[str]:
     """One class name per line; the line number (from 0) is the label."""
     path = os.fspath(path)
-    try:
-        with open(path) as f:
-            lines = [line.strip() for line in f]
-    except OSError as e:
-        raise AnnotationError(path, [(0, f"cannot read: {e.strerror or e}")]) from e
+    lines = [line.strip() for line in read_lines(path)]
     names = [line for line in lines if line]
     seen, problems = set(), []
     for number, name in enumerate(lines, 1):
@@ -60,10 +73,12 @@ def read_class_names(path: str | os.PathLike) -> list[str]:
 
 
 def _parse_label(field: str, class_names: list[str] | None) -> int:
-    if field.lstrip("-").isdigit():
+    if field.isascii() and field.lstrip("-").isdigit():  # str.isdigit alone takes "²" and other scripts' digits
         label = int(field)
         if label < 0:
             raise ValueError(f"label {label} is negative")
+        if label > MAX_LABEL:
+            raise ValueError(f"label {label} is implausibly large (more than {MAX_LABEL} classes): a misread column?")
         if class_names is not None and label >= len(class_names):
             raise ValueError(f"label {label} >= number of classes ({len(class_names)})")
         return label
@@ -74,7 +89,7 @@ def _parse_label(field: str, class_names: list[str] | None) -> int:
 
 
 def _parse_count(field: str, what: str, minimum: int) -> int:
-    if not field.isdigit() or int(field) < minimum:
+    if not (field.isascii() and field.isdigit()) or int(field) < minimum:
         raise ValueError(f"{what} {field!r} is not an integer >= {minimum}")
     return int(field)
 
@@ -105,11 +120,7 @@ def read_annotation_list(
     """Parse a list into records; raises ``AnnotationError`` naming every bad line."""
     path = os.fspath(path)
     root = os.fspath(root) if root is not None else os.path.dirname(os.path.abspath(path))
-    try:
-        with open(path) as f:
-            lines = f.read().splitlines()
-    except OSError as e:
-        raise AnnotationError(path, [(0, f"cannot read: {e.strerror or e}")]) from e
+    lines = read_lines(path)
     records, problems = [], []
     for number, raw in enumerate(lines, 1):
         line = raw.strip()

@@ -48,13 +48,25 @@ def save_checkpoint(run_dir: str, step: int, model: torch.nn.Module, state: dict
 
 
 def list_checkpoints(run_dir: str) -> list[str]:
-    """Complete checkpoint directories, oldest first (temporary ones from a killed write are ignored)."""
+    """Checkpoint directories holding both files, oldest first (temporary ones from a killed write are ignored;
+    whether the files *read* is found out when one is loaded, see :func:`resume_from`)."""
     root = os.path.join(run_dir, "checkpoints")
     if not os.path.isdir(root):
         return []
     steps = sorted((int(m.group(1)), name) for name in os.listdir(root) if (m := STEP_DIR.match(name)))
     return [os.path.join(root, name) for _, name in steps
-            if os.path.exists(os.path.join(root, name, "state.pt"))]
+            if all(os.path.isfile(os.path.join(root, name, f)) for f in ("model.safetensors", "state.pt"))]
+
+
+def remove_unfinished_writes(run_dir: str) -> list[str]:
+    """Delete the ``.tmp-*`` directories a killed checkpoint write left behind; returns what was removed."""
+    root = os.path.join(run_dir, "checkpoints")
+    if not os.path.isdir(root):
+        return []
+    leftovers = [os.path.join(root, name) for name in os.listdir(root) if name.startswith(".tmp-")]
+    for path in leftovers:
+        shutil.rmtree(path, ignore_errors=True)
+    return leftovers
 
 
 def latest_checkpoint(run_dir: str) -> str | None:
@@ -62,31 +74,48 @@ def latest_checkpoint(run_dir: str) -> str | None:
     return found[-1] if found else None
 
 
+class UnreadableCheckpoint(CheckpointError):
+    """A checkpoint file is missing, truncated or not what its name says (as a killed write or a full disk leaves
+    it); resuming falls back to an older checkpoint."""
+
+
 def load_weights(path: str) -> dict[str, torch.Tensor]:
     file = os.path.join(path, "model.safetensors") if os.path.isdir(path) else path
     if not os.path.exists(file):
-        raise CheckpointError(f"{file}: missing")
+        raise UnreadableCheckpoint(f"{file}: missing")
     try:
         return load_file(file)
     except Exception as e:  # noqa: BLE001
-        raise CheckpointError(f"{file}: not a readable safetensors file ({e})") from e
+        raise UnreadableCheckpoint(f"{file}: not a readable safetensors file ({e})") from e
 
 
 def load_state(path: str) -> dict:
     """``state.pt`` of a checkpoint directory, unpickled with ``weights_only=True``."""
     file = os.path.join(path, "state.pt") if os.path.isdir(path) else path
     if not os.path.exists(file):
-        raise CheckpointError(f"{file}: missing")
+        raise UnreadableCheckpoint(f"{file}: missing")
     try:
-        return torch.load(file, map_location="cpu", weights_only=True)
+        state = torch.load(file, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         raise CheckpointError(f"{file}: refused — it holds objects that could run code when loaded ({e})") from e
     except Exception as e:  # noqa: BLE001
-        raise CheckpointError(f"{file}: cannot be read ({type(e).__name__}: {e})") from e
+        raise UnreadableCheckpoint(f"{file}: cannot be read ({type(e).__name__}: {e})") from e
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{file}: expected a dict of training state, got {type(state).__name__}")
+    return state
 
 
 def restore_model(model: torch.nn.Module, path: str) -> None:
-    missing, unexpected = model.load_state_dict(load_weights(path), strict=False)
+    """Load weights into ``model``; a missing, unexpected or differently shaped tensor is a CheckpointError naming
+    the key (and both shapes) before anything is loaded."""
+    weights = load_weights(path)
+    own = model.state_dict()
+    for key, tensor in weights.items():
+        if key in own and tuple(tensor.shape) != tuple(own[key].shape):
+            raise CheckpointError(f"{path}: {key}: the checkpoint holds shape {tuple(tensor.shape)}, the model "
+                                  f"{tuple(own[key].shape)}")
+    missing, unexpected = sorted(set(own) - set(weights)), sorted(set(weights) - set(own))
     if missing or unexpected:
         raise CheckpointError(f"{path}: weights do not fit the model — missing {missing[:5]}, "
                               f"unexpected {unexpected[:5]}")
+    model.load_state_dict(weights)

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from maskvid.errors import ConfigError
+
 
 @dataclass
 class Dist:
@@ -30,12 +32,31 @@ def init_distributed(device: torch.device) -> Dist:
     return Dist(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
 
 
-def pick_device(name: str, local_rank: int = 0) -> torch.device:
+def pick_device(name: str, local_rank: int | None = None) -> torch.device:
+    """``train.device`` → the device this process trains on.
+
+    ``auto`` is CUDA when torch sees a GPU, else the CPU. A CUDA device without an index is the GPU of this process's
+    local rank (``LOCAL_RANK``, set by torchrun), so the ranks of a node each take their own GPU; an explicit index is
+    kept. A device that does not exist here is a ConfigError naming ``train.device`` (raised before data is read).
+    """
+    if local_rank is None:
+        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(name)
-    if device.type == "cuda" and device.index is None:
-        device = torch.device("cuda", local_rank)
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise ConfigError("train.device", f"{name!r} is not a device (auto, cpu, cuda, cuda:1, ...)") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError("train.device", f"{name!r}, but torch sees no CUDA device here (use cpu or auto)")
+        if device.index is None:
+            device = torch.device("cuda", local_rank)
+        if device.index >= torch.cuda.device_count():
+            raise ConfigError("train.device", f"{device} does not exist: {torch.cuda.device_count()} CUDA device(s)"
+                              + (f" for LOCAL_RANK={local_rank}" if name == "cuda" or name == "auto" else ""))
+    elif device.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError("train.device", "'mps', but torch sees no Apple GPU here")
     return device
 
 

@@ -42,10 +42,11 @@ def evaluate(method, dataset, num_classes: int, batch_size: int = 4, num_workers
         views += b * v
     seconds = time.perf_counter() - start
     method.train(was_training)
-    return summarize(confusion, top5_hits, videos, views, seconds, bad.report())
+    return summarize(confusion, top5_hits, videos, views, seconds, dict(bad.bad))
 
 
-def summarize(confusion: torch.Tensor, top5_hits: int, videos: int, views: int, seconds: float, bad: str) -> dict:
+def summarize(confusion: torch.Tensor, top5_hits: int, videos: int, views: int, seconds: float,
+              bad: dict[str, str]) -> dict:
     per_class_total = confusion.sum(1)
     per_class = torch.where(per_class_total > 0, confusion.diag() / per_class_total.clamp(min=1),
                             torch.full_like(per_class_total, float("nan"), dtype=torch.float))
@@ -58,5 +59,5 @@ def summarize(confusion: torch.Tensor, top5_hits: int, videos: int, views: int, 
         "confusion": confusion.tolist(),
         "clips_per_s": views / seconds if seconds > 0 else 0.0,
         "seconds": seconds,
-        "bad_videos": bad,
+        "bad_videos": bad,  # path -> why it was skipped
     }

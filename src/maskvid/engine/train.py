@@ -11,16 +11,15 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-import numpy as np
 import torch
 from timm.utils import ModelEmaV3
 from torch.nn.parallel import DistributedDataParallel
 
 from maskvid.config import PretrainConfig, save_config
 from maskvid.data import BadVideoLog, collate
-from maskvid.engine.checkpoint import latest_checkpoint, load_state, restore_model, save_checkpoint
+from maskvid.engine.checkpoint import latest_checkpoint, remove_unfinished_writes
 from maskvid.engine.distributed import (
     ShardedResumableSampler,
     all_finite,
@@ -31,19 +30,21 @@ from maskvid.engine.distributed import (
 )
 from maskvid.engine.logging import RunLogger
 from maskvid.engine.optim import build_optimizer, build_scheduler, scaled_lr
-from maskvid.errors import CheckpointError, ConfigError
+from maskvid.engine.resume import resume_run, save_run
+from maskvid.errors import ConfigError, DataError
 
 
 @dataclass
 class TrainResult:
-    status: str  # "finished" | "non_finite_loss"
+    status: str  # "finished" | "non_finite_loss" | "non_finite_gradient" | "non_finite_update"
     step: int
     run_dir: str
-    checkpoint: str | None
+    checkpoint: str | None  # the last checkpoint written: never one with non-finite weights
     first_loss: float | None
     last_loss: float | None
     clips_per_s: float
     seconds: float
+    bad_videos: dict[str, str] = field(default_factory=dict)  # path -> why it was skipped
 
 
 @dataclass
@@ -76,135 +77,159 @@ def train(method: torch.nn.Module, dataset, config: PretrainConfig, run_dir: str
     ``method.prepare(batch, device)`` turns a collated batch into the method's arguments (it may draw mixup);
     ``method(**arguments)`` returns an object with ``loss`` and ``metrics``.
     """
-    t = config.train
-    device = pick_device(t.device)
-    info = init_distributed(device)
-    plan = _plan(config, len(dataset), info.world)
-    method.to(device)
-    lr = scaled_lr(config.optim, plan.samples_per_step * info.world)
-    optimizer = build_optimizer(method, config.optim, lr)
-    scheduler = build_scheduler(optimizer, config.optim, plan.total_steps, plan.steps_per_epoch)
-    ema = ModelEmaV3(method, decay=t.ema) if t.ema else None  # timm's EMA of the weights, evaluated instead
-    step = _resume(run_dir, method, optimizer, device, ema) if resume else 0
-    scheduler.step_update(step)
-    if info.main:
-        os.makedirs(run_dir, exist_ok=True)
-        save_config(config, os.path.join(run_dir, "config.yaml"))
-    model = DistributedDataParallel(method) if info.world > 1 else method
-    forward = torch.compile(model) if t.compile else model
-    logger = RunLogger(run_dir, plan.stop_at, step, enabled=info.main, progress=t.progress)
-    logger.event({"event": "resumed" if step else "started", "at_step": step, "lr_peak": lr, "world": info.world})
-    sampler = ShardedResumableSampler(len(dataset), config.seed, info, plan.steps_per_epoch * plan.samples_per_step)
-    bad = BadVideoLog(max_fraction=config.data.max_bad_fraction)
-    losses, first_loss, last_loss, clips, started, window = [], None, None, 0, time.perf_counter(), time.perf_counter()
-    status, checkpoint = "finished", None
-    while step < plan.stop_at and status == "finished":
-        epoch, done_in_epoch = divmod(step, plan.steps_per_epoch)
-        dataset.set_epoch(epoch)
-        sampler.set_position(epoch, done_in_epoch * plan.samples_per_step)
+    run = _Run(method, dataset, config, run_dir, resume)
+    try:
+        while run.step < run.plan.stop_at and run.status == "finished":
+            run.epoch()
+    except DataError as e:  # too many bad videos: the run stops, and says so in its metrics too
+        run.finish("data_error", error=str(e))
+        raise
+    return run.finish(run.status)
+
+
+class _Run:
+    """One training run's state, so that each part of the loop is a short function."""
+
+    def __init__(self, method, dataset, config: PretrainConfig, run_dir: str, resume: bool):
+        t = config.train
+        self.method, self.dataset, self.config, self.run_dir = method, dataset, config, run_dir
+        self.device = pick_device(t.device)  # under torchrun: cuda:{LOCAL_RANK}
+        if self.device.type == "cuda":
+            torch.cuda.set_device(self.device)
+        self.info = init_distributed(self.device)
+        self.plan = _plan(config, len(dataset), self.info.world)
+        method.to(self.device)
+        lr = scaled_lr(config.optim, self.plan.samples_per_step * self.info.world)
+        self.optimizer = build_optimizer(method, config.optim, lr)
+        self.scheduler = build_scheduler(self.optimizer, config.optim, self.plan.total_steps, self.plan.steps_per_epoch)
+        self.ema = ModelEmaV3(method, decay=t.ema) if t.ema else None  # timm's EMA of the weights, evaluated instead
+        self.step = resume_run(run_dir, method, self.optimizer, self.device, self.ema) if resume else 0
+        self.scheduler.step_update(self.step)
+        if self.info.main:
+            os.makedirs(run_dir, exist_ok=True)
+            remove_unfinished_writes(run_dir)
+            save_config(config, os.path.join(run_dir, "config.yaml"))
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        self.model = DistributedDataParallel(method, device_ids=ids) if self.info.world > 1 else method
+        self.forward = torch.compile(self.model) if t.compile else self.model
+        self.logger = RunLogger(run_dir, self.plan.stop_at, self.step, enabled=self.info.main, progress=t.progress)
+        self.logger.event({"event": "resumed" if self.step else "started", "at_step": self.step, "lr_peak": lr,
+                           "world": self.info.world})
+        self.sampler = ShardedResumableSampler(len(dataset), config.seed, self.info,
+                                               self.plan.steps_per_epoch * self.plan.samples_per_step)
+        self.bad = BadVideoLog(max_fraction=config.data.max_bad_fraction)
+        self.status, self.checkpoint = "finished", None
+        self.losses, self.first_loss, self.last_loss, self.clips = [], None, None, 0
+        self.started = self.window = time.perf_counter()
+
+    def epoch(self) -> None:
+        """The rest of the current epoch (a resumed run starts mid-epoch where the checkpoint left it)."""
+        epoch, done_in_epoch = divmod(self.step, self.plan.steps_per_epoch)
+        self.dataset.set_epoch(epoch)
+        self.sampler.set_position(epoch, done_in_epoch * self.plan.samples_per_step)
+        t = self.config.train
         loader = torch.utils.data.DataLoader(
-            dataset, batch_size=t.batch_size, sampler=sampler, num_workers=t.num_workers, collate_fn=collate,
-            drop_last=True, generator=torch.Generator().manual_seed(config.seed + epoch),
-            pin_memory=device.type == "cuda",
+            self.dataset, batch_size=t.batch_size, sampler=self.sampler, num_workers=t.num_workers,
+            collate_fn=collate, drop_last=True, generator=torch.Generator().manual_seed(self.config.seed + epoch),
+            pin_memory=self.device.type == "cuda",
         )
-        micro = 0
-        for batch in loader:
-            bad.update(batch)
-            micro += 1
-            sync = micro % config.optim.accumulate == 0
-            no_sync = model.no_sync() if info.world > 1 and not sync else contextlib.nullcontext()
-            with no_sync, _autocast(t.precision, device):
-                out = forward(**method.prepare(batch, device))
-            if not all_finite(out.loss, info):
-                status = "non_finite_loss"
-                logger.event({"event": status, "step": step, "loss": float(out.loss.detach())})
-                break
-            with no_sync:
-                (out.loss / config.optim.accumulate).backward()
-            losses.append(float(out.loss.detach()))
-            clips += batch["video"].shape[0] * info.world
-            if not sync:
-                continue
-            grad_norm = _optimizer_step(method, optimizer, config.optim.clip_grad)
-            step += 1
-            if ema is not None:
-                ema.update(method, step=step)
-            scheduler.step_update(step)
-            first_loss = first_loss if first_loss is not None else losses[0]
-            last_loss = losses[-1]
-            logger.advance()
-            if step % t.log_every == 0 or step == plan.stop_at:
-                now = time.perf_counter()
-                logger.log({"step": step, "epoch": epoch, "loss": mean_across_ranks(sum(losses) / len(losses), info),
-                            "lr": max(g["lr"] for g in optimizer.param_groups), "grad_norm": grad_norm,
-                            "clips_per_s": clips / (now - window), **_scalars(out.metrics)})
-                losses, clips, window = [], 0, now
-            if info.main and (step % t.checkpoint_every == 0 or step == plan.stop_at):
-                checkpoint = _save(run_dir, step, epoch, method, optimizer, config, t.keep_checkpoints, ema)
-            if step >= plan.stop_at or step % plan.steps_per_epoch == 0:
-                break
-    seconds = time.perf_counter() - started
-    logger.event({"event": status, "step": step, "seconds": seconds, "bad_videos": bad.report()})
-    logger.close()
-    finish_distributed(info)
-    return TrainResult(status, step, run_dir, checkpoint or latest_checkpoint(run_dir), first_loss, last_loss,
-                       _throughput(run_dir), seconds)
+        for micro, batch in enumerate(loader, 1):
+            self.bad.update(batch)
+            out = self.micro_step(batch, sync=micro % self.config.optim.accumulate == 0)
+            if self.status != "finished":
+                return
+            if out is None:
+                continue  # accumulating
+            self.after_step(out, epoch)
+            if self.step >= self.plan.stop_at or self.step % self.plan.steps_per_epoch == 0:
+                return
+
+    def micro_step(self, batch: dict, sync: bool):
+        """Forward and backward one batch; at the end of an accumulation, the optimizer step (None before it)."""
+        accumulate = self.config.optim.accumulate
+        no_sync = self.model.no_sync() if self.info.world > 1 and not sync else contextlib.nullcontext()
+        with no_sync, _autocast(self.config.train.precision, self.device):
+            out = self.forward(**self.method.prepare(batch, self.device))
+        if not all_finite(out.loss, self.info):
+            self.stop("non_finite_loss", loss=float(out.loss.detach()))
+            return None
+        with no_sync:
+            (out.loss / accumulate).backward()
+        self.losses.append(float(out.loss.detach()))
+        self.clips += batch["video"].shape[0] * self.info.world
+        if not sync:
+            return None
+        self.grad_norm, problem = _optimizer_step(self.method, self.optimizer, self.config.optim.clip_grad, self.info)
+        if problem:
+            self.stop(problem, grad_norm=self.grad_norm)
+            return None
+        return out
+
+    def after_step(self, out, epoch: int) -> None:
+        """Count the step; EMA, schedule, metrics and checkpoint."""
+        self.step += 1
+        if self.ema is not None:
+            self.ema.update(self.method, step=self.step)
+        self.scheduler.step_update(self.step)
+        self.first_loss = self.first_loss if self.first_loss is not None else self.losses[0]
+        self.last_loss = self.losses[-1]
+        self.logger.advance()
+        t = self.config.train
+        if self.step % t.log_every == 0 or self.step == self.plan.stop_at:
+            now = time.perf_counter()
+            self.logger.log({"step": self.step, "epoch": epoch,
+                             "loss": mean_across_ranks(sum(self.losses) / len(self.losses), self.info),
+                             "lr": max(g["lr"] for g in self.optimizer.param_groups), "grad_norm": self.grad_norm,
+                             "clips_per_s": self.clips / (now - self.window), **_scalars(out.metrics)})
+            self.losses, self.clips, self.window = [], 0, now
+        if self.info.main and (self.step % t.checkpoint_every == 0 or self.step == self.plan.stop_at):
+            self.checkpoint = save_run(self.run_dir, self.step, epoch, self.method, self.optimizer, self.config,
+                                    t.keep_checkpoints, self.ema)
+
+    def stop(self, status: str, **details) -> None:
+        """A non-finite loss, gradient or update: stop before anything is written; the last checkpoint stays."""
+        self.status = status
+        self.logger.event({"event": status, "step": self.step, **details})
+
+    def finish(self, status: str, **details) -> TrainResult:
+        seconds = time.perf_counter() - self.started
+        self.logger.event({"event": status, "step": self.step, "seconds": seconds, **details,
+                           "bad_videos": dict(self.bad.bad)})
+        self.logger.close()
+        finish_distributed(self.info)
+        return TrainResult(self.status, self.step, self.run_dir, self.checkpoint or latest_checkpoint(self.run_dir),
+                           self.first_loss, self.last_loss, _throughput(self.run_dir), seconds, dict(self.bad.bad))
 
 
-def _optimizer_step(method, optimizer, clip_grad: float | None) -> float:
+def _optimizer_step(method, optimizer, clip_grad: float | None, info) -> tuple[float, str | None]:
+    """Clip, check, step, check: a non-finite gradient is never applied, and weights a step made non-finite (an
+    infinite learning rate, an overflow) are reported before any checkpoint can hold them."""
     params = [p for p in method.parameters() if p.grad is not None]
     if clip_grad:
         norm = float(torch.nn.utils.clip_grad_norm_(params, clip_grad))
     else:
-        norm = float(torch.linalg.vector_norm(torch.stack([p.grad.detach().norm() for p in params]))) if params else 0.0
+        norm = float(_total_norm([p.grad.detach() for p in params]))
+    if not all_finite(torch.tensor(norm), info):
+        optimizer.zero_grad(set_to_none=True)
+        return norm, "non_finite_gradient"
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
-    return norm
+    if not all_finite(_total_norm([p.detach() for p in method.parameters()]), info):
+        return norm, "non_finite_update"
+    return norm, None
+
+
+def _total_norm(tensors: list[torch.Tensor]) -> torch.Tensor:
+    """The L2 norm of all ``tensors`` together (inf/nan if any element is); fused where torch offers it."""
+    if not tensors:
+        return torch.zeros(())
+    if hasattr(torch.nn.utils, "get_total_norm"):  # torch >= 2.6
+        return torch.nn.utils.get_total_norm(tensors, foreach=True)
+    return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(t) for t in tensors]))
 
 
 def _scalars(metrics: dict) -> dict:
     return {f"m_{k}": float(v) for k, v in metrics.items() if k != "loss"}
-
-
-def _save(run_dir, step, epoch, method, optimizer, config, keep, ema) -> str:
-    state = {
-        "optimizer": optimizer.state_dict(),
-        "epoch": epoch,
-        "rng_cpu": torch.get_rng_state(),
-        "rng_numpy": _numpy_rng_state(),  # timm's mixup draws from numpy's global generator
-        "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        "config": config.to_dict(),
-    }
-    return save_checkpoint(run_dir, step, method, state, keep, ema=ema.module if ema is not None else None)
-
-
-def _resume(run_dir: str, method, optimizer, device, ema) -> int:
-    path = latest_checkpoint(run_dir)
-    if path is None:
-        raise CheckpointError(f"{run_dir}: nothing to resume (no complete checkpoint under checkpoints/)")
-    restore_model(method, path)
-    if ema is not None:
-        restore_model(ema.module, os.path.join(path, "ema.safetensors"))
-    state = load_state(path)
-    optimizer.load_state_dict(state["optimizer"])
-    torch.set_rng_state(state["rng_cpu"])
-    if "rng_numpy" in state:
-        _set_numpy_rng_state(state["rng_numpy"])
-    if state.get("rng_cuda") and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["rng_cuda"])
-    method.to(device)
-    return int(state["step"])
-
-
-def _numpy_rng_state() -> dict:
-    name, keys, pos, has_gauss, cached = np.random.get_state()
-    return {"name": name, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
-            "has_gauss": int(has_gauss), "cached": float(cached)}
-
-
-def _set_numpy_rng_state(state: dict) -> None:
-    keys = state["keys"].numpy().astype(np.uint32)
-    np.random.set_state((state["name"], keys, state["pos"], state["has_gauss"], state["cached"]))
 
 
 def _throughput(run_dir: str) -> float:
