@@ -20,13 +20,17 @@ _made: dict[str, str | MissingTool] = {}
 
 @pytest.fixture(autouse=True)
 def no_safety_net(monkeypatch):
-    """A decode the index contradicts is retried in a slower exact way; for these files it must never happen."""
+    """A decode the index contradicts is retried in a slower exact way; for these files it must never happen — but
+    for the one designed case: a keyframe of a decoder that carries state across keyframes (MPEG-4 Part 2), found
+    by checksum not to reproduce the decoding pass, after which its frames are decoded from an earlier keyframe."""
     plain = decode._decode_frames
 
     def strict(reader_, index, targets, from_start):
         try:
             return plain(reader_, index, targets, from_start)
         except reader.IndexMismatch as e:
+            if e.start and not from_start and index.reason and "state across keyframes" in index.reason:
+                raise
             raise AssertionError(f"the {index.addressing} index was contradicted: {e}") from e
 
     monkeypatch.setattr(decode, "_decode_frames", strict)
@@ -91,7 +95,7 @@ def test_clips_equal_a_sequential_decode(name, read_ahead, corpus_root, monkeypa
 
 
 @pytest.mark.parametrize("name", ["cli_setts_pts_dts.mp4", "h264_pts_as_dts.mp4", "xvid_packed_bframes.avi",
-                                  "h264.avi", "mpeg2.ts", "h264_edit_list.mp4"])
+                                  "xvid_bframes.mkv", "h264.avi", "mpeg2.ts", "h264_edit_list.mp4"])
 def test_every_index_decodes_exactly(name, corpus_root):
     """The hostile pass's worst cases, at every index one by one (each call seeks and decodes on its own)."""
     path = corpus_file(name, corpus_root)

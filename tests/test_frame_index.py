@@ -14,7 +14,8 @@ from maskvid.data import decode_clip, frame_index, probe_video, reader
 from maskvid.data.frame_index import video_index
 from maskvid.data.index_cache import cache_dir
 from maskvid.data.video_file import packet_ordinal, tag_packet
-from video_corpus import encode, sequential
+from maskvid.errors import VideoDecodeError
+from video_corpus import MADE, MissingTool, encode, sequential
 
 
 @pytest.fixture(autouse=True)
@@ -150,3 +151,29 @@ def test_probe_says_how_a_file_is_addressed(avi, ts):
     info = probe_video(avi)
     assert info.addressing == "decoded" and "avi" in info.addressing_reason and info.seekable
     assert probe_video(ts).addressing == "decoded"
+
+
+def test_keyframes_that_do_not_reproduce_the_decoding_pass_are_avoided(tmp_path):
+    """Xvid in MKV: after a VOL carrying Xvid's user data, FFmpeg decodes differently than from a fresh start, so
+    those keyframes fail the checksum; their frames then come from the keyframe before, exactly."""
+    try:
+        path = MADE["xvid_bframes.mkv"][0](str(tmp_path))
+    except MissingTool as e:
+        pytest.skip(f"xvid_bframes.mkv: {e}")
+    reference, _ = sequential(path)
+    n = len(reference)
+    for first in range(0, n - 61, 12):
+        indices = list(range(first, first + 61, 4))
+        np.testing.assert_array_equal(decode_clip(path, indices).frames.numpy(), reference[indices])
+    index = video_index(path)
+    assert index.bad_starts, "no keyframe was rejected: the test no longer tests the checksum path"
+    assert all(index.start_for(t)[0] not in index.bad_starts for t in range(n))
+
+
+def test_a_decode_that_never_matches_the_pass_is_an_error_not_a_wrong_frame(avi, monkeypatch):
+    from maskvid.data import decode as decoding
+
+    monkeypatch.setattr(decoding, "frame_checksum", lambda frame: -1)
+    with pytest.raises(VideoDecodeError, match="decoding does not reproduce the file's frames"):
+        decode_clip(avi, [40, 60])
+    assert video_index(avi).bad_starts, "the start keyframes should have been tried and rejected first"

@@ -163,6 +163,7 @@ MADE = {
     "h264_rotated_270.mp4": (_av_only("libx264", "h264_rotated_270.mp4", options={"g": "24"}, rotation=-90),
                              "packets"),
     "mpeg4_bframes.avi": (_av_only("mpeg4", "mpeg4_bframes.avi", options={"bf": "2", "g": "24"}), "decoded"),
+    "mpeg4_bframes.mp4": (_av_only("mpeg4", "mpeg4_bframes.mp4", options={"bf": "2", "g": "24"}), "decoded"),
     "mpeg2.mpg": (_av_only("mpeg2video", "mpeg2.mpg", options={"bf": "2", "g": "12"}), "decoded"),
     "mpeg2.ts": (_av_only("mpeg2video", "mpeg2.ts", options={"bf": "2", "g": "12"}), "decoded"),
     "vp9.webm": (_av_only("libvpx-vp9", "vp9.webm", options={"deadline": "realtime", "cpu-used": "8",
@@ -173,6 +174,9 @@ MADE = {
     # the ffmpeg command line: what PyAV's FFmpeg cannot make, and the hostile pass's own recipes
     "xvid_packed_bframes.avi": (_cli("xvid_packed_bframes.avi", "-c:v", "libxvid", "-bf", "2", "-g", "30"),
                                 "decoded"),
+    # Xvid in MKV: a VOL with Xvid's user data inside the stream changes how FFmpeg decodes what follows, so
+    # keyframes after it do not reproduce a sequential decode; maskvid finds them by checksum and starts earlier
+    "xvid_bframes.mkv": (_cli("xvid_bframes.mkv", "-c:v", "libxvid", "-bf", "2", "-g", "12"), "decoded"),
     "cli_setts_pts_dts.mp4": (_cli("cli_setts_pts_dts.mp4", "-c", "copy", "-bsf:v", "setts=pts=DTS"), "decoded"),
     "cli_edit_list.mp4": (_cli("cli_edit_list.mp4", "-c", "copy", before=("-ss", "1.3")), "packets"),
     "cli_rotation_90.mp4": (_cli("cli_rotation_90.mp4", "-c", "copy", before=("-display_rotation", "90")),

@@ -28,7 +28,7 @@ from av.video.reformatter import VideoReformatter
 
 from maskvid.data.frame_index import FrameIndex, mark_needs_decoding, video_index
 from maskvid.data.reader import IndexMismatch, PacketReader
-from maskvid.data.video_file import open_video
+from maskvid.data.video_file import frame_checksum, open_video
 from maskvid.errors import MaskvidError, VideoDecodeError
 from maskvid.motion.vectors import rasterize_frames, resize_field, rotate_field
 
@@ -156,13 +156,16 @@ def decode_clip(
             decoded = _decode_frames(reader, index, targets, from_start)
             return _assemble(decoded, wanted, index, size, motion_vectors, threads)
         except IndexMismatch as e:
-            # timestamps misled a packets index: decode the file once instead; a decoded index that a seek
-            # contradicts: decode from the file's start, as the index was made; that failing too is an error
-            log.warning("%s: %s; %s", path, e, "indexing it by a decoding pass" if index.addressing == "packets"
-                        else "decoding from its start")
+            # timestamps misled a packets index: index the file by decoding it once; a start keyframe that does not
+            # reproduce the decoding pass: start earlier (from the file's start at last); that failing is an error
             if index.addressing == "packets":
+                log.warning("%s: %s; indexing it by a decoding pass", path, e)
                 mark_needs_decoding(path)
+            elif e.start and e.start not in index.bad_starts and not from_start:
+                log.info("%s: %s; decoding such frames from an earlier keyframe", path, e)
+                index.bad_starts.add(e.start)
             elif not from_start:
+                log.warning("%s: %s; decoding from its start", path, e)
                 from_start = True
             else:
                 raise VideoDecodeError(path, f"decoding does not reproduce the file's frames: {e}") from e
@@ -175,21 +178,27 @@ def decode_clip(
 
 
 def _decode_frames(reader: PacketReader, index: FrameIndex, targets: list[int], from_start: bool) -> dict:
-    """{display index: av.VideoFrame} for ``targets`` (sorted), starting over only where a later start is nearer."""
-    start_of = (lambda t: 0) if from_start else (lambda t: int(index.start[t]))
+    """{display index: av.VideoFrame} for ``targets`` (sorted), starting over only where a later start is nearer.
+
+    With a decoded index every frame returned is checked against the decoding pass's checksum.
+    """
+    start_of = (lambda t: (0, 0)) if from_start else index.start_for
     found: dict[int, av.VideoFrame] = {}
-    frames = None
+    frames, start = None, 0
     k = 0
     while k < len(targets):
         target = targets[k]
-        if frames is None or start_of(target) > reader.fed:
-            first_valid = 0 if from_start else int(index.first_valid[target])
-            frames = reader.frames_from(start_of(target), first_valid)
+        if frames is None or start_of(target)[0] > reader.fed:
+            start, first_valid = start_of(target)
+            frames = reader.frames_from(start, first_valid)
         for shown, frame in frames:
             if shown == target:
+                if index.checksum is not None and frame_checksum(frame) != index.checksum[target]:
+                    raise IndexMismatch(f"frame {target} decoded from packet {start} differs from the decoding pass",
+                                        start)
                 found[target] = frame
                 k += 1
-                if k == len(targets) or start_of(targets[k]) > reader.fed:
+                if k == len(targets) or start_of(targets[k])[0] > reader.fed:
                     break
                 target = targets[k]
         else:

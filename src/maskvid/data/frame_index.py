@@ -26,17 +26,27 @@ from __future__ import annotations
 import functools
 import logging
 import os
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 
 import av
 import numpy as np
 
 from maskvid.data import index_cache
-from maskvid.data.video_file import check_file, configure_decoder, open_video, packet_ordinal, tag_packet
+from maskvid.data.video_file import (
+    check_file,
+    configure_decoder,
+    frame_checksum,
+    open_video,
+    packet_ordinal,
+    tag_packet,
+)
 from maskvid.errors import VideoDecodeError
 from maskvid.motion.vectors import reference_distances
 
 DISPLAY_TIMESTAMP_FORMATS = ("mov,mp4,m4a,3gp,3g2,mj2", "matroska,webm")
+# decoders whose output after a keyframe can depend on what came before it: FFmpeg's MPEG-4 Part 2 decoder learns
+# encoder quirks (Xvid/DivX builds: IDCT, packed B-frames) from user data in the stream
+STATEFUL_DECODERS = ("mpeg4",)
 NO_TIMESTAMP = np.iinfo(np.int64).min
 log = logging.getLogger(__name__)
 
@@ -55,6 +65,9 @@ class FrameIndex:
     seekable: positions and timestamps allow ``container.seek`` followed by a byte-position match.
     by_count: frames cannot be told apart by packet (a packet made two frames): they are counted from the file's
         start, which is then where every decode begins.
+    checksum: ``(N,)`` CRC-32 of every frame of the decoding pass (decoded indices): each frame a decode returns is
+        checked against it. bad_starts: start packets found not to reproduce the sequential decode (MPEG-4 Part 2
+        decoders carry encoder-quirk state across keyframes); later decodes start earlier.
     """
 
     packet: np.ndarray
@@ -66,6 +79,8 @@ class FrameIndex:
     reason: str | None
     seekable: bool
     by_count: bool = False
+    checksum: np.ndarray | None = None
+    bad_starts: set[int] = field(default_factory=set, compare=False, repr=False)
 
     @property
     def frames(self) -> int:
@@ -92,6 +107,24 @@ class FrameIndex:
     def decode_order(self) -> np.ndarray:
         """Display indices in the order their packets are decoded."""
         return np.argsort(self.packet, kind="stable")
+
+    @functools.cached_property
+    def start_points(self) -> list[tuple[int, int]]:
+        """(first display index reproduced, start packet) of every start point, in display order."""
+        pairs = zip(self.start.tolist(), self.first_valid.tolist(), strict=True)
+        return sorted({(first, start) for start, first in pairs} | {(0, 0)})
+
+    def start_for(self, frame: int) -> tuple[int, int]:
+        """(start packet, first valid frame) to decode ``frame`` from: its own start unless found bad, else the
+        latest good start point before it (packet 0 at the latest)."""
+        start, first = int(self.start[frame]), int(self.first_valid[frame])
+        if start not in self.bad_starts:
+            return start, first
+        own = int(self.packet[frame])
+        for first, start in reversed(self.start_points):
+            if first <= frame and start <= own and start not in self.bad_starts:
+                return start, first
+        return 0, 0
 
     @functools.cached_property
     def reference_distances(self) -> tuple[np.ndarray, np.ndarray]:
@@ -130,10 +163,12 @@ class _Packets:
         return pos, ts, seekable
 
 
-def display_timestamp_problem(packets: _Packets, container_format: str, reorders: bool) -> str | None:
+def display_timestamp_problem(packets: _Packets, container_format: str, reorders: bool, codec: str = "") -> str | None:
     """Why these packets' pts cannot address frames (None: they can), from demuxing alone."""
     if not packets.pts:
         return "no packets"
+    if codec in STATEFUL_DECODERS:
+        return f"{codec} decoders carry state across keyframes: frames are checked against a decoding pass"
     if any(p is None for p in packets.pts):
         return "some packets carry no timestamp"
     pts = np.asarray(packets.pts, np.int64)
@@ -168,19 +203,22 @@ def packets_index(packets: _Packets) -> FrameIndex:
     return FrameIndex(packet, start, first_valid, pos, ts, "packets", None, seekable)
 
 
-def decoded_index(packets: _Packets, outputs: list[tuple[int | None, bool]], reason: str) -> FrameIndex:
-    """The index from one decoding pass: ``outputs`` are (packet ordinal, is key frame) of each frame, in order."""
-    packet = np.array([-1 if o is None else o for o, _ in outputs], np.int64)
+def decoded_index(packets: _Packets, outputs: list[tuple[int | None, bool, int]], reason: str) -> FrameIndex:
+    """The index from one decoding pass: ``outputs`` are (packet ordinal, is key frame, checksum) of each frame, in
+    output order."""
+    packet = np.array([-1 if o is None else o for o, _, _ in outputs], np.int64)
+    checksum = np.array([c for _, _, c in outputs], np.uint32)
     pos, ts, seekable = packets.seek_fields()
     n = len(packet)
     if (packet < 0).any() or len(np.unique(packet)) != n:
         # frames cannot be told apart by packet: address them by counting from the file's start (no seeking)
         zeros = np.zeros(n, np.int64)
-        return FrameIndex(np.arange(n), zeros, zeros, pos, ts, "decoded", reason, seekable=False, by_count=True)
+        return FrameIndex(np.arange(n), zeros, zeros, pos, ts, "decoded", reason, seekable=False, by_count=True,
+                          checksum=checksum)
     # a keyframe packet is a start point only if the frame it makes is a key frame: AVI indexes flag the N-VOPs
     # of packed B-frames as keyframes, and those output the previous GOP's last P-frame
     key_flag = np.asarray(packets.key, bool)
-    starts = [(0, 0)] + [(i, int(o)) for i, (o, is_key) in enumerate(outputs) if is_key and key_flag[o] and o > 0]
+    starts = [(0, 0)] + [(i, int(o)) for i, (o, is_key, _) in enumerate(outputs) if is_key and key_flag[o] and o > 0]
     start_shown = np.array([s for s, _ in starts])
     start_packet = np.array([p for _, p in starts])
     order = np.argsort(start_shown, kind="stable")
@@ -190,13 +228,13 @@ def decoded_index(packets: _Packets, outputs: list[tuple[int | None, bool]], rea
     first_valid = start_shown[slot]
     behind = start > packet  # a start decoded after the frame's own packet cannot produce it
     start[behind], first_valid[behind] = 0, 0
-    return FrameIndex(packet, start, first_valid, pos, ts, "decoded", reason, seekable)
+    return FrameIndex(packet, start, first_valid, pos, ts, "decoded", reason, seekable, checksum=checksum)
 
 
 # ---- building --------------------------------------------------------------------------------------------------
 
 
-def _demux_packets(path: str) -> tuple[_Packets, str, bool]:
+def _demux_packets(path: str) -> tuple[_Packets, str, bool, str]:
     container, stream = open_video(path)
     packets = _Packets.empty()
     try:
@@ -204,15 +242,16 @@ def _demux_packets(path: str) -> tuple[_Packets, str, bool]:
             if packet.size:
                 packets.add(packet)
         reorders = bool(stream.codec_context.has_b_frames)
-        return packets, container.format.name, reorders
+        return packets, container.format.name, reorders, stream.codec_context.name
     except Exception as e:
         raise VideoDecodeError(path, f"cannot read packets: {type(e).__name__}: {e}") from e
     finally:
         container.close()
 
 
-def _decoding_pass(path: str) -> tuple[_Packets, list[tuple[int | None, bool]]]:
-    """Decode the whole file once, recording which packet each output frame came from.
+def _decoding_pass(path: str) -> tuple[_Packets, list[tuple[int | None, bool, int]]]:
+    """Decode the whole file once, recording for each output frame the packet it came from, whether it is a key
+    frame, and its checksum.
 
     A packet the decoder rejects is skipped, as the ffmpeg command line does; decoding goes on after it.
     """
@@ -229,7 +268,7 @@ def _decoding_pass(path: str) -> tuple[_Packets, list[tuple[int | None, bool]]]:
             except av.error.FFmpegError:
                 rejected += 1
                 continue
-            outputs.extend((packet_ordinal(frame), bool(frame.key_frame)) for frame in frames)
+            outputs.extend((packet_ordinal(frame), bool(frame.key_frame), frame_checksum(frame)) for frame in frames)
     except av.error.FFmpegError as e:
         raise VideoDecodeError(path, f"cannot read packets: {type(e).__name__}: {e}") from e
     finally:
@@ -249,13 +288,14 @@ def _cached_index(path: str, size: int, mtime_ns: int, force_decoding: bool) -> 
         return cached
     reason = "a decode contradicted the packet timestamps"
     if not force_decoding:
-        packets, container_format, reorders = _demux_packets(path)
-        reason = display_timestamp_problem(packets, container_format, reorders)
+        packets, container_format, reorders, codec = _demux_packets(path)
+        reason = display_timestamp_problem(packets, container_format, reorders, codec)
         if reason is None:
             return packets_index(packets)
     log.info("%s: indexing frames by one decoding pass (%s)", path, reason)
     index = decoded_index(*_decoding_pass(path), reason=reason)
-    index_cache.store(entry, {f.name: getattr(index, f.name) for f in fields(FrameIndex) if f.name != "addressing"})
+    index_cache.store(entry, {f.name: getattr(index, f.name) for f in fields(FrameIndex)
+                              if f.name not in ("addressing", "bad_starts")})
     return index
 
 
@@ -264,7 +304,8 @@ def _from_cache(values: dict | None) -> FrameIndex | None:
         return None if values is None else FrameIndex(
             packet=values["packet"], start=values["start"], first_valid=values["first_valid"],
             packet_pos=values["packet_pos"], packet_ts=values["packet_ts"], addressing="decoded",
-            reason=str(values["reason"]), seekable=bool(values["seekable"]), by_count=bool(values["by_count"]))
+            reason=str(values["reason"]), seekable=bool(values["seekable"]), by_count=bool(values["by_count"]),
+            checksum=values["checksum"])
     except KeyError:
         return None  # another layout: decode again
 

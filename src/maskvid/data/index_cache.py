@@ -15,7 +15,7 @@ import tempfile
 import av
 import numpy as np
 
-LAYOUT_VERSION = 1
+LAYOUT_VERSION = 2
 
 
 def cache_dir() -> str | None:

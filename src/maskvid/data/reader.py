@@ -23,7 +23,12 @@ SEEK_MARGINS_S = (0.0, 2.0, 20.0)  # seek targets tried before reading from the 
 
 
 class IndexMismatch(Exception):
-    """A decode contradicted the frame index (a wrong frame, a missing one, a packet out of place)."""
+    """A decode contradicted the frame index (a wrong frame, a missing one, a packet out of place); ``start``: the
+    start packet of the decode that did, when known."""
+
+    def __init__(self, message: str, start: int | None = None):
+        super().__init__(message)
+        self.start = start
 
 
 class _Overshoot(Exception):
@@ -145,11 +150,12 @@ class PacketReader:
                     shown = self.index.display_of_packet.get(packet_ordinal(frame))
                 if shown is None:
                     raise IndexMismatch(f"packet {packet_ordinal(frame)} made a frame that a full decode does not "
-                                        "output")
+                                        "output", start)
                 if shown < first_valid:
                     continue  # a leading picture of an open GOP: it may reference frames before the start
                 if shown != expected:
-                    raise IndexMismatch(f"decoding from packet {start} gave frame {shown} where {expected} was due")
+                    raise IndexMismatch(f"decoding from packet {start} gave frame {shown} where {expected} was due",
+                                        start)
                 expected += 1
                 yield shown, frame
             if item is None:

@@ -7,8 +7,10 @@ file, and every decoder is configured the same way (the frame index and the clip
 from __future__ import annotations
 
 import os
+import zlib
 
 import av
+import numpy as np
 
 from maskvid.errors import VideoDecodeError
 
@@ -62,3 +64,16 @@ def packet_ordinal(frame: av.VideoFrame) -> int | None:
     """The ordinal :func:`tag_packet` gave the packet that produced ``frame`` (None: untagged)."""
     tag = frame.opaque
     return tag[0] if isinstance(tag, tuple) else None
+
+
+def frame_checksum(frame: av.VideoFrame) -> int:
+    """CRC-32 of the visible bytes of every plane of a decoded frame, in its own pixel format (line padding is left
+    out: it is not part of the picture and may hold anything)."""
+    per_pixel = [0] * len(frame.planes)
+    for component in frame.format.components:
+        per_pixel[component.plane] += (component.bits + 7) // 8
+    crc = 0
+    for plane, width_bytes in zip(frame.planes, per_pixel, strict=True):
+        rows = np.frombuffer(plane, np.uint8, count=plane.line_size * plane.height).reshape(plane.height, -1)
+        crc = zlib.crc32(np.ascontiguousarray(rows[:, : min(plane.width * width_bytes, plane.line_size)]), crc)
+    return crc
