@@ -121,9 +121,9 @@ class FrameIndex:
         if start not in self.bad_starts:
             return start, first
         own = int(self.packet[frame])
-        for first, start in reversed(self.start_points):
-            if first <= frame and start <= own and start not in self.bad_starts:
-                return start, first
+        for earlier_first, earlier in reversed(self.start_points):
+            if earlier_first <= frame and earlier <= own and earlier not in self.bad_starts:
+                return earlier, earlier_first
         return 0, 0
 
     @functools.cached_property
