@@ -60,10 +60,11 @@ def cmd_probe_video(args: argparse.Namespace) -> int:
 
         check = verify_decoding(args.video)
         info["verify"] = {"sequential_frames": check.sequential_frames, "calls": check.calls, "exact": check.exact,
-                          "wrong": check.wrong}
+                          "wrong": check.wrong, "ok": check.ok}
+    failed = 1 if args.verify and not info["verify"]["ok"] else 0
     if args.json:
         print(json.dumps(info))
-        return 0 if not args.verify or info["verify"]["exact"] == info["verify"]["calls"] else 1
+        return failed
     for key, value in info.items():
         if key != "verify":
             print(f"{key:>17}: {value}")
@@ -71,8 +72,7 @@ def cmd_probe_video(args: argparse.Namespace) -> int:
         v = info["verify"]
         print(f"{'verify':>17}: {v['exact']}/{v['calls']} calls equal a sequential decode "
               f"({v['sequential_frames']} frames)" + "".join(f"\n{'':>19}differs: {w}" for w in v["wrong"]))
-        return 0 if v["exact"] == v["calls"] and v["sequential_frames"] == info["frames"] else 1
-    return 0
+    return failed
 
 
 def _option_value(text: str):
