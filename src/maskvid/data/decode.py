@@ -28,7 +28,7 @@ from av.video.reformatter import VideoReformatter
 
 from maskvid.data.frame_index import FrameIndex, mark_needs_decoding, video_index
 from maskvid.data.reader import IndexMismatch, PacketReader
-from maskvid.data.video_file import frame_checksum, open_video
+from maskvid.data.video_file import frame_checksum, open_video, quarter_turns
 from maskvid.errors import MaskvidError, VideoDecodeError
 from maskvid.motion.vectors import rasterize_frames, resize_field, rotate_field
 
@@ -206,14 +206,9 @@ def _decode_frames(reader: PacketReader, index: FrameIndex, targets: list[int], 
     return found
 
 
-def _quarter_turns(frame: av.VideoFrame) -> int:
-    """Counter-clockwise quarter turns that upright ``frame`` (its display matrix; ``np.rot90`` direction)."""
-    return round((frame.rotation or 0) / 90) % 4
-
-
 def _assemble(decoded: dict, wanted: list[int], index: FrameIndex, size, motion_vectors: bool, threads: int) -> Clip:
     first = decoded[wanted[0]]
-    turns = _quarter_turns(first)
+    turns = quarter_turns(first)
     upright = (first.width, first.height) if turns % 2 else (first.height, first.width)
     out_h, out_w = _output_size(size, *upright)
     coded_out = (out_w, out_h) if turns % 2 else (out_h, out_w)  # the scaler works before the rotation

@@ -14,6 +14,7 @@ import numpy as np
 from av.video.reformatter import VideoReformatter
 
 from maskvid.data.decode import decode_clip, frame_count
+from maskvid.data.video_file import quarter_turns
 from maskvid.errors import VideoDecodeError
 
 
@@ -38,9 +39,8 @@ def sequential_frames(path: str) -> np.ndarray:
     with av.open(path) as container:
         try:
             for frame in container.decode(video=0):
-                turns = round((frame.rotation or 0) / 90) % 4
                 rgb = scaler.reformat(frame, format="rgb24", threads=1).to_ndarray()
-                frames.append(np.rot90(rgb, turns))
+                frames.append(np.rot90(rgb, quarter_turns(frame)))
         except av.error.FFmpegError:
             pass
     if not frames:
@@ -53,8 +53,8 @@ def verify_decoding(path: str | os.PathLike, singles: int = 100, clip: int = 16,
     and ``clip`` × ``stride`` clips at the start, middle and end, decoded with and without motion vectors."""
     path = os.fspath(path)
     reference = sequential_frames(path)
-    n = min(frame_count(path), len(reference))
     result = Verification(path, frame_count(path), len(reference))
+    n = min(result.frames, len(reference))
     for i in sorted({int(i) for i in np.linspace(0, n - 1, min(singles, n))}):
         _check(result, f"frame {i}", reference, path, [i], False)
     span = (clip - 1) * stride + 1

@@ -77,3 +77,8 @@ def frame_checksum(frame: av.VideoFrame) -> int:
         rows = np.frombuffer(plane, np.uint8, count=plane.line_size * plane.height).reshape(plane.height, -1)
         crc = zlib.crc32(np.ascontiguousarray(rows[:, : min(plane.width * width_bytes, plane.line_size)]), crc)
     return crc
+
+
+def quarter_turns(frame: av.VideoFrame) -> int:
+    """Counter-clockwise quarter turns that upright ``frame`` (its display matrix; ``np.rot90``'s direction)."""
+    return round((frame.rotation or 0) / 90) % 4
