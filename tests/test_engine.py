@@ -20,6 +20,7 @@ from maskvid.engine.logging import read_metrics
 from maskvid.engine.train import train
 from maskvid.errors import CheckpointError, ConfigError, DataError
 from maskvid.recipes import build_method, build_pretrain_dataset, pretrain
+from maskvid.targets import Target
 
 CONFIG = os.path.join(os.path.dirname(__file__), "..", "configs", "pretrain", "videomae_tiny.yaml")
 
@@ -86,15 +87,16 @@ def test_sigkill_then_resume_is_bit_identical(synth_motion, tmp_path):
     assert steps == list(range(1, 61))  # the dead run's records past its checkpoint were dropped
 
 
-class _NaNAfter(torch.nn.Module):
+class _NaNAfter(Target):
     """A target that turns NaN after ``calls`` batches (a stand-in for a diverging run)."""
 
     def __init__(self, inner, calls):
         super().__init__()
-        self.inner, self.calls, self.dim = inner, calls, inner.dim
+        self.inner, self.calls, self._dim = inner, calls, inner.dim
 
-    def entry_weights(self, grid):
-        return None
+    @property
+    def dim(self):
+        return self._dim
 
     def forward(self, video, **aux):
         self.calls -= 1
@@ -105,7 +107,7 @@ class _NaNAfter(torch.nn.Module):
 def test_non_finite_loss_stops_cleanly_and_keeps_the_last_good_checkpoint(synth_motion, tmp_path):
     config = load_config(CONFIG, tiny_overrides(synth_motion, str(tmp_path / "run")))
     method = build_method(config)
-    method.target = _NaNAfter(method.target, calls=5)
+    method.heads[0].target = _NaNAfter(method.heads[0].target, calls=5)
     result = train(method, build_pretrain_dataset(config), config, str(tmp_path / "run"))
     assert result.status == "non_finite_loss" and result.step == 5
     assert os.path.basename(latest_checkpoint(str(tmp_path / "run"))) == "step_0000004"
@@ -225,8 +227,8 @@ def test_no_weight_decay_on_norms_biases_position_tables_and_mask_token():
     optimizer = build_optimizer(method, OptimConfig(), lr=1e-3)
     names = {id(p): n for n, p in method.named_parameters()}
     undecayed = {names[id(p)] for g in optimizer.param_groups if g["weight_decay"] == 0 for p in g["params"]}
-    assert "mask_token" in undecayed and "encoder.pos_embed.pos_embed" in undecayed
-    assert all(n.endswith(("bias", "weight")) or "pos_embed" in n or n == "mask_token"
+    assert "heads.0.mask_token" in undecayed and "encoder.pos_embed.pos_embed" in undecayed
+    assert all(n.endswith(("bias", "weight")) or "pos_embed" in n or n == "heads.0.mask_token"
                for n in undecayed if "norm" in n or n.endswith("bias"))
     assert "encoder.blocks.0.attn.qkv.weight" not in undecayed and "encoder.blocks.0.attn.q_bias" in undecayed
     assert scaled_lr(OptimConfig(base_lr=1.5e-4), 512) == pytest.approx(3e-4)

@@ -12,7 +12,7 @@ import torch
 
 from maskvid.config import FinetuneConfig, load_config
 from maskvid.engine.logging import read_metrics
-from maskvid.errors import CheckpointError, ConfigError
+from maskvid.errors import CheckpointError, ConfigError, InputError
 from maskvid.methods.mar import MARNet
 from maskvid.recipes import build_finetune_datasets, build_finetune_method, evaluate_checkpoint, finetune, pretrain
 
@@ -184,7 +184,7 @@ def test_mar_net_trains_every_parameter_and_drops_its_branch_at_inference():
     method.eval()
     assert torch.allclose(method.predict(video, mask).sum(-1), torch.ones(2))
     assert not isinstance(method.net(video, mask), tuple)  # no reconstruction at inference
-    with pytest.raises(ConfigError, match="mask"):
+    with pytest.raises(InputError, match="mask"):
         method.net(video, None)
 
 

@@ -112,7 +112,7 @@ def test_original_videomae_pth_layout(tmp_path):
     for key, value in ours.state_dict().items():
         if key.startswith("target."):
             continue
-        key = key.replace("encoder.patch_embed.", "encoder.patch_embed.proj.")
+        key = key.replace("encoder.patch_embed.", "encoder.patch_embed.proj.").removeprefix("heads.0.")
         original[key] = value
     torch.save({"model": original, "epoch": 799}, tmp_path / "checkpoint.pth")
     loaded = from_hf(tmp_path / "checkpoint.pth", num_frames=4, size=32, heads=4, decoder_heads=4).eval()

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from maskvid import masking
-from maskvid.errors import ConfigError
+from maskvid.errors import ConfigError, InputError
 from maskvid.masking import masked_count, rectangle_for_ratio
 
 SETTINGS = settings(max_examples=40, deadline=None)
@@ -249,5 +249,5 @@ def test_grids_a_strategy_cannot_serve_are_refused(name, grid):
 
 
 def test_motion_of_the_wrong_shape_is_refused():
-    with pytest.raises(ConfigError, match="mask.motion"):
+    with pytest.raises(InputError, match="motion"):
         masking.build("mgm")((8, 14, 14), motion=torch.zeros(4, 14, 14))

@@ -8,7 +8,7 @@ import torch
 from conftest import square_box
 from maskvid import masking
 from maskvid.data import decode_clip
-from maskvid.errors import ConfigError
+from maskvid.errors import ConfigError, InputError
 from maskvid.motion import dis_flow, slice_magnitude
 
 INDICES = list(range(0, 32, 2))  # 16 frames at stride 2 → 8 slices of 2
@@ -106,5 +106,5 @@ def test_bert_noise_splits_masked_tokens_80_10_10_and_leaves_the_rest():
     assert to_mask == pytest.approx(0.8, abs=0.01) and changed == pytest.approx(0.1 * 0.999, abs=0.01)
     again = masking.bert_noise(tokens, mask, 1000, 1000, torch.Generator().manual_seed(5))
     assert torch.equal(again, masking.bert_noise(tokens, mask, 1000, 1000, torch.Generator().manual_seed(5)))
-    with pytest.raises(ConfigError):
+    with pytest.raises(InputError, match="mask"):
         masking.bert_noise(tokens, mask.int(), 1000, 1000)

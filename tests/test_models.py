@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from maskvid import targets
-from maskvid.errors import ConfigError
+from maskvid.errors import ConfigError, InputError
 from maskvid.methods.mae import MAE
 from maskvid.models import PRESETS, DecoderConfig, VideoClassifier, VideoViT, ViTConfig
 
@@ -133,9 +133,9 @@ def test_bad_input_is_refused_with_the_key():
     with pytest.raises(ConfigError, match="model.heads"):
         ViTConfig(width=100, heads=3)
     enc = VideoViT(tiny())
-    with pytest.raises(ConfigError, match="video"):
+    with pytest.raises(InputError, match="video"):
         enc(torch.randn(2, 3, 5, 32, 32))
-    with pytest.raises(ConfigError, match="mask"):
+    with pytest.raises(InputError, match="mask"):
         enc(torch.randn(2, 3, 4, 32, 32), torch.zeros(2, 31, dtype=torch.bool))
-    with pytest.raises(ConfigError, match="every token masked"):
+    with pytest.raises(InputError, match="every token masked"):
         enc(torch.randn(1, 3, 4, 32, 32), torch.ones(1, 32, dtype=torch.bool))

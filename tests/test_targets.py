@@ -61,7 +61,7 @@ def test_rgb_diff_is_the_next_frame_minus_this_one_and_weights_out_the_last_fram
     expected = (video01[0, :, 1] - video01[0, :, 0]).permute(1, 2, 0)
     torch.testing.assert_close(out[0, 0, 0], expected, atol=1e-5, rtol=1e-5)
     assert float(out[0, 1, 1].abs().max()) == 0.0
-    weights = tgt.entry_weights((2, 1, 1)).view(2, 2, -1)
+    weights = tgt.validity(normalized(video01)).view(2, 2, -1)  # (N, t, p·p·C) of the one sample
     assert weights[1, 1].sum() == 0 and weights[1, 0].all() and weights[0].all()
 
 
@@ -72,5 +72,5 @@ def test_build_errors_name_the_key():
         targets.build("hog", cell=8)
     with pytest.raises(ConfigError, match="target.bins"):
         targets.build("hog", bins=1)
-    assert set(targets.available()) == {"pixels", "norm_pixels", "hog", "rgb_diff"}
+    assert set(targets.available()) == {"pixels", "norm_pixels", "hog", "rgb_diff", "tokens"}
     assert targets.build("pixels").dim == 2 * 16 * 16 * 3 and math.isfinite(targets.build("hog").dim)

@@ -41,6 +41,16 @@ class ConfigError(MaskvidError):
         super().__init__(f"config key '{key}': {problem}")
 
 
+class InputError(MaskvidError, ValueError):
+    """A tensor handed to a public function has the wrong shape, dtype or values (a video that is not
+    ``(B, C, T, H, W)``, a mask of another grid); names the argument, what was expected and what came."""
+
+    def __init__(self, name: str, problem: str):
+        self.name = name
+        self.problem = problem
+        super().__init__(f"argument '{name}': {problem}")
+
+
 class DataError(MaskvidError):
     """A dataset cannot go on: too many bad videos, or no good one left to retry with."""
 

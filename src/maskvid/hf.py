@@ -22,6 +22,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from maskvid.errors import CheckpointError
+from maskvid.methods.base import MaskedPrediction
 from maskvid.methods.mae import MAE
 from maskvid.models import DecoderConfig, VideoClassifier, ViTConfig
 from maskvid.targets import build as build_target
@@ -55,6 +56,9 @@ _HF_TO_OURS = [
 ]
 # original VideoMAE repo names → maskvid names
 _ORIGINAL_TO_OURS = [(r"patch_embed\.proj\.", "patch_embed."), (r"^(blocks|patch_embed|norm)\.", r"encoder.\1.")]
+# VideoMAE's one decoder (HF and original names, after the rules above) ↔ maskvid's first prediction head
+_DECODER_TO_HEAD = [(r"^(decoder\.|encoder_to_decoder\.|mask_token$)", r"heads.0.\1")]
+_HEAD_TO_DECODER = [(r"^heads\.0\.", "")]
 
 
 def _rename(state: dict, rules) -> dict:
@@ -130,11 +134,13 @@ def _configs_from_hf(cfg: dict) -> tuple[ViTConfig, DecoderConfig]:
 
 
 def _load_into(model: torch.nn.Module, state: dict, source: str) -> torch.nn.Module:
+    if isinstance(model, MAE):
+        state = _rename(state, _DECODER_TO_HEAD)
     try:
         missing, unexpected = model.load_state_dict(state, strict=False)
     except RuntimeError as e:  # shape mismatches
         raise CheckpointError(f"{source}: weights do not fit the architecture read from it — {e}") from e
-    missing = [k for k in missing if not k.startswith("target.")]
+    missing = [k for k in missing if ".target." not in k]
     if missing or unexpected:
         raise CheckpointError(f"{source}: weights do not fit — missing {missing[:5]}, unexpected {unexpected[:5]}")
     return model
@@ -234,6 +240,9 @@ def _check_exportable(encoder: ViTConfig) -> None:
         problems.append(f"attention {encoder.attention!r} (HF has joint only)")
     if encoder.pos_embed != "sincos":
         problems.append(f"pos_embed {encoder.pos_embed!r} (HF has the fixed sincos table only)")
+    if encoder.stem != "tubelet" or encoder.cls_token or encoder.hide != "drop":
+        problems.append(f"stem {encoder.stem!r}, cls_token {encoder.cls_token}, hide {encoder.hide!r} (HF has "
+                        "tubelets, no [CLS], dropped tokens)")
     if encoder.layer_scale:
         problems.append("layer_scale (HF has none)")
     if encoder.patch[1] != encoder.patch[2]:
@@ -255,14 +264,16 @@ def to_hf(model: torch.nn.Module, out_dir: str | os.PathLike) -> str:
         "intermediate_size": int(enc.width * enc.mlp_ratio), "hidden_act": "gelu", "layer_norm_eps": enc.eps,
         "qkv_bias": enc.qv_bias, "use_mean_pooling": not enc.final_norm,
     }
-    if isinstance(model, MAE):
-        dec = model.decoder_config
-        if type(model.target).__name__ not in ("Pixels", "NormPixels"):
-            raise CheckpointError(f"HF VideoMAE predicts pixels; this model's target is {type(model.target).__name__}")
+    if isinstance(model, MaskedPrediction):
+        if len(model.heads) != 1:
+            raise CheckpointError(f"HF VideoMAE has one decoder; this model has {len(model.heads)} heads")
+        dec, target = model.heads[0].decoder_config, model.heads[0].target
+        if target.name not in ("pixels", "norm_pixels"):
+            raise CheckpointError(f"HF VideoMAE predicts pixels; this model's target is {target.name}")
         cfg.update(architectures=["VideoMAEForPreTraining"], decoder_hidden_size=dec.width,
                    decoder_num_hidden_layers=dec.depth, decoder_num_attention_heads=dec.heads,
                    decoder_intermediate_size=int(dec.width * dec.mlp_ratio),
-                   norm_pix_loss=type(model.target).__name__ == "NormPixels")
+                   norm_pix_loss=target.name == "norm_pixels")
     elif isinstance(model, VideoClassifier):
         if model.pool == "mean" and enc.final_norm:
             raise CheckpointError("HF's mean-pooling classifier has no encoder norm; this model has one")
@@ -272,7 +283,7 @@ def to_hf(model: torch.nn.Module, out_dir: str | os.PathLike) -> str:
                    label2id={f"LABEL_{i}": i for i in range(classes)})
     else:
         raise CheckpointError(f"to_hf takes an MAE or a VideoClassifier, not {type(model).__name__}")
-    state = {k: v for k, v in model.state_dict().items() if not k.startswith("target.")}
+    state = _rename(model.state_dict(), _HEAD_TO_DECODER)
     state = _rename(_split_qkv(state), _OURS_TO_HF)
     out_dir = os.fspath(out_dir)
     os.makedirs(out_dir, exist_ok=True)

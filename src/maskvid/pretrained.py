@@ -20,7 +20,7 @@ from maskvid.models.vit import ViTConfig, config_from_dict, resize_grid_table
 
 def read_pretrained(source: str | os.PathLike) -> tuple[dict[str, torch.Tensor], ViTConfig | None]:
     """``(state, encoder_config)``: weights named as maskvid's MAE/classifier names them (``encoder.…``,
-    ``decoder.…``), and the encoder's config when the source records it."""
+    ``heads.0.decoder.…``), and the encoder's config when the source records it."""
     source = os.fspath(source)
     if os.path.isdir(os.path.join(source, "checkpoints")):
         found = latest_checkpoint(source)

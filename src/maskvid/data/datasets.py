@@ -28,14 +28,9 @@ from maskvid.data.transforms import ClipTransform
 from maskvid.errors import ConfigError, DataError, VideoDecodeError
 from maskvid.masking import MaskStrategy
 from maskvid.motion import dis_flow, slice_magnitude
+from maskvid.rng import sample_generator
 
 SAMPLINGS = ("dense", "segments", "multiview", "pair")
-
-
-def sample_generator(seed: int, epoch: int, index: int, attempt: int = 0) -> torch.Generator:
-    """A generator owned by one (seed, epoch, index, attempt): independent of worker count and order."""
-    mixed = ((seed * 1_000_003 + epoch) * 1_000_003 + index) * 101 + attempt
-    return torch.Generator().manual_seed(mixed % (2**63 - 1))
 
 
 @dataclass

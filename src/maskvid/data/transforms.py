@@ -19,11 +19,11 @@ from torchvision.ops import roi_align
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
+from maskvid.constants import IMAGENET_MEAN, IMAGENET_STD
 from maskvid.errors import ConfigError
 from maskvid.motion.vectors import MOTION_CELL
+from maskvid.rng import draw_seed, global_seed
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 MULTISCALE = (1.0, 0.875, 0.75, 0.66)  # VideoMAE GroupMultiScaleCrop scales
 Box = tuple[float, float, float, float]  # top, left, height, width in frame pixels
 
@@ -163,15 +163,13 @@ class ClipTransform:
         if self.flip and float(torch.rand((), generator=g)) < 0.5:
             video = F.horizontal_flip(video)
             motion = flip_field(motion) if motion is not None else None
-        seed = int(torch.randint(2**62, (), generator=g))
+        seed = draw_seed(g)
         if self.randaugment is not None:
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(seed)
+            with global_seed(seed):
                 video = v2.RandAugment(num_ops=self.randaugment[0], magnitude=self.randaugment[1])(video)
         out = normalize_to_cthw(video.as_subclass(torch.Tensor), self.mean, self.std)
         if self.erase > 0:
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(seed + 1)
+            with global_seed(seed + 1):
                 # one box through every frame: erase on a (T, C, H, W) view of the output
                 out = v2.RandomErasing(p=self.erase, value=0)(tv_tensors.Video(out.transpose(0, 1)))
                 out = out.as_subclass(torch.Tensor).transpose(0, 1).contiguous()

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from maskvid import rng
 from maskvid.errors import ConfigError
 
 
@@ -95,7 +96,7 @@ class ShardedResumableSampler(torch.utils.data.Sampler):
         self.epoch, self.start = epoch, start
 
     def __iter__(self):
-        order = torch.randperm(self.size, generator=torch.Generator().manual_seed(self.seed * 100_003 + self.epoch))
+        order = torch.randperm(self.size, generator=rng.generator(self.seed, self.epoch))
         shard = order[self.info.rank :: self.info.world][: self.per_rank]
         return iter(shard[self.start :].tolist())
 

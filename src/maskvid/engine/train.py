@@ -17,6 +17,7 @@ import torch
 from timm.utils import ModelEmaV3
 from torch.nn.parallel import DistributedDataParallel
 
+from maskvid import rng
 from maskvid.config import PretrainConfig, save_config
 from maskvid.data import BadVideoLog, collate
 from maskvid.engine.checkpoint import latest_checkpoint, remove_unfinished_writes
@@ -120,6 +121,7 @@ class _Run:
         self.bad = BadVideoLog(max_fraction=config.data.max_bad_fraction)
         self.status, self.checkpoint = "finished", None
         self.losses, self.first_loss, self.last_loss, self.clips = [], None, None, 0
+        self.metric_sums, self.metric_count = {}, 0
         self.started = self.window = time.perf_counter()
 
     def epoch(self) -> None:
@@ -130,7 +132,7 @@ class _Run:
         t = self.config.train
         loader = torch.utils.data.DataLoader(
             self.dataset, batch_size=t.batch_size, sampler=self.sampler, num_workers=t.num_workers,
-            collate_fn=collate, drop_last=True, generator=torch.Generator().manual_seed(self.config.seed + epoch),
+            collate_fn=collate, drop_last=True, generator=rng.generator(self.config.seed, epoch),
             pin_memory=self.device.type == "cuda",
         )
         for micro, batch in enumerate(loader, 1):
@@ -156,6 +158,10 @@ class _Run:
         with no_sync:
             (out.loss / accumulate).backward()
         self.losses.append(float(out.loss.detach()))
+        for name, value in out.metrics.items():  # every loss term and metric, averaged over the logging window
+            if name != "loss":
+                self.metric_sums[name] = self.metric_sums.get(name, 0.0) + float(value)
+        self.metric_count += 1
         self.clips += batch["video"].shape[0] * self.info.world
         if not sync:
             return None
@@ -180,11 +186,18 @@ class _Run:
             self.logger.log({"step": self.step, "epoch": epoch,
                              "loss": mean_across_ranks(sum(self.losses) / len(self.losses), self.info),
                              "lr": max(g["lr"] for g in self.optimizer.param_groups), "grad_norm": self.grad_norm,
-                             "clips_per_s": self.clips / (now - self.window), **_scalars(out.metrics)})
+                             "clips_per_s": self.clips / (now - self.window), **self.window_metrics()})
             self.losses, self.clips, self.window = [], 0, now
+            self.metric_sums, self.metric_count = {}, 0
         if self.info.main and (self.step % t.checkpoint_every == 0 or self.step == self.plan.stop_at):
             self.checkpoint = save_run(self.run_dir, self.step, epoch, self.method, self.optimizer, self.config,
                                     t.keep_checkpoints, self.ema)
+
+    def window_metrics(self) -> dict:
+        """The method's metrics (``m_<name>``: each loss term, accuracy, ...) averaged over the micro-batches since
+        the last record and over ranks."""
+        count = max(self.metric_count, 1)
+        return {f"m_{k}": mean_across_ranks(v / count, self.info) for k, v in self.metric_sums.items()}
 
     def stop(self, status: str, **details) -> None:
         """A non-finite loss, gradient or update: stop before anything is written; the last checkpoint stays."""
@@ -226,10 +239,6 @@ def _total_norm(tensors: list[torch.Tensor]) -> torch.Tensor:
     if hasattr(torch.nn.utils, "get_total_norm"):  # torch >= 2.6
         return torch.nn.utils.get_total_norm(tensors, foreach=True)
     return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(t) for t in tensors]))
-
-
-def _scalars(metrics: dict) -> dict:
-    return {f"m_{k}": float(v) for k, v in metrics.items() if k != "loss"}
 
 
 def _throughput(run_dir: str) -> float:

@@ -3,14 +3,11 @@
     gen = masking.build("mgm", ratio=0.75)
     mask = gen((8, 14, 14), generator=torch.Generator().manual_seed(0), motion=magnitudes)  # bool, True = masked
 
-Imports nothing of maskvid but errors (DESIGN.md floors).
+Imports nothing of maskvid but the bottom floor: errors, rng, registry (DESIGN.md floors).
 """
 
 from __future__ import annotations
 
-from dataclasses import fields
-
-from maskvid.errors import ConfigError
 from maskvid.masking.base import MaskStrategy, masked_count, rectangle_for_ratio
 from maskvid.masking.blocks import Block3DMask, CubeMask, blocks_for_ratio, expected_block3d_ratio
 from maskvid.masking.moving import MotionGuidedMask, SimulatedMotionMask
@@ -23,8 +20,9 @@ from maskvid.masking.running import (
     RunningUniformMask,
 )
 from maskvid.masking.standard import FrameMask, RandomMask, TubeMask
+from maskvid.registry import Registry
 
-STRATEGIES: dict[str, type[MaskStrategy]] = {
+STRATEGIES = Registry("strategy", "mask.strategy", {
     cls.name: cls
     for cls in (
         RandomMask,
@@ -39,24 +37,17 @@ STRATEGIES: dict[str, type[MaskStrategy]] = {
         RunningRandomMask,
         RunningBlockMask,
     )
-}
+})
 
 
 def available() -> list[str]:
     """Names of every registered strategy."""
-    return list(STRATEGIES)
+    return STRATEGIES.available()
 
 
 def build(name: str, **options) -> MaskStrategy:
     """The strategy ``name`` with ``options`` (e.g. ``ratio=0.75``); unknown names or options raise ConfigError."""
-    if name not in STRATEGIES:
-        raise ConfigError("mask.strategy", f"unknown strategy {name!r}; available: {', '.join(STRATEGIES)}")
-    cls = STRATEGIES[name]
-    allowed = [f.name for f in fields(cls) if f.init]
-    unknown = sorted(set(options) - set(allowed))
-    if unknown:
-        raise ConfigError(f"mask.{unknown[0]}", f"not an option of {name!r}; its options: {', '.join(allowed)}")
-    return cls(**options)
+    return STRATEGIES.build(name, **options)
 
 
 __all__ = [

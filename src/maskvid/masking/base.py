@@ -12,16 +12,10 @@ from typing import ClassVar
 
 import torch
 
-from maskvid.errors import ConfigError
+from maskvid.errors import ConfigError, InputError
+from maskvid.rng import fresh_generator
 
 Grid = tuple[int, int, int]
-
-
-def new_generator() -> torch.Generator:
-    """A fresh generator with a non-deterministic seed, for interactive use without ``generator=``."""
-    g = torch.Generator()
-    g.seed()
-    return g
 
 
 def uniform(g: torch.Generator, low: float, high: float) -> float:
@@ -89,7 +83,7 @@ class MaskStrategy:
         grid = check_grid(grid, self.name)
         if motion is not None:
             motion = check_motion(motion, grid)
-        g = generator if generator is not None else new_generator()
+        g = generator if generator is not None else fresh_generator()
         mask = self.make(grid, g, motion)
         assert mask.shape == grid and mask.dtype == torch.bool, (mask.shape, mask.dtype)
         return mask
@@ -108,8 +102,14 @@ def check_grid(grid, strategy: str) -> Grid:
     return t, h, w
 
 
+def check_slice(grid: Grid, strategy: str) -> None:
+    """Strategies that mask within each temporal slice need a slice with at least two tokens."""
+    if grid[1] * grid[2] < 2:
+        raise ConfigError("mask.grid", f"{strategy} masks within a slice; needs H'·W' >= 2, got {grid}")
+
+
 def check_motion(motion: torch.Tensor, grid: Grid) -> torch.Tensor:
     if not isinstance(motion, torch.Tensor) or motion.dim() != 3 or motion.shape[0] != grid[0]:
         shape = tuple(motion.shape) if isinstance(motion, torch.Tensor) else type(motion).__name__
-        raise ConfigError("mask.motion", f"expected (T'={grid[0]}, h, w) motion magnitudes, got {shape}")
+        raise InputError("motion", f"expected (T'={grid[0]}, h, w) motion magnitudes, got {shape}")
     return motion.float()

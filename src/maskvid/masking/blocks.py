@@ -10,8 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from maskvid.errors import ConfigError
-from maskvid.masking.base import Grid, MaskStrategy, masked_count, randint, uniform
-from maskvid.masking.standard import check_slice
+from maskvid.masking.base import Grid, MaskStrategy, check_slice, masked_count, randint, uniform
 
 
 def _place_block(mask: torch.Tensor, budget: int, min_block: int, log_aspect: tuple[float, float], g) -> int:

@@ -16,8 +16,16 @@ import torch
 import torch.nn.functional as F
 
 from maskvid.errors import ConfigError
-from maskvid.masking.base import Grid, MaskStrategy, masked_count, randint, random_subset, rectangle_for_ratio, uniform
-from maskvid.masking.standard import check_slice
+from maskvid.masking.base import (
+    Grid,
+    MaskStrategy,
+    check_slice,
+    masked_count,
+    randint,
+    random_subset,
+    rectangle_for_ratio,
+    uniform,
+)
 
 log = logging.getLogger(__name__)
 VARIANTS = ("dense", "sparse")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from maskvid.errors import ConfigError
+from maskvid.errors import ConfigError, InputError
 
 
 def bert_noise(
@@ -28,7 +28,7 @@ def bert_noise(
         A new tensor like ``tokens``; unmasked positions are untouched.
     """
     if tokens.shape != mask.shape or mask.dtype != torch.bool:
-        raise ConfigError("mask", f"need a bool mask shaped like the tokens {tuple(tokens.shape)}, got "
+        raise InputError("mask", f"need a bool mask shaped like the tokens {tuple(tokens.shape)}, got "
                           f"{mask.dtype} {tuple(mask.shape)}")
     if len(probs) != 3 or min(probs) < 0 or abs(sum(probs) - 1.0) > 1e-6:
         raise ConfigError("mask.noise_probs", f"three non-negative probabilities summing to 1, got {probs}")

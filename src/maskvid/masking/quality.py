@@ -5,13 +5,13 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from maskvid.errors import ConfigError
+from maskvid.errors import InputError
 
 
 def token_motion(motion: torch.Tensor, grid: tuple[int, int, int]) -> torch.Tensor:
     """Mean motion magnitude per token: ``(T', h, w)`` at any resolution → ``(T', H', W')`` (NaN slices stay NaN)."""
     if motion.dim() != 3 or motion.shape[0] != grid[0]:
-        raise ConfigError("mask.motion", f"expected (T'={grid[0]}, h, w) magnitudes, got {tuple(motion.shape)}")
+        raise InputError("motion", f"expected (T'={grid[0]}, h, w) magnitudes, got {tuple(motion.shape)}")
     return F.adaptive_avg_pool2d(motion.float()[:, None], grid[1:])[:, 0]
 
 
@@ -26,7 +26,7 @@ def motion_score(mask: torch.Tensor, motion: torch.Tensor) -> float:
         nothing visible moves but something hidden does; ``nan`` when there is no motion to judge by.
     """
     if mask.dim() != 3 or mask.dtype != torch.bool:
-        raise ConfigError("mask", f"expected a bool (T', H', W') mask, got {mask.dtype} {tuple(mask.shape)}")
+        raise InputError("mask", f"expected a bool (T', H', W') mask, got {mask.dtype} {tuple(mask.shape)}")
     per_token = token_motion(motion, tuple(mask.shape))
     usable = torch.isfinite(per_token).flatten(1).all(1)
     if not bool(usable.any()):

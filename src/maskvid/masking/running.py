@@ -17,8 +17,15 @@ from dataclasses import dataclass
 import torch
 
 from maskvid.errors import ConfigError
-from maskvid.masking.base import Grid, MaskStrategy, masked_count, randint, random_subset, rectangle_for_ratio
-from maskvid.masking.standard import check_slice
+from maskvid.masking.base import (
+    Grid,
+    MaskStrategy,
+    check_slice,
+    masked_count,
+    randint,
+    random_subset,
+    rectangle_for_ratio,
+)
 
 SPATIAL = ("repeat", "random")
 TEMPORAL = ("fixed", "shuffle")

@@ -7,13 +7,7 @@ from dataclasses import dataclass
 import torch
 
 from maskvid.errors import ConfigError
-from maskvid.masking.base import Grid, MaskStrategy, masked_count, random_subset
-
-
-def check_slice(grid: Grid, strategy: str) -> None:
-    """Strategies that mask within each temporal slice need a slice with at least two tokens."""
-    if grid[1] * grid[2] < 2:
-        raise ConfigError("mask.grid", f"{strategy} masks within a slice; needs H'·W' >= 2, got {grid}")
+from maskvid.masking.base import Grid, MaskStrategy, check_slice, masked_count, random_subset
 
 
 @dataclass

@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from maskvid.errors import ConfigError
+from maskvid.errors import ConfigError, InputError
 from maskvid.methods.mae import MAE
 from maskvid.models import BridgingClassifier, VideoViT, masked_mean
 
@@ -49,7 +49,7 @@ class MARNet(nn.Module):
 
     def forward(self, video: torch.Tensor, mask: torch.Tensor | None):
         if mask is None:
-            raise ConfigError("mask", "MAR needs its running-cell mask (set the config's mask section)")
+            raise InputError("mask", "MAR needs its running-cell mask (set the config's mask section)")
         tokens, layout = self.mae.encoder(video, mask)  # only the visible tokens: the saving MAR is about
         if self.kind == "bridging":
             logits = self.head(tokens, layout)
@@ -57,5 +57,5 @@ class MARNet(nn.Module):
             logits = self.head(self.fc_norm(masked_mean(tokens, layout.valid)))
         if not self.training or self.recon_weight == 0:
             return logits
-        recon = self.mae.reconstruct(tokens, layout, video, mask)
+        recon = self.mae.predict_masked(tokens, layout, mask, {"video": video})
         return logits, {"recon": (self.recon_weight, recon.loss)}

@@ -1,16 +1,20 @@
-"""Plain nn.Modules: the video ViT encoder, the MAE decoder, a classifier. No losses here (DESIGN.md).
+"""Plain nn.Modules: the video ViT encoder (stems, block layouts), decoders, heads, a classifier. No losses here
+(DESIGN.md).
 
-Imports nothing of maskvid but errors.
+Imports nothing of maskvid but the bottom floor (errors, registry).
 """
 
-from maskvid.models.blocks import Attention, Block, DividedBlock, Mlp, TokenLayout
+from maskvid.models.blocks import LAYOUTS, Attention, Block, DividedBlock, Mlp, TokenLayout, init_weights
 from maskvid.models.classifier import VideoClassifier
 from maskvid.models.decoders import DecoderConfig, MAEDecoder
 from maskvid.models.heads import BridgingClassifier, ProbeHead, masked_mean
+from maskvid.models.stems import STEMS, FrameStem, TokenStem, TubeletStem
+from maskvid.models.tokens import fill_masked, gather_tokens, order_ids
 from maskvid.models.vit import PRESETS, PositionEmbedding, VideoViT, ViTConfig, sincos_table, visible_layout
 
 __all__ = [
-    "PRESETS", "Attention", "Block", "BridgingClassifier", "DecoderConfig", "DividedBlock", "MAEDecoder", "Mlp",
-    "PositionEmbedding", "ProbeHead", "TokenLayout", "VideoClassifier", "VideoViT", "ViTConfig", "masked_mean",
-    "sincos_table", "visible_layout",
+    "LAYOUTS", "PRESETS", "STEMS", "Attention", "Block", "BridgingClassifier", "DecoderConfig", "DividedBlock",
+    "FrameStem", "MAEDecoder", "Mlp", "PositionEmbedding", "ProbeHead", "TokenLayout", "TokenStem", "TubeletStem",
+    "VideoClassifier", "VideoViT", "ViTConfig", "fill_masked", "gather_tokens", "init_weights", "masked_mean",
+    "order_ids", "sincos_table", "visible_layout",
 ]

@@ -12,6 +12,8 @@ import torch.nn.functional as F
 from timm.layers import DropPath
 from torch import nn
 
+from maskvid.registry import Registry
+
 
 @dataclass
 class TokenLayout:
@@ -19,16 +21,21 @@ class TokenLayout:
 
     grid: ``(T', H', W')``. ids: ``(B, K)`` position in ``(t h w)`` order of each kept token, None when all N are
     kept in order. valid: ``(B, K)`` bool, False on padding (samples keep different counts), None when none is.
+    prefix: how many tokens without a grid position ([CLS]) come first in the sequence.
     """
 
     grid: tuple[int, int, int]
     ids: torch.Tensor | None = None
     valid: torch.Tensor | None = None
+    prefix: int = 0
 
     @property
     def key_mask(self) -> torch.Tensor | None:
-        """SDPA boolean mask ``(B, 1, 1, K)``, True = may attend; None when there is no padding."""
-        return None if self.valid is None else self.valid[:, None, None, :]
+        """SDPA boolean mask ``(B, 1, 1, P + K)``, True = may attend; None when there is no padding."""
+        if self.valid is None:
+            return None
+        valid = F.pad(self.valid, (self.prefix, 0), value=True)  # prefix tokens are always there
+        return valid[:, None, None, :]
 
 
 class Attention(nn.Module):
@@ -123,10 +130,15 @@ class DividedBlock(Block):
 
 
 def _along(attn: Attention, x: torch.Tensor, layout: TokenLayout, time: bool) -> torch.Tensor:
-    """Run ``attn`` along time (rows = spatial positions) or space (rows = temporal slices) of the grid."""
-    b, k, d = x.shape
+    """Run ``attn`` along time (rows = spatial positions) or space (rows = temporal slices) of the grid.
+
+    Prefix tokens ([CLS]) sit out the time attention and join every space row (TimeSformer): their output is the
+    mean over rows.
+    """
+    b, _, d = x.shape
     t, h, w = layout.grid
     n, s = t * h * w, h * w
+    prefix, x = x[:, : layout.prefix], x[:, layout.prefix :]
     if layout.ids is None:
         full, present = x, None
     else:
@@ -135,14 +147,46 @@ def _along(attn: Attention, x: torch.Tensor, layout: TokenLayout, time: bool) ->
         present = torch.zeros(b, n, dtype=torch.bool, device=x.device).scatter(1, layout.ids, kept)
     grid = full.view(b, t, s, d)
     rows = grid.transpose(1, 2).reshape(b * s, t, d) if time else grid.reshape(b * t, s, d)
-    mask = None
+    keys = occupied = None
     if present is not None:
         keys = present.view(b, t, s)
         keys = keys.transpose(1, 2).reshape(b * s, t) if time else keys.reshape(b * t, s)
-        keys = keys | ~keys.any(1, keepdim=True)  # an empty row attends everywhere; its output is discarded
-        mask = keys[:, None, None, :]
-    out = attn(rows, mask)
+        occupied = keys.any(1)  # rows with at least one kept token
+    joins = layout.prefix and not time
+    if joins:
+        rows = torch.cat([prefix.repeat_interleave(t, 0), rows], 1)  # (B·T, P + S, D)
+        keys = None if keys is None else F.pad(keys, (layout.prefix, 0), value=True)
+    elif keys is not None:
+        keys = keys | ~occupied[:, None]  # an empty row attends everywhere; its output is discarded
+    out = attn(rows, None if keys is None else keys[:, None, None, :])
+    if joins:
+        prefix_out, out = out[:, : layout.prefix].view(b, t, layout.prefix, d), out[:, layout.prefix :]
+        weights = torch.ones(b, t, 1, 1, dtype=x.dtype, device=x.device)
+        if occupied is not None:  # the prefix takes the mean over slices that hold a kept token
+            weights = occupied.view(b, t, 1, 1).to(x.dtype)
+        prefix_out = (prefix_out * weights).sum(1) / weights.sum(1).clamp(min=1)
+    else:
+        prefix_out = torch.zeros_like(prefix)  # no update through time attention
     out = out.view(b, s, t, d).transpose(1, 2).reshape(b, n, d) if time else out.reshape(b, n, d)
-    if layout.ids is None:
-        return out
-    return out.gather(1, layout.ids[..., None].expand(-1, -1, d))
+    if layout.ids is not None:
+        out = out.gather(1, layout.ids[..., None].expand(-1, -1, d))
+    return torch.cat([prefix_out, out], 1) if layout.prefix else out
+
+
+def init_weights(module: nn.Module) -> None:
+    """VideoMAE's init: xavier-uniform linears with zero bias, unit LayerNorms; patch convs like a linear."""
+    if isinstance(module, nn.Linear):
+        nn.init.xavier_uniform_(module.weight)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.LayerNorm):
+        nn.init.ones_(module.weight)
+        nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.Conv3d | nn.Conv2d):
+        nn.init.xavier_uniform_(module.weight.view(module.weight.shape[0], -1))
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+
+
+# how the encoder's blocks attend over the grid ("t_hw", VIMPAC's, arrives with VIMPAC)
+LAYOUTS = Registry("attention layout", "model.attention", {"joint": Block, "divided": DividedBlock})

@@ -7,8 +7,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from maskvid.models.blocks import Block, TokenLayout
-from maskvid.models.vit import init_weights
+from maskvid.models.blocks import Block, TokenLayout, init_weights
 
 
 @dataclass

@@ -5,8 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from maskvid.models.blocks import Block, TokenLayout
-from maskvid.models.vit import init_weights
+from maskvid.models.blocks import Block, TokenLayout, init_weights
 
 
 def masked_mean(tokens: torch.Tensor, valid: torch.Tensor | None) -> torch.Tensor:

@@ -1,8 +1,10 @@
-"""The video ViT encoder: tubelet embedding → position embedding → pre-LN blocks → norm.
+"""The video ViT encoder: stem → position embedding → [CLS] → pre-LN blocks → norm.
 
-Given a mask it encodes only the visible tokens (MAE); samples may keep different numbers of tokens, handled by
-padding to the largest count plus a key-padding mask (one batched call, no loop over samples), with a fast path
-when every sample keeps the same count.
+A mask hides tokens one of two ways (``hide``): ``drop`` encodes only the visible tokens (MAE; samples may keep
+different numbers, handled by padding to the largest count plus a key-padding mask — one batched call, no loop over
+samples — with a fast path when every sample keeps the same count), ``replace`` puts a [MASK] embedding in their
+place and encodes all N (BERT, VIMPAC). Stems (``tubelet``, ``frame``, ``token``) and block layouts (``joint``,
+``divided``) come from registries (:mod:`maskvid.models.stems`, :data:`maskvid.models.blocks.LAYOUTS`).
 
     enc = VideoViT(ViTConfig.preset("base"))
     tokens, layout = enc(video, mask)   # video (B, 3, 16, 224, 224), mask (B, 1568) bool True = hidden
@@ -15,12 +17,13 @@ from dataclasses import asdict, dataclass, replace
 
 import torch
 import torch.nn.functional as F
-from einops import rearrange
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from maskvid.errors import ConfigError
-from maskvid.models.blocks import Block, DividedBlock, TokenLayout
+from maskvid.errors import ConfigError, InputError
+from maskvid.models.blocks import LAYOUTS, TokenLayout, init_weights
+from maskvid.models.stems import STEMS
+from maskvid.models.tokens import order_ids
 
 PRESETS = {  # width, depth, heads (ViT sizes; VideoMAE's tiny is a 2-block CPU test size of ours)
     "tiny": (96, 2, 3),
@@ -29,14 +32,17 @@ PRESETS = {  # width, depth, heads (ViT sizes; VideoMAE's tiny is a 2-block CPU 
     "large": (1024, 24, 16),
     "huge": (1280, 32, 16),
 }
-ATTENTION = ("joint", "divided")  # "t_hw" (VIMPAC) is reserved for its own issue
 POS_EMBED = ("sincos", "learned", "separable")
+HIDE = ("drop", "replace")
 
 
 @dataclass
 class ViTConfig:
     """Encoder shape. ``pos_embed``: ``sincos`` (VideoMAE's fixed 1D table over the N flattened tokens),
-    ``learned`` (one table over the grid) or ``separable`` (learned space table + time table, MAM²/VIMPAC)."""
+    ``learned`` (one table over the grid) or ``separable`` (learned space table + time table, MAM²/VIMPAC).
+    ``stem``: ``tubelet`` (``patch`` = t×p×p), ``frame`` (patch (1, p, p)) or ``token`` (``vocab_size`` ids on a
+    grid of ``num_frames/patch[0]`` × ``size/patch[1]`` × ``size/patch[2]``, the tokenizer's downsampling).
+    ``cls_token``: a learned [CLS] prefix token. ``hide``: ``drop`` or ``replace`` masked tokens."""
 
     width: int = 768
     depth: int = 12
@@ -56,15 +62,28 @@ class ViTConfig:
     final_norm: bool = True  # MAE pretraining ends with a norm; a mean-pooling classifier uses fc_norm instead
     eps: float = 1e-6
     grad_checkpointing: bool = False
+    stem: str = "tubelet"
+    vocab_size: int | None = None
+    cls_token: bool = False
+    hide: str = "drop"
 
     def __post_init__(self):
         self.patch = tuple(self.patch)
         t, p, q = self.patch
         if self.num_frames % t or self.size % p or self.size % q:
             raise ConfigError("model.patch", f"tubelet {self.patch} does not divide {self.num_frames}x{self.size}²")
-        if self.attention not in ATTENTION:
-            hint = " (t_hw is not implemented yet)" if self.attention == "t_hw" else ""
-            raise ConfigError("model.attention", f"{self.attention!r} not in {ATTENTION}{hint}")
+        if self.attention not in LAYOUTS:
+            hint = " (t_hw arrives with VIMPAC)" if self.attention == "t_hw" else ""
+            raise ConfigError("model.attention", f"{self.attention!r} not in {tuple(LAYOUTS)}{hint}")
+        STEMS.get_entry(self.stem)
+        if self.stem == "frame" and t != 1:
+            raise ConfigError("model.patch", f"the frame stem embeds 1×p×p patches; got {self.patch}")
+        if (self.stem == "token") != (self.vocab_size is not None):
+            raise ConfigError("model.vocab_size", "the token stem needs vocab_size, and only it takes one")
+        if self.vocab_size is not None and self.vocab_size < 2:
+            raise ConfigError("model.vocab_size", f"need at least 2 token ids, got {self.vocab_size}")
+        if self.hide not in HIDE:
+            raise ConfigError("model.hide", f"{self.hide!r} not in {HIDE}")
         if self.pos_embed not in POS_EMBED:
             raise ConfigError("model.pos_embed", f"{self.pos_embed!r} not in {POS_EMBED}")
         if self.width % self.heads:
@@ -150,95 +169,87 @@ class PositionEmbedding(nn.Module):
 
 def visible_layout(mask: torch.Tensor, grid: tuple[int, int, int]) -> TokenLayout:
     """Indices of the visible tokens of each sample (in order), padded to the batch's largest visible count."""
-    visible = ~mask  # (B, N)
-    counts = visible.sum(1)
-    most = int(counts.max())
-    if most == 0:
-        raise ConfigError("mask", "a sample has every token masked; the encoder needs at least one visible")
-    # a stable sort puts each sample's visible positions first, in (t h w) order
-    ids = torch.argsort((~visible).to(torch.uint8), dim=1, stable=True)[:, :most]  # (B, K)
-    if bool((counts == most).all()):
-        return TokenLayout(grid, ids, None)
-    valid = torch.arange(most, device=mask.device)[None, :] < counts[:, None]
+    if bool(mask.all(1).any()):
+        raise InputError("mask", "a sample has every token masked; the encoder needs at least one visible")
+    ids, valid = order_ids(~mask)  # (B, K)
     return TokenLayout(grid, ids, valid)
 
 
 class VideoViT(nn.Module):
-    """Video ViT encoder (VideoMAE). ``forward(video, mask=None) -> (tokens, layout)``."""
+    """Video ViT encoder (VideoMAE). ``forward(x, mask=None) -> (tokens, layout)``; ``x`` is the stem's input
+    (``video`` or ``tokens``, :attr:`input_key`)."""
 
     def __init__(self, config: ViTConfig):
         super().__init__()
-        self.config = config
-        c = config
-        self.patch_embed = nn.Conv3d(c.channels, c.width, kernel_size=c.patch, stride=c.patch)
+        self.config = c = config
+        self.patch_embed = STEMS[c.stem](c.channels, c.width, c.patch, c.vocab_size)
         self.pos_embed = PositionEmbedding(c.pos_embed, c.grid, c.width)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, c.width)) if c.cls_token else None
+        pixels = c.stem != "token"  # the token stem has its own [MASK] id
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, c.width)) if c.hide == "replace" and pixels else None
         rates = torch.linspace(0, c.drop_path, c.depth).tolist()  # stochastic depth grows with depth
-        block = DividedBlock if c.attention == "divided" else Block
         self.blocks = nn.ModuleList(
-            block(c.width, c.heads, mlp_ratio=c.mlp_ratio, qv_bias=c.qv_bias, drop=c.drop, attn_drop=c.attn_drop,
-                  drop_path=rate, layer_scale=c.layer_scale, eps=c.eps)
+            LAYOUTS[c.attention](c.width, c.heads, mlp_ratio=c.mlp_ratio, qv_bias=c.qv_bias, drop=c.drop,
+                                 attn_drop=c.attn_drop, drop_path=rate, layer_scale=c.layer_scale, eps=c.eps)
             for rate in rates
         )
         self.norm = nn.LayerNorm(c.width, eps=c.eps) if c.final_norm else nn.Identity()
         self.apply(init_weights)
+        for token in (self.cls_token, self.mask_token):
+            if token is not None:
+                nn.init.trunc_normal_(token, std=0.02)
 
-    def grid_of(self, video: torch.Tensor) -> tuple[int, int, int]:
-        if video.dim() != 5 or video.shape[1] != self.config.channels:
-            raise ConfigError("video", f"expected (B, {self.config.channels}, T, H, W), got {tuple(video.shape)}")
-        t, p, q = self.config.patch
-        _, _, frames, height, width = video.shape
-        if frames % t or height % p or width % q:
-            raise ConfigError("video", f"{frames}x{height}x{width} is not divisible by the tubelet {self.config.patch}")
-        return frames // t, height // p, width // q
+    @property
+    def input_key(self) -> str:
+        return self.patch_embed.input_key
 
-    def forward(self, video: torch.Tensor, mask: torch.Tensor | None = None) -> tuple[torch.Tensor, TokenLayout]:
-        grid = self.grid_of(video)
-        if mask is None:
-            layout = TokenLayout(grid)
-            x = self.patch_embed(video).flatten(2).transpose(1, 2)  # (B, N, D), tokens in (t h w) order
-            x = self.pos_embed(x, grid)
-        else:
+    def grid_of(self, x: torch.Tensor) -> tuple[int, int, int]:
+        return self.patch_embed.grid_of(x)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, return_prefix: bool = False):
+        """Tokens ``(B, K, D)`` (the visible ones when a mask drops, else all N) and their layout; with
+        ``return_prefix`` also the [CLS] outputs ``(B, 1, D)`` (None without a [CLS] token)."""
+        grid = self.grid_of(x)
+        if mask is not None:
             n = grid[0] * grid[1] * grid[2]
-            if mask.shape != (video.shape[0], n) or mask.dtype != torch.bool:
+            if mask.shape != (x.shape[0], n) or mask.dtype != torch.bool:
                 got = f"{mask.dtype} {tuple(mask.shape)}"
-                raise ConfigError("mask", f"expected bool (B={video.shape[0]}, N={n}), got {got}")
+                raise InputError("mask", f"expected bool (B={x.shape[0]}, N={n}), got {got}")
+        if mask is not None and self.config.hide == "drop":
             layout = visible_layout(mask, grid)
-            x = self._embed_visible(video, layout)  # (B, K, D)
+            x = self.patch_embed.embed_at(x, layout.ids)  # (B, K, D)
+            x = x + self.pos_embed.table_for(grid, x)[layout.ids]
+        else:
+            layout = TokenLayout(grid)
+            x = self.pos_embed(self._embed_all(x, mask), grid)  # (B, N, D)
+        if self.cls_token is not None:
+            x = torch.cat([self.cls_token.to(x.dtype).expand(x.shape[0], -1, -1), x], 1)
+            layout.prefix = 1
         for blk in self.blocks:
             if self.config.grad_checkpointing and self.training:
                 x = checkpoint(blk, x, layout, use_reentrant=False)
             else:
                 x = blk(x, layout)
-        return self.norm(x), layout
+        x = self.norm(x)
+        tokens = x[:, layout.prefix :]
+        if return_prefix:
+            return tokens, layout, (x[:, : layout.prefix] if layout.prefix else None)
+        return tokens, layout
 
-    def _embed_visible(self, video: torch.Tensor, layout: TokenLayout) -> torch.Tensor:
-        """Embed only the kept tubelets: the Conv3d's weights as a linear map on gathered patches, so the masked
-        90% cost a copy, not a convolution (same numbers as embedding all and gathering)."""
-        t, p, q = self.config.patch
-        patches = rearrange(video, "b c (n t) (h p) (w q) -> b (n h w) (c t p q)", t=t, p=p, q=q)
-        patches = patches.gather(1, layout.ids[..., None].expand(-1, -1, patches.shape[-1]))  # (B, K, C·t·p·q)
-        x = F.linear(patches, self.patch_embed.weight.flatten(1), self.patch_embed.bias)
-        table = self.pos_embed.table_for(layout.grid, x)  # (N, D)
-        return x + table[layout.ids]
+    def _embed_all(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        """All N embeddings; masked positions (``hide: replace``) become [MASK] before the blocks see them."""
+        if mask is None:
+            return self.patch_embed(x)
+        if self.mask_token is None:  # the token stem: [MASK] is an id of its vocabulary
+            return self.patch_embed(x.flatten(1).masked_fill(mask, self.patch_embed.mask_id))
+        e = self.patch_embed(x)
+        return torch.where(mask[..., None], self.mask_token.to(e.dtype), e)
 
     def no_weight_decay(self) -> set[str]:
-        """Parameter names that AdamW should not decay (position tables; norms and biases are found by shape)."""
-        return {name for name, _ in self.named_parameters() if name.startswith("pos_embed.")}
-
-
-def init_weights(module: nn.Module) -> None:
-    """VideoMAE's init: xavier-uniform linears with zero bias, unit LayerNorms; the patch conv like a linear."""
-    if isinstance(module, nn.Linear):
-        nn.init.xavier_uniform_(module.weight)
-        if module.bias is not None:
-            nn.init.zeros_(module.bias)
-    elif isinstance(module, nn.LayerNorm):
-        nn.init.ones_(module.weight)
-        nn.init.zeros_(module.bias)
-    elif isinstance(module, nn.Conv3d):
-        nn.init.xavier_uniform_(module.weight.view(module.weight.shape[0], -1))
-        if module.bias is not None:
-            nn.init.zeros_(module.bias)
+        """Parameter names that AdamW should not decay (position tables, [CLS], [MASK]; norms and biases are
+        found by shape)."""
+        return {name for name, _ in self.named_parameters()
+                if name.startswith("pos_embed.") or name in ("cls_token", "mask_token")}
 
 
 def config_from_dict(values: dict) -> ViTConfig:

@@ -1,39 +1,35 @@
-"""Per-token prediction targets: parameter-free, ``target(video (B, C, T, H, W), **aux) -> (B, N, D)``, ``.dim``.
+"""Per-token prediction targets, one protocol (:class:`~maskvid.targets.base.Target`): ``inputs``, ``kind``,
+``dim``; ``target(**inputs) -> (B, N, D)`` values (or ``(B, N)`` class ids) and ``target.validity(**inputs)``.
 
     tgt = targets.build("norm_pixels", patch=(2, 16, 16))
+    values = tgt(video)            # (B, N, 1536)
 
 Targets may use ``models`` and ``motion``, never ``methods`` (DESIGN.md floors).
 """
 
 from __future__ import annotations
 
-from dataclasses import fields
-
-from maskvid.errors import ConfigError
+from maskvid.constants import IMAGENET_MEAN, IMAGENET_STD
+from maskvid.registry import Registry
+from maskvid.targets.base import KINDS, Target, TargetValues
 from maskvid.targets.hog import HOG
 from maskvid.targets.motion import RGBDiff
-from maskvid.targets.patchify import IMAGENET_MEAN, IMAGENET_STD, patchify, unnormalize
+from maskvid.targets.patchify import patchify, unnormalize
 from maskvid.targets.pixels import NormPixels, Pixels
+from maskvid.targets.tokens import TokenIds
 
-TARGETS = {"pixels": Pixels, "norm_pixels": NormPixels, "hog": HOG, "rgb_diff": RGBDiff}
+TARGETS = Registry("target", "target.name", {"pixels": Pixels, "norm_pixels": NormPixels, "hog": HOG,
+                                             "rgb_diff": RGBDiff, "tokens": TokenIds})
 
 
 def available() -> list[str]:
-    return list(TARGETS)
+    return TARGETS.available()
 
 
-def build(name: str, **options) -> Pixels:
+def build(name: str, **options) -> Target:
     """The target ``name`` with ``options``; unknown names or options raise ConfigError naming the key."""
-    if name not in TARGETS:
-        raise ConfigError("target.name", f"unknown target {name!r}; available: {', '.join(TARGETS)}")
-    cls = TARGETS[name]
-    allowed = {f.name for f in fields(cls) if f.init}
-    unknown = sorted(set(options) - allowed)
-    if unknown:
-        listed = ", ".join(sorted(allowed))
-        raise ConfigError(f"target.{unknown[0]}", f"not an option of {name!r}; its options: {listed}")
-    return cls(**options)
+    return TARGETS.build(name, **options)
 
 
-__all__ = ["HOG", "IMAGENET_MEAN", "IMAGENET_STD", "NormPixels", "Pixels", "RGBDiff", "available", "build", "patchify",
-           "unnormalize"]
+__all__ = ["HOG", "IMAGENET_MEAN", "IMAGENET_STD", "KINDS", "TARGETS", "NormPixels", "Pixels", "RGBDiff", "Target",
+           "TargetValues", "TokenIds", "available", "build", "patchify", "unnormalize"]

@@ -22,6 +22,8 @@ SOBEL_X = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]])
 class HOG(Pixels):
     """``(B, N, t·C·bins)``: for each of the tubelet's t frames and C channels, one histogram per token."""
 
+    name = "hog"
+
     bins: int = 9
 
     def __post_init__(self):

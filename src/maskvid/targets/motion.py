@@ -15,7 +15,9 @@ from maskvid.targets.pixels import Pixels
 class RGBDiff(Pixels):
     """MAM² §2.2: the RGB difference between each frame and the next (pixels in [0, 1]), per tubelet, flattened
     ``(t p p C)``. The last frame has no successor: its entries are zero and weighted out of the loss
-    (:meth:`entry_weights`), so the target covers frames 0 … T-2, as the paper's ``(T-1)`` differences."""
+    (:meth:`validity`), so the target covers frames 0 … T-2, as the paper's ``(T-1)`` differences."""
+
+    name = "rgb_diff"
 
     @torch.no_grad()
     def forward(self, video: torch.Tensor, **aux) -> torch.Tensor:
@@ -23,9 +25,11 @@ class RGBDiff(Pixels):
         diff = F.pad(pixels[:, :, 1:] - pixels[:, :, :-1], (0, 0, 0, 0, 0, 1))  # (B, C, T, H, W), last frame 0
         return patchify(diff, self.patch).flatten(2)
 
-    def entry_weights(self, grid) -> torch.Tensor:
-        t_slices, height, width = grid
+    def validity(self, video: torch.Tensor, **aux) -> torch.Tensor:
+        """``(B, N, t·p·p·C)``: False on the entries of the clip's last frame, which has no successor."""
         t, p, q = self.patch
-        weights = torch.ones(t_slices, height * width, t, p * q * self.channels)
-        weights[-1, :, -1] = 0  # the clip's last frame sits in the last slot of the last temporal slice
-        return weights.flatten(2).flatten(0, 1)  # (N, t·p·p·C)
+        b, _, frames, height, width = video.shape
+        valid = torch.ones(b, frames // t, (height // p) * (width // q), t, p * q * self.channels, dtype=torch.bool,
+                           device=video.device)
+        valid[:, -1, :, -1] = False  # the last frame sits in the last slot of the last temporal slice
+        return valid.flatten(3).flatten(1, 2)

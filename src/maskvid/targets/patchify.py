@@ -5,10 +5,8 @@ from __future__ import annotations
 import torch
 from einops import rearrange
 
+from maskvid.constants import IMAGENET_MEAN, IMAGENET_STD
 from maskvid.errors import ConfigError
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def patchify(video: torch.Tensor, patch: tuple[int, int, int]) -> torch.Tensor:

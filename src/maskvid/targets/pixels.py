@@ -6,14 +6,17 @@ import math
 from dataclasses import dataclass
 
 import torch
-from torch import nn
 
-from maskvid.targets.patchify import IMAGENET_MEAN, IMAGENET_STD, patchify, unnormalize
+from maskvid.constants import IMAGENET_MEAN, IMAGENET_STD
+from maskvid.targets.base import Target
+from maskvid.targets.patchify import patchify, unnormalize
 
 
 @dataclass(eq=False)
-class Pixels(nn.Module):
+class Pixels(Target):
     """Pixels of each tubelet, un-normalized to [0, 1], flattened ``(t p p C)`` → ``(B, N, t·p·p·C)``."""
+
+    name = "pixels"
 
     patch: tuple[int, int, int] = (2, 16, 16)
     channels: int = 3
@@ -28,10 +31,6 @@ class Pixels(nn.Module):
     def dim(self) -> int:
         return math.prod(self.patch) * self.channels
 
-    def entry_weights(self, grid) -> torch.Tensor | None:
-        """Per-token, per-entry loss weights ``(N, D)``, or None when every entry counts."""
-        return None
-
     @torch.no_grad()
     def forward(self, video: torch.Tensor, **aux) -> torch.Tensor:
         return patchify(unnormalize(video, self.mean, self.std), self.patch).flatten(2)
@@ -41,6 +40,8 @@ class Pixels(nn.Module):
 class NormPixels(Pixels):
     """VideoMAE's ``norm_pix_loss`` target: per patch and channel, (x - mean) / (std + 1e-6) over the t·p·p pixels,
     unbiased variance, then flattened ``(t p p C)`` — the exact order and statistics of VideoMAE and HF."""
+
+    name = "norm_pixels"
 
     eps: float = 1e-6
 

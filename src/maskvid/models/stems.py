@@ -1,0 +1,112 @@
+"""Input stems: what turns a clip (or its token ids) into one embedding per position of the token grid.
+
+- ``tubelet``: a ``t×p×p`` Conv3d over pixels (VideoMAE, MGM, MME);
+- ``frame``: a ``p×p`` Conv2d applied to every frame, i.e. ``1×p×p`` patches (MAM², TimeSformer);
+- ``token``: an embedding table over a vocabulary plus one [MASK] id (VIMPAC's VQ tokens).
+
+Every stem embeds the whole grid (``stem(x) -> (B, N, D)``) or only chosen positions (``stem.embed_at(x, ids)``,
+MAE's visible tokens: the masked 90% cost a copy, not a convolution), and reads the grid off its input. The module
+sits at ``encoder.patch_embed`` so the tubelet's weights keep VideoMAE's names.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import nn
+
+from maskvid.errors import InputError
+from maskvid.models.tokens import gather_tokens
+from maskvid.registry import Registry
+
+Grid = tuple[int, int, int]
+
+
+class TubeletStem(nn.Conv3d):
+    """``(B, C, T, H, W)`` pixels → one embedding per ``t×p×p`` tubelet."""
+
+    input_key = "video"
+
+    def __init__(self, channels: int, width: int, patch: tuple[int, int, int], vocab_size: int | None = None):
+        super().__init__(channels, width, kernel_size=patch, stride=patch)
+        self.patch = tuple(patch)
+
+    def grid_of(self, video: torch.Tensor) -> Grid:
+        if video.dim() != 5 or video.shape[1] != self.in_channels:
+            raise InputError("video", f"expected (B, {self.in_channels}, T, H, W), got {tuple(video.shape)}")
+        t, p, q = self.patch
+        _, _, frames, height, width = video.shape
+        if frames % t or height % p or width % q:
+            raise InputError("video", f"{frames}x{height}x{width} is not divisible by the patch {self.patch}")
+        return frames // t, height // p, width // q
+
+    def forward(self, video: torch.Tensor) -> torch.Tensor:
+        return super().forward(video).flatten(2).transpose(1, 2)  # (B, N, D), tokens in (t h w) order
+
+    def embed_at(self, video: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        """Embeddings of positions ``ids`` ``(B, K)`` only: the conv as a linear map on the gathered patches."""
+        t, p, q = self.patch
+        patches = rearrange(video, "b c (n t) (h p) (w q) -> b (n h w) (c t p q)", t=t, p=p, q=q)
+        return F.linear(gather_tokens(patches, ids), self.weight.flatten(1), self.bias)  # (B, K, D)
+
+
+class FrameStem(nn.Conv2d):
+    """``(B, C, T, H, W)`` pixels → one embedding per ``p×p`` patch of every frame (patch ``(1, p, p)``)."""
+
+    input_key = "video"
+
+    def __init__(self, channels: int, width: int, patch: tuple[int, int, int], vocab_size: int | None = None):
+        super().__init__(channels, width, kernel_size=patch[1:], stride=patch[1:])
+        self.patch = tuple(patch)
+
+    grid_of = TubeletStem.grid_of
+
+    def forward(self, video: torch.Tensor) -> torch.Tensor:
+        b = video.shape[0]
+        frames = rearrange(video, "b c t h w -> (b t) c h w")
+        x = super().forward(frames).flatten(2).transpose(1, 2)  # (B·T, H'W', D)
+        return rearrange(x, "(b t) s d -> b (t s) d", b=b)
+
+    def embed_at(self, video: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        _, p, q = self.patch
+        patches = rearrange(video, "b c t (h p) (w q) -> b (t h w) (c p q)", p=p, q=q)
+        return F.linear(gather_tokens(patches, ids), self.weight.flatten(1), self.bias)
+
+
+class TokenStem(nn.Embedding):
+    """``(B, T', H', W')`` integer ids in ``[0, vocab_size)`` → embeddings; id ``vocab_size`` is [MASK]."""
+
+    input_key = "tokens"
+
+    def __init__(self, channels: int, width: int, patch: tuple[int, int, int], vocab_size: int | None = None):
+        if not vocab_size:
+            raise ValueError("the token stem needs vocab_size")
+        super().__init__(vocab_size + 1, width)
+        self.vocab_size = vocab_size
+        nn.init.trunc_normal_(self.weight, std=0.02)
+
+    @property
+    def mask_id(self) -> int:
+        return self.vocab_size
+
+    def grid_of(self, tokens: torch.Tensor) -> Grid:
+        if tokens.dim() != 4 or tokens.dtype.is_floating_point or tokens.dtype == torch.bool:
+            raise InputError("tokens", f"expected integer ids (B, T', H', W'), got {tokens.dtype} "
+                             f"{tuple(tokens.shape)}")
+        return tuple(tokens.shape[1:])
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self._embed(tokens.flatten(1))  # (B, N, D)
+
+    def embed_at(self, tokens: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        return self._embed(gather_tokens(tokens.flatten(1), ids))  # (B, K, D)
+
+    def _embed(self, ids: torch.Tensor) -> torch.Tensor:
+        if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) > self.vocab_size):
+            raise InputError("tokens", f"ids must be in [0, {self.vocab_size}] ({self.vocab_size} = [MASK]), got "
+                             f"[{int(ids.min())}, {int(ids.max())}]")
+        return super().forward(ids.long())
+
+
+STEMS = Registry("stem", "model.stem", {"tubelet": TubeletStem, "frame": FrameStem, "token": TokenStem})

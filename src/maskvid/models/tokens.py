@@ -1,0 +1,44 @@
+"""Token bookkeeping shared by encoders, decoders and methods: which positions a sample keeps, in order, padded to
+the batch's largest count; gathering them; putting them back among mask tokens.
+
+Samples of one batch may keep (or mask) different numbers of tokens. Every helper works on padded ``(B, K)``
+position ids plus a ``(B, K)`` validity (None when every sample has the same count: the fast path).
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def order_ids(selected: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Each sample's selected positions of ``(B, N)`` bool ``selected``, in order, padded to the largest count.
+
+    Returns ids ``(B, K)`` (padding slots hold unselected positions) and validity ``(B, K)`` bool, or None when
+    every sample selects the same count.
+    """
+    counts = selected.sum(1)
+    most = int(counts.max())
+    # a stable sort puts each sample's selected positions first, in (t h w) order
+    ids = torch.argsort((~selected).to(torch.uint8), dim=1, stable=True)[:, :most]
+    if bool((counts == most).all()):
+        return ids, None
+    return ids, torch.arange(most, device=selected.device)[None, :] < counts[:, None]
+
+
+def gather_tokens(x: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    """``x`` ``(B, N, ...)`` at positions ``ids`` ``(B, K)`` → ``(B, K, ...)`` (values or class ids alike)."""
+    index = ids.view(*ids.shape, *([1] * (x.dim() - 2))).expand(*ids.shape, *x.shape[2:])
+    return x.gather(1, index)
+
+
+def fill_masked(x: torch.Tensor, ids: torch.Tensor | None, valid: torch.Tensor | None, mask_token: torch.Tensor,
+                n: int) -> torch.Tensor:
+    """Kept tokens ``x`` ``(B, K, d)`` at positions ``ids`` → the full ``(B, N, d)`` sequence, every other position
+    holding ``mask_token`` ``(1, 1, d)``. With ``ids`` None, ``x`` already holds all N tokens and is returned."""
+    if ids is None:
+        return x
+    b = x.shape[0]
+    fill = mask_token.to(x.dtype).expand(b, n, -1)
+    if valid is not None:  # padding slots point at hidden positions: keep the mask token there
+        x = torch.where(valid[..., None], x, gather_tokens(fill, ids))
+    return fill.scatter(1, ids[..., None].expand_as(x), x)  # (B, N, d), kept tokens in place
