@@ -7,8 +7,7 @@ import os
 import numpy as np
 import pytest
 
-from maskvid.data.encode import write_video
-from maskvid.data.synthetic import SynthConfig, synthesize
+from maskvid.synth import SynthConfig, synthesize, write_video
 
 
 @pytest.fixture(scope="session", autouse=True)

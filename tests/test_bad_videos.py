@@ -12,8 +12,8 @@ import torch
 
 from conftest import moving_square_frames
 from maskvid.data import BadVideoLog, ClipTransform, VideoDataset, VideoRecord, collate, decode_clip, probe_video
-from maskvid.data.encode import write_video
 from maskvid.errors import DataError, VideoDecodeError
+from maskvid.synth import write_video
 from video_corpus import encode, sequential
 
 

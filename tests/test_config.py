@@ -8,6 +8,7 @@ import dataclasses
 import math
 import os
 import typing
+from pathlib import Path
 
 import pytest
 import torch
@@ -82,6 +83,8 @@ def test_labels_beyond_num_classes_stop_before_training(synth_motion, tmp_path):
 def _section(hint):
     if dataclasses.is_dataclass(hint):
         return hint
+    if typing.get_origin(hint) is tuple:  # a list of sections (heads) is one value: the list
+        return None
     inner = [a for a in typing.get_args(hint) if dataclasses.is_dataclass(a)]
     return inner[0] if inner else None
 
@@ -118,6 +121,8 @@ def _conforms(hint, value) -> bool:
         return any(_conforms(a, value) for a in args)
     if hint is type(None):
         return value is None
+    if origin is tuple and args[-1] is Ellipsis:
+        return isinstance(value, tuple) and all(_conforms(args[0], v) for v in value)
     if origin is tuple:
         return isinstance(value, tuple) and len(value) == len(args) and all(map(_conforms, args, value))
     if hint is float:
@@ -156,3 +161,14 @@ def test_overrides_parse_yaml_and_name_bad_syntax():
         "optim": {"lr": "1e-3"}, "model": {"patch": [2, 16, 16]}}
     with pytest.raises(ConfigError, match="data.size.*not valid YAML"):
         apply_overrides({}, ["data.size={"])
+
+
+def test_configs_readme_is_generated_from_the_field_docstrings():
+    """Every key has a docstring, and configs/README.md's tables are what they render to
+    (`python -m maskvid.config.docs` rewrites them)."""
+    from maskvid.config import docs
+
+    readme = Path(docs.README).read_text()
+    assert docs.replace_block(readme, docs.render()) == readme, "run: python -m maskvid.config.docs"
+    keys = {k for k, _, _ in docs.rows(PretrainConfig, instance=PretrainConfig())}
+    assert {"data.sampling", "data.pair_max_distance", "data.motion_source", "heads", "model.stem"} <= keys

@@ -12,8 +12,8 @@ import torch
 from conftest import moving_square_frames
 from maskvid.data import ClipTransform, VideoDataset, VideoRecord, collate
 from maskvid.data.datasets import folder_or_list
-from maskvid.data.encode import write_video
 from maskvid.errors import ConfigError
+from maskvid.synth import write_video
 
 
 def make(synth_motion, **kw) -> VideoDataset:

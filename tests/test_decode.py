@@ -15,7 +15,7 @@ import pytest
 
 from conftest import moving_square_frames, square_box
 from maskvid.data import decode_clip, frame_count, probe_video, reader
-from maskvid.data.encode import write_video
+from maskvid.synth import write_video
 from video_corpus import encode, ffmpeg_cli
 
 

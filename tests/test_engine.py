@@ -19,7 +19,7 @@ from maskvid.engine.checkpoint import latest_checkpoint, list_checkpoints, load_
 from maskvid.engine.logging import read_metrics
 from maskvid.engine.train import train
 from maskvid.errors import CheckpointError, ConfigError, DataError
-from maskvid.recipes import build_method, build_pretrain_dataset, pretrain
+from maskvid.recipes import build_dataset, build_method, pretrain
 from maskvid.targets import Target
 
 CONFIG = os.path.join(os.path.dirname(__file__), "..", "configs", "pretrain", "videomae_tiny.yaml")
@@ -108,7 +108,7 @@ def test_non_finite_loss_stops_cleanly_and_keeps_the_last_good_checkpoint(synth_
     config = load_config(CONFIG, tiny_overrides(synth_motion, str(tmp_path / "run")))
     method = build_method(config)
     method.heads[0].target = _NaNAfter(method.heads[0].target, calls=5)
-    result = train(method, build_pretrain_dataset(config), config, str(tmp_path / "run"))
+    result = train(method, build_dataset(config, "train"), config, str(tmp_path / "run"))
     assert result.status == "non_finite_loss" and result.step == 5
     assert os.path.basename(latest_checkpoint(str(tmp_path / "run"))) == "step_0000004"
     weights = load_file(tmp_path / "run" / "checkpoints" / "step_0000004" / "model.safetensors")
@@ -152,7 +152,7 @@ def test_config_errors_name_the_key_before_any_data_is_read(tmp_path):
         load_config(tmp_path / "nope.yaml")
     config = load_config(CONFIG, ["data.train_list=" + str(tmp_path / "missing.csv")])
     with pytest.raises(ConfigError, match="data.train_list"):
-        build_pretrain_dataset(config)
+        build_dataset(config, "train")
     with pytest.raises(ConfigError, match="target.name"):
         build_method(load_config(CONFIG, ["target.name=sound"]))
 
@@ -268,7 +268,7 @@ def _all_finite(path: str) -> bool:
 def test_a_non_finite_gradient_is_never_applied(synth_motion, tmp_path):
     config = load_config(CONFIG, tiny_overrides(synth_motion, str(tmp_path / "run"), **{"train.checkpoint_every": 1}))
     method = _NaNGradientAfter(build_method(config), calls=3)
-    result = train(method, build_pretrain_dataset(config), config, str(tmp_path / "run"))
+    result = train(method, build_dataset(config, "train"), config, str(tmp_path / "run"))
     assert (result.status, result.step) == ("non_finite_gradient", 3)
     assert os.path.basename(result.checkpoint) == "step_0000003" and _all_finite(result.checkpoint)
     assert all(torch.isfinite(p).all() for p in method.parameters())  # the NaN gradient was not stepped with
@@ -279,13 +279,13 @@ def test_an_update_that_makes_weights_non_finite_is_never_saved(synth_motion, tm
     now refuses it; behind that, the loop checks the weights after every step, before any checkpoint."""
     run = str(tmp_path / "run")
     config = load_config(CONFIG, tiny_overrides(synth_motion, run, **{"train.max_steps": 4}))
-    assert train(build_method(config), build_pretrain_dataset(config), config, run).status == "finished"
+    assert train(build_method(config), build_dataset(config, "train"), config, run).status == "finished"
     import maskvid.engine.train as engine
 
     monkeypatch.setattr(engine, "scaled_lr", lambda *args: float("inf"))  # what validation no longer lets through
     config = load_config(CONFIG, tiny_overrides(synth_motion, run, **{"train.max_steps": 8,
                                                                       "train.checkpoint_every": 1}))
-    result = train(build_method(config), build_pretrain_dataset(config), config, run, resume=True)
+    result = train(build_method(config), build_dataset(config, "train"), config, run, resume=True)
     assert (result.status, result.step) == ("non_finite_update", 4)
     assert [os.path.basename(p) for p in list_checkpoints(run)] == ["step_0000002", "step_0000004"]
     assert all(_all_finite(p) for p in list_checkpoints(run))
@@ -338,7 +338,7 @@ def test_too_many_bad_videos_end_the_run_with_a_final_event(synth_motion, tmp_pa
     run = str(tmp_path / "run")
     config = load_config(CONFIG, tiny_overrides(synth_motion, run, **{"data.train_list": str(listing),
                                                                       "data.max_bad_fraction": 0.01}))
-    dataset = build_pretrain_dataset(config)
+    dataset = build_dataset(config, "train")
     from maskvid.data import datasets
 
     original = datasets.BadVideoLog.__init__

@@ -14,7 +14,7 @@ from maskvid.config import FinetuneConfig, load_config
 from maskvid.engine.logging import read_metrics
 from maskvid.errors import CheckpointError, ConfigError, InputError
 from maskvid.methods.mar import MARNet
-from maskvid.recipes import build_finetune_datasets, build_finetune_method, evaluate_checkpoint, finetune, pretrain
+from maskvid.recipes import build_dataset, build_finetune_method, evaluate_checkpoint, finetune, pretrain
 
 CONFIGS = os.path.join(os.path.dirname(__file__), "..", "configs")
 
@@ -69,7 +69,7 @@ def test_mar_sees_only_visible_tokens_and_trains_its_reconstruction_branch(synth
     rows = [r for r in read_metrics(str(tmp_path / "mar")) if "loss" in r]
     assert all("m_recon" in r for r in rows)
     assert report["eval"]["views_per_video"] == 4
-    train_set, _ = build_finetune_datasets(config)
+    train_set = build_dataset(config, "train")
     method = build_finetune_method(config, 3)
     assert isinstance(method.net, MARNet)
     sample = train_set[0]

@@ -33,7 +33,7 @@ def test_flow_source_guides_and_is_reported(orbit_video):
     path, _ = orbit_video
     report = mask_video(path, "mgm", source="flow", frames=8, stride=2, seed=3)
     summary = report.summary()
-    assert summary["motion_source"] == "flow" and summary["options"]["source"] == "flow"
+    assert summary["motion_source"] == "flow" and "source" not in summary["options"]  # a data option now
     assert summary["motion_score"] > 1.5
     # frame 0 has no flow: the first slice still has its second frame, so every slice has motion
     assert torch.isfinite(report.motion).all()
@@ -78,7 +78,7 @@ def test_bad_input_names_the_problem(orbit_video, tmp_path, capsys):
     path, _ = orbit_video
     with pytest.raises(ConfigError, match="mask.strategy"):
         mask_video(path, "no_such_mask")
-    with pytest.raises(ConfigError, match="mask.source"):
+    with pytest.raises(ConfigError, match="data.motion_source"):
         mask_video(path, "tube", source="radar")
     with pytest.raises(ConfigError, match="model.patch"):
         mask_video(path, "tube", frames=15)

@@ -21,7 +21,7 @@ def make(synth_motion, mask, **kw) -> VideoDataset:
 
 @pytest.mark.parametrize("source", ["codec", "flow"])
 def test_mgm_mask_in_each_sample_and_batched_flat(synth_motion, source):
-    data = make(synth_motion, masking.build("mgm", ratio=0.5, source=source), num_repeats=2)
+    data = make(synth_motion, masking.build("mgm", ratio=0.5), motion_source=source, num_repeats=2)
     assert data.grid == (4, 4, 4) and data.motion_source == source
     first, second = data[1]
     h, w = masking.rectangle_for_ratio(0.5, 4, 4)
@@ -31,8 +31,8 @@ def test_mgm_mask_in_each_sample_and_batched_flat(synth_motion, source):
         assert "motion" not in sample  # the field served the mask; samples carry it only when asked
     batch = collate([data[0], data[1]])
     assert batch["mask"].shape == (4, 64) and batch["video"].shape == (4, 3, 8, 64, 64)
-    assert torch.equal(make(synth_motion, masking.build("mgm", ratio=0.5, source=source))[1]["mask"],
-                       make(synth_motion, masking.build("mgm", ratio=0.5, source=source))[1]["mask"])
+    assert torch.equal(make(synth_motion, masking.build("mgm", ratio=0.5), motion_source=source)[1]["mask"],
+                       make(synth_motion, masking.build("mgm", ratio=0.5), motion_source=source)[1]["mask"])
 
 
 def test_guided_masks_follow_the_motion_the_sample_carries(synth_motion):

@@ -31,7 +31,7 @@ def _progress(description: str):
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
-    from maskvid.data.synthetic import SynthConfig, synthesize
+    from maskvid.synth import SynthConfig, synthesize
 
     config = SynthConfig(
         preset=args.preset,

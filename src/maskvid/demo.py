@@ -14,8 +14,8 @@ import os
 import time
 
 from maskvid.config import FinetuneConfig, PretrainConfig, from_dict
-from maskvid.data.synthetic import SynthConfig, synthesize
 from maskvid.engine.logging import read_metrics
+from maskvid.synth import SynthConfig, synthesize
 
 CLIP = {"num_frames": 8, "stride": 2, "size": 64, "flip": False}  # the motion preset is direction-sensitive
 MODEL = {"preset": "tiny", "patch": [2, 8, 8]}
@@ -28,8 +28,8 @@ BUDGET = {  # (pretrain steps, fine-tune epochs, videos per class): ≤10 min an
 def pretrain_config(root: str, out: str, steps: int, workers: int) -> PretrainConfig:
     return from_dict(PretrainConfig, {
         "output_dir": out, "seed": 0,
-        "data": {"train_list": os.path.join(root, "train.csv"), "crop": "multiscale", **CLIP},
-        "mask": {"strategy": "mgm", "ratio": 0.75, "options": {"variant": "dense", "source": "codec"}},
+        "data": {"train_list": os.path.join(root, "train.csv"), "crop": "multiscale", "motion_source": "codec", **CLIP},
+        "mask": {"strategy": "mgm", "ratio": 0.75, "options": {"variant": "dense"}},
         "target": {"name": "pixels"},  # normalized pixels stay at their trivial loss on this flat content
         "model": {**MODEL, "decoder_width": 64, "decoder_depth": 1, "decoder_heads": 2},
         "optim": {"lr": 1e-3, "warmup_steps": 20},

@@ -1,24 +1,24 @@
 """One video, one strategy: the mask ``maskvid mask`` shows and how well it hides the motion (MGM's saliency idea).
 
-The clip goes through the evaluation pipeline (short side → ``size``, centre crop, no flip) so that the mask is made
-on the same token grid, from the same cropped motion field, as in a data-loader worker.
+The clip goes through the dataset's own path (:meth:`maskvid.data.VideoDataset.clip`: decode → motion → centre crop
+→ mask), so the mask is made on the same token grid, from the same cropped motion field, as in a data-loader worker.
 """
 
 from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import torch
-import torchvision.transforms.v2.functional as F
 
 from maskvid import masking
-from maskvid.data.decode import decode_clip, frame_count
+from maskvid.data import ClipTransform, VideoDataset, VideoRecord, frame_count
+from maskvid.data.datasets import MOTION_SOURCES
 from maskvid.data.sampling import dense_indices
-from maskvid.data.transforms import ClipTransform, crop_field
 from maskvid.errors import ConfigError
-from maskvid.motion import dis_flow, slice_magnitude
+from maskvid.motion import slice_magnitude
+from maskvid.targets import unnormalize
 
 
 @dataclass
@@ -53,12 +53,7 @@ class MaskReport:
 
     def motion_inside_outside(self) -> tuple[float, float]:
         """Mean motion magnitude of the masked tokens and of the visible ones (slices without motion left out)."""
-        per_token = masking.token_motion(self.motion, tuple(self.mask.shape))
-        usable = torch.isfinite(per_token).flatten(1).all(1)
-        values, hidden = per_token[usable], self.mask[usable]
-        inside = float(values[hidden].mean()) if bool(hidden.any()) else math.nan
-        outside = float(values[~hidden].mean()) if bool((~hidden).any()) else math.nan
-        return inside, outside
+        return masking.motion_inside_outside(self.mask, self.motion)
 
     def summary(self) -> dict:
         """JSON-ready figures; non-finite numbers become None (JSON has no NaN or inf): a None score with a positive
@@ -104,43 +99,28 @@ def mask_video(
     Args:
         frames, stride: the clip (``frames`` frames ``stride`` apart); ``start`` its first frame (default: centred).
         size, patch: crop side and tubelet ``(t, p, p)``; the token grid is ``(frames/t, size/p, size/p)``.
-        source: where motion comes from — ``codec`` vectors or ``flow`` (OpenCV DIS); default: the strategy's own
-            ``source`` for guided masks, else ``codec``. The score of every strategy is judged on this motion.
-        seed: the mask generator's seed.
+        source: where motion comes from — ``codec`` vectors (default) or ``flow`` (OpenCV DIS); guided strategies
+            follow it and every strategy's score is judged on it.
+        seed: the seed of the clip's generator (the mask's draws).
     """
-    if source is not None and source not in ("codec", "flow"):
-        raise ConfigError("mask.source", f"{source!r} not in codec, flow")
-    guided = strategy in masking.STRATEGIES and "source" in {f.name for f in fields(masking.STRATEGIES[strategy])}
-    if source is not None and guided:
-        options = {**options, "source": source}  # guidance follows the motion asked for
+    if source is not None and source not in MOTION_SOURCES:
+        raise ConfigError("data.motion_source", f"{source!r} not in {', '.join(MOTION_SOURCES)}")
     gen = masking.build(strategy, **options)
-    source = source or getattr(gen, "source", "codec")
-    t, p, q = patch
-    if frames % t or size % p or size % q:
-        raise ConfigError("model.patch", f"tubelet {patch} does not divide a {frames}x{size}x{size} clip")
+    source = source or "codec"
+    dataset = VideoDataset([VideoRecord(os.fspath(video))], ClipTransform(size=size, crop="centre", flip=False),
+                           num_frames=frames, stride=stride, motion_vectors=True, motion_source=source, mask=gen,
+                           patch=patch)
     indices = dense_indices(frame_count(video), frames, stride, start=start)
-    clip = decode_clip(video, indices, motion_vectors=source == "codec")
-    if source == "flow":
-        field, valid = dis_flow(clip.frames, frame_distance=float(stride))
-    else:
-        field, valid = clip.motion, clip.motion_valid
-    height, width = clip.frames.shape[1:3]
-    box = ClipTransform(size=size, crop="centre", flip=False).box(height, width, torch.Generator())
-    top, left, h, w = box
-    cropped = F.resized_crop(clip.frames.permute(0, 3, 1, 2), round(top), round(left), round(h), round(w),
-                             [size, size], antialias=True).permute(0, 2, 3, 1)
-    field = crop_field(field, box, (height, width), (size, size))
-    motion = slice_magnitude(field, valid, t)
-    grid = (frames // t, size // p, size // q)
-    mask = gen(grid, torch.Generator().manual_seed(seed), motion if gen.needs_motion else None)
+    sample = dataset.clip(dataset.records[0], indices, torch.Generator().manual_seed(seed))
+    pixels = unnormalize(sample["video"][None], dataset.transform.mean, dataset.transform.std)[0]  # (C, T, S, S)
     return MaskReport(
         video=os.fspath(video),
         strategy=strategy,
         options=gen.options(),
         indices=list(indices),
-        frames=cropped.contiguous(),
-        mask=mask,
-        motion=motion,
+        frames=(pixels.permute(1, 2, 3, 0) * 255).round().clamp(0, 255).to(torch.uint8).contiguous(),
+        mask=sample["mask"],
+        motion=slice_magnitude(sample["motion"], sample["motion_valid"], patch[0]),
         source=source,
         fallbacks=getattr(gen, "fallbacks", 0),
     )

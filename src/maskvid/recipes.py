@@ -1,55 +1,112 @@
-"""Config → the objects a run needs: the one place that knows every method (DESIGN.md).
+"""Config → the objects a run needs: the one place that knows every method (DESIGN.md). Configs hold values; every
+``build_*`` here makes one object from them and validates what it can before any video is read.
 
-Every ``build_*`` validates what it can before any video is read.
+    method = build_method(config)            # recipes.METHODS[config.method](config)
+    train_set = build_dataset(config, "train", method)
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 
 from maskvid import masking, targets
-from maskvid.config import FinetuneConfig, PretrainConfig, encoder_config
+from maskvid.config import FinetuneConfig, PretrainConfig, encoder_config, target_geometry
 from maskvid.data import ClipTransform, VideoDataset, read_class_names
-from maskvid.data.annotations import read_lines
+from maskvid.data.annotations import read_label_map
 from maskvid.engine.distributed import pick_device
 from maskvid.errors import ConfigError
+from maskvid.methods.base import MaskedPrediction, PredictionHead, head_names
 from maskvid.methods.finetune import Classification, LinearProbe, build_mixup
 from maskvid.methods.mae import MAE
 from maskvid.methods.mar import MARNet
 from maskvid.models import DecoderConfig, VideoClassifier, VideoViT
 from maskvid.pretrained import load_pretrained
+from maskvid.registry import Registry
 
-METHODS = ("mae",)
+# batch keys the data pipeline makes in its workers; a target that reads another key cannot be trained yet
+PRODUCED = ("video", "mask", "motion", "motion_valid", "label", "video2", "mask2")
 
 
-def build_method(config: PretrainConfig) -> MAE:
-    if config.method not in METHODS:
-        raise ConfigError("method", f"{config.method!r} not in {METHODS}")
+def build_masked_prediction(config: PretrainConfig) -> MaskedPrediction:
+    """VideoMAE, MGM and any mix of heads: an encoder and ``config.heads`` (or the one ``target``)."""
     encoder = encoder_config(config)
-    m = config.model
-    decoder = DecoderConfig(width=m.decoder_width, depth=m.decoder_depth, heads=m.decoder_heads, eps=encoder.eps,
-                            head_eps=encoder.eps)
-    if decoder.width % decoder.heads:
-        raise ConfigError("model.decoder_heads", f"decoder width {decoder.width} not divisible by {decoder.heads}")
-    target = targets.build(config.target.name, patch=encoder.patch, channels=encoder.channels,
-                           **config.target.options)
-    return MAE(encoder, decoder, target)
+    return MaskedPrediction(encoder, build_heads(config))
 
 
-def build_pretrain_dataset(config: PretrainConfig) -> VideoDataset:
+METHODS = Registry("method", "method", {"mae": build_masked_prediction})
+
+
+def build_method(config: PretrainConfig) -> MaskedPrediction:
+    return METHODS.get_entry(config.method)(config)
+
+
+def build_heads(config: PretrainConfig) -> list[PredictionHead]:
+    """One :class:`PredictionHead` per entry of ``config.heads`` (decoders default to ``model.decoder_*``)."""
+    encoder, m = encoder_config(config), config.model
+    specs = config.head_configs()
+    generated = head_names([s.target for s in specs])
+    heads = []
+    for spec, name in zip(specs, [s.name or g for s, g in zip(specs, generated, strict=True)], strict=True):
+        width, depth = spec.decoder_width or m.decoder_width, spec.decoder_depth or m.decoder_depth
+        decoder = DecoderConfig(width=width, depth=depth,
+                                heads=spec.decoder_heads or m.decoder_heads, eps=encoder.eps, head_eps=encoder.eps)
+        if decoder.width % decoder.heads:
+            raise ConfigError("heads.decoder_heads", f"head {name!r}: width {decoder.width} is not divisible by "
+                              f"{decoder.heads} heads")
+        target = targets.build(spec.target, **target_geometry(spec.target, encoder), **spec.options)
+        heads.append(PredictionHead(name, encoder, decoder, target, loss=spec.loss, weight=spec.weight))
+    return heads
+
+
+def build_mask(config: PretrainConfig | FinetuneConfig, inference: bool = False) -> masking.MaskStrategy | None:
+    """The mask strategy of ``config.mask`` (None without one). Inference masks are deterministic: a fixed start
+    state where the strategy has one (MAR's running cell)."""
+    if config.mask is None:
+        return None
+    options = dict(config.mask.options)
+    if inference and "start" in masking.strategy_options(config.mask.strategy):
+        options.setdefault("start", 0)
+    return masking.build(config.mask.strategy, ratio=config.mask.ratio, **options)
+
+
+def build_dataset(config: PretrainConfig | FinetuneConfig, split: str = "train",
+                  method=None) -> VideoDataset | None:
+    """The ``train`` set (augmented, masked as the config says; for a pretraining method, carrying what its targets
+    read) or the multi-view ``val`` set (None without ``data.val_list``)."""
+    if split not in ("train", "val"):
+        raise ValueError(f"split {split!r} not in train, val")
     d = config.data
-    if not d.train_list:
-        raise ConfigError("data.train_list", "no training list given")
-    if not os.path.exists(d.train_list):
-        raise ConfigError("data.train_list", f"{d.train_list}: no such file")
-    transform = ClipTransform(size=d.size, crop=d.crop, flip=d.flip)
-    return VideoDataset.from_list(
-        d.train_list, root=d.root, classes=d.classes, require_labels=False, transform=transform,
-        num_frames=d.num_frames, stride=d.stride, decode_size=d.decode_size, num_repeats=d.num_repeats,
-        seed=config.seed, mask=config.mask.generator, patch=config.model.patch,
-    )
+    key, path = ("data.train_list", d.train_list) if split == "train" else ("data.val_list", d.val_list)
+    if not path:
+        if split == "train":
+            raise ConfigError(key, "no training list given")
+        return None
+    if not os.path.exists(path):
+        raise ConfigError(key, f"{path}: no such file")
+    inputs = _method_inputs(method)
+    common = {"root": d.root, "num_frames": d.num_frames, "stride": d.stride, "decode_size": d.decode_size,
+              "seed": config.seed, "patch": config.model.patch, "motion_source": d.motion_source,
+              "flow_preset": d.flow_preset, "mask": build_mask(config, inference=split == "val"),
+              "motion_vectors": "motion" in inputs}
+    if split == "val":
+        return VideoDataset.from_list(path, classes=d.val_classes or d.classes, sampling="multiview",
+                                      views=d.test_views, transform=ClipTransform(size=d.size, crop="centre",
+                                                                                  flip=False), **common)
+    transform = ClipTransform(size=d.size, crop=d.crop, flip=d.flip, randaugment=d.randaugment, erase=d.erase)
+    return VideoDataset.from_list(path, classes=d.classes, require_labels=isinstance(config, FinetuneConfig),
+                                  transform=transform, sampling=d.sampling, pair_distance=d.pair_max_distance,
+                                  num_repeats=d.num_repeats, **common)
+
+
+def _method_inputs(method) -> tuple[str, ...]:
+    """The batch keys ``method`` reads, each one the data pipeline can make (else a ConfigError now)."""
+    inputs = tuple(getattr(method, "inputs", ()))
+    for key in inputs:
+        if key not in PRODUCED:
+            raise ConfigError("heads", f"the method reads {key!r}, which the data pipeline does not make (it makes "
+                              f"{', '.join(PRODUCED)})")
+    return inputs
 
 
 def pretrain(config: PretrainConfig, resume: bool = False):
@@ -61,50 +118,12 @@ def pretrain(config: PretrainConfig, resume: bool = False):
     pick_device(config.train.device)  # a device this machine lacks is a config error, before data is read
     torch.manual_seed(config.seed)  # the model's initialization
     method = build_method(config)
-    dataset = build_pretrain_dataset(config)
+    dataset = build_dataset(config, "train", method)
     os.makedirs(config.output_dir, exist_ok=True)
     return train(method, dataset, config, config.output_dir, resume=resume)
 
 
 # ---- fine-tuning, linear probing, MAR ------------------------------------------------------------------------
-
-
-def finetune_transform(config: FinetuneConfig) -> ClipTransform:
-    d = config.data
-    return ClipTransform(size=d.size, crop=d.crop, flip=d.flip, randaugment=d.randaugment, erase=d.erase)
-
-
-def build_finetune_datasets(config: FinetuneConfig) -> tuple[VideoDataset, VideoDataset | None]:
-    """The training set (augmented, with MAR's mask when set) and the multi-view evaluation set."""
-    d = config.data
-    for key, path in (("data.train_list", d.train_list), ("data.val_list", d.val_list)):
-        if key == "data.train_list" and not path:
-            raise ConfigError(key, "no training list given")
-        if path and not os.path.exists(path):
-            raise ConfigError(key, f"{path}: no such file")
-    mask = config.mask.generator if config.mask is not None else None
-    train = VideoDataset.from_list(
-        d.train_list, root=d.root, classes=d.classes, transform=finetune_transform(config), num_frames=d.num_frames,
-        stride=d.stride, decode_size=d.decode_size, num_repeats=d.num_repeats, seed=config.seed, mask=mask,
-        patch=config.model.patch)
-    return train, build_eval_dataset(config)
-
-
-def build_eval_dataset(config: FinetuneConfig) -> VideoDataset | None:
-    d = config.data
-    if not d.val_list:
-        return None
-    mask = None
-    if config.mask is not None:  # inference masks are deterministic: a fixed start state where the strategy has one
-        options = dict(config.mask.options)
-        if "start" in {f.name for f in dataclasses.fields(type(config.mask.generator))}:
-            options.setdefault("start", 0)
-        mask = masking.build(config.mask.strategy, ratio=config.mask.ratio, **options)
-    return VideoDataset.from_list(
-        d.val_list, root=d.root, classes=d.val_classes or d.classes, transform=ClipTransform(
-            size=d.size, crop="centre", flip=False), num_frames=d.num_frames, stride=d.stride,
-        decode_size=d.decode_size, sampling="multiview", views=d.test_views, seed=config.seed, mask=mask,
-        patch=config.model.patch)
 
 
 def count_classes(config: FinetuneConfig, dataset: VideoDataset) -> int:
@@ -137,7 +156,7 @@ def build_finetune_method(config: FinetuneConfig, num_classes: int) -> Classific
     if config.mask is not None:  # MAR: the encoder sees only the visible tokens, in training and inference
         decoder = DecoderConfig(width=m.decoder_width, depth=m.decoder_depth, heads=m.decoder_heads,
                                 eps=encoder.eps, head_eps=encoder.eps)
-        mae = MAE(encoder, decoder, targets.build("norm_pixels", patch=encoder.patch, channels=encoder.channels))
+        mae = MAE(encoder, decoder, targets.build("norm_pixels", **target_geometry("norm_pixels", encoder)))
         bridge = {"width": h.bridge_width, "depth": h.bridge_depth, "heads": h.bridge_heads}
         kind = "bridging" if h.kind == "bridging" else "linear"
         net = MARNet(mae, num_classes, head=kind, recon_weight=h.recon_weight, bridge=bridge, dropout=h.dropout,
@@ -167,35 +186,6 @@ def init_from_pretrained(method: Classification, config: FinetuneConfig) -> dict
     return load_pretrained(method, config.init, prefix, method.encoder.config, skip=skip)
 
 
-def read_label_map(config: FinetuneConfig) -> dict[int, int] | None:
-    """``data.class_map``: one ``val_class model_class`` pair per line (names or integers)."""
-    d = config.data
-    if not d.class_map:
-        return None
-    val_names = read_class_names(d.val_classes or d.classes) if (d.val_classes or d.classes) else None
-    model_names = read_class_names(d.classes) if d.classes else None
-    mapping = {}
-    if not os.path.isfile(d.class_map):
-        raise ConfigError("data.class_map", f"{d.class_map}: no such file")
-    for number, line in enumerate(read_lines(d.class_map), 1):
-        parts = line.split("#")[0].replace(",", " ").split()
-        if not parts:
-            continue
-        if len(parts) != 2:
-            raise ConfigError("data.class_map", f"{d.class_map}:{number}: expected 'val_class model_class'")
-        mapping[_class_index(parts[0], val_names, d.class_map, number)] = _class_index(
-            parts[1], model_names, d.class_map, number)
-    return mapping
-
-
-def _class_index(text: str, names: list[str] | None, path: str, number: int) -> int:
-    if text.isascii() and text.isdigit():
-        return int(text)
-    if names is None or text not in names:
-        raise ConfigError("data.class_map", f"{path}:{number}: unknown class {text!r}")
-    return names.index(text)
-
-
 def finetune(config: FinetuneConfig, resume: bool = False) -> dict:
     """Fine-tune (or probe, or MAR) as ``config`` says, then evaluate the final weights on the validation set."""
     import numpy as np
@@ -206,7 +196,7 @@ def finetune(config: FinetuneConfig, resume: bool = False) -> dict:
     pick_device(config.train.device)  # a device this machine lacks is a config error, before data is read
     torch.manual_seed(config.seed)
     np.random.seed(config.seed % 2**32)  # timm's mixup draws from numpy
-    train_set, val_set = build_finetune_datasets(config)
+    train_set, val_set = build_dataset(config, "train"), build_dataset(config, "val")
     classes = count_classes(config, train_set)
     if val_set is not None and not config.data.class_map:
         check_labels(val_set, classes, "head.num_classes" if config.head.num_classes else "data.classes",
@@ -221,32 +211,31 @@ def finetune(config: FinetuneConfig, resume: bool = False) -> dict:
     return report
 
 
+def class_map(config: FinetuneConfig) -> dict[int, int] | None:
+    d = config.data
+    return read_label_map(d.class_map, d.val_classes or d.classes, d.classes)
+
+
 def evaluate_checkpoint(config: FinetuneConfig, checkpoint: str, method: Classification | None = None,
                         num_classes: int | None = None) -> dict:
     """Multi-view top-1/top-5 of ``checkpoint`` (EMA weights when the run kept them); writes ``eval.json`` and
     ``confusion.png`` into ``config.output_dir``."""
     from maskvid.engine.checkpoint import latest_checkpoint, restore_model
-    from maskvid.engine.evaluate import evaluate
-    from maskvid.viz import draw_confusion
+    from maskvid.engine.evaluate import evaluate, write_report
 
     device = pick_device(config.train.device)
-    dataset = build_eval_dataset(config)
+    dataset = build_dataset(config, "val")
     if dataset is None:
         raise ConfigError("data.val_list", "evaluation needs a validation list")
     if num_classes is None:
-        num_classes = config.head.num_classes or count_classes(config, build_finetune_datasets(config)[0])
+        num_classes = config.head.num_classes or count_classes(config, build_dataset(config, "train"))
     method = method or build_finetune_method(config, num_classes)
     path = latest_checkpoint(checkpoint) if os.path.isdir(os.path.join(checkpoint, "checkpoints")) else checkpoint
     ema = os.path.join(path, "ema.safetensors")
     restore_model(method, ema if os.path.exists(ema) else path)
     report = evaluate(method, dataset, num_classes, batch_size=max(1, config.train.batch_size // 2),
                       num_workers=config.train.num_workers, device=device,
-                      label_map=read_label_map(config))
+                      label_map=class_map(config))
     report["checkpoint"] = path
-    os.makedirs(config.output_dir, exist_ok=True)
     names = read_class_names(config.data.classes) if config.data.classes else None
-    report["confusion_png"] = draw_confusion(report["confusion"], names, os.path.join(config.output_dir,
-                                             "confusion.png"), title=f"top-1 {report['top1']:.3f}")
-    with open(os.path.join(config.output_dir, "eval.json"), "w") as f:
-        json.dump(report, f)
-    return report
+    return write_report(report, config.output_dir, names)

@@ -22,6 +22,8 @@ def _describe(hint) -> str:
         return "null"
     if typing.get_origin(hint) in (types.UnionType, typing.Union):
         return " or ".join(_describe(a) for a in typing.get_args(hint))
+    if typing.get_origin(hint) is tuple and typing.get_args(hint)[-1] is Ellipsis:
+        return f"a list of {_describe(typing.get_args(hint)[0])}"
     if typing.get_origin(hint) is tuple:
         return f"a list of {len(typing.get_args(hint))} ({', '.join(_describe(a) for a in typing.get_args(hint))})"
     names = {bool: "true or false", int: "an integer", float: "a number", str: "a string", dict: "a mapping"}
@@ -40,6 +42,10 @@ def typed(hint, value, key: str):
             except ConfigError:
                 continue
         raise ConfigError(key, f"expected {_describe(hint)}, got {value!r}")
+    if origin is tuple and len(args) == 2 and args[1] is Ellipsis:  # tuple[X, ...]: a list of any length
+        if not isinstance(value, list | tuple):
+            raise ConfigError(key, f"expected a list of {_describe(args[0])}, got {value!r}")
+        return tuple(typed(args[0], v, f"{key}[{i}]") for i, v in enumerate(value))
     if origin is tuple:
         if not isinstance(value, list | tuple) or len(value) != len(args):
             raise ConfigError(key, f"expected {_describe(hint)}, got {value!r}")

@@ -17,10 +17,10 @@ from maskvid.constants import IMAGENET_MEAN, IMAGENET_STD
 from maskvid.data import ClipTransform, VideoDataset, VideoRecord, collate
 from maskvid.data.decode import frame_count
 from maskvid.data.sampling import dense_indices
-from maskvid.data.synthetic import SynthConfig, synthesize
 from maskvid.data.transforms import MULTISCALE, multiscale_crop_box
 from maskvid.errors import MaskvidError
 from maskvid.rng import sample_generator
+from maskvid.synth import SynthConfig, synthesize
 
 CLIP_LEN, STRIDE, SIZE = 16, 4, 224
 

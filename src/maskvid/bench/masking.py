@@ -22,8 +22,8 @@ import torch
 
 from maskvid import masking
 from maskvid.data.decode import decode_clip, frame_count
-from maskvid.data.synthetic import SynthConfig, synthesize
 from maskvid.motion import dis_flow, slice_magnitude
+from maskvid.synth import SynthConfig, synthesize
 
 CLIP_LEN, STRIDE, SIZE, TUBELET = 16, 4, 224, 2
 GRID = (CLIP_LEN // TUBELET, SIZE // 16, SIZE // 16)

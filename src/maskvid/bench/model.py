@@ -63,7 +63,7 @@ def bench_model(shape: str = "small", batch: int = 2, steps: int = 5, ratio: flo
             model.to(device).train()
         g = torch.Generator().manual_seed(0)
         pixel_values = torch.randn(batch, frames, 3, size, size, generator=g).to(device)
-        grid = (frames // 2, size // 16, size // 16)
+        grid = ours.encoder.config.grid
         tube = torch.zeros(grid[1] * grid[2], dtype=torch.bool)
         tube[torch.randperm(tube.numel(), generator=g)[: round(ratio * tube.numel())]] = True
         mask = tube.repeat(grid[0])[None].expand(batch, -1).contiguous().to(device)

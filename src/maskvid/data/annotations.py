@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from maskvid.errors import AnnotationError
+from maskvid.errors import AnnotationError, ConfigError
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg", ".ts", ".flv", ".wmv")
 UNLABELLED = -1
@@ -157,3 +157,32 @@ def scan_class_folders(root: str | os.PathLike, extensions=VIDEO_EXTENSIONS) -> 
     if not records:
         raise AnnotationError(root, [(0, f"no videos ({', '.join(extensions)}) in class sub-folders")])
     return records, classes
+
+
+def read_label_map(path: str | None, val_classes: str | None = None,
+                   classes: str | None = None) -> dict[int, int] | None:
+    """Domain adaptation's class map (``data.class_map``): one ``val_class model_class`` pair per line, each a class
+    name (of ``val_classes`` / ``classes``, the class-names files) or an integer; None without a map."""
+    if not path:
+        return None
+    if not os.path.isfile(path):
+        raise ConfigError("data.class_map", f"{path}: no such file")
+    val_names = read_class_names(val_classes) if val_classes else None
+    model_names = read_class_names(classes) if classes else None
+    mapping = {}
+    for number, line in enumerate(read_lines(path), 1):
+        parts = line.split("#")[0].replace(",", " ").split()
+        if not parts:
+            continue
+        if len(parts) != 2:
+            raise ConfigError("data.class_map", f"{path}:{number}: expected 'val_class model_class'")
+        mapping[_class_index(parts[0], val_names, path, number)] = _class_index(parts[1], model_names, path, number)
+    return mapping
+
+
+def _class_index(text: str, names: list[str] | None, path: str, number: int) -> int:
+    if text.isascii() and text.isdigit():
+        return int(text)
+    if names is None or text not in names:
+        raise ConfigError("data.class_map", f"{path}:{number}: unknown class {text!r}")
+    return names.index(text)

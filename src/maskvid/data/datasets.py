@@ -4,7 +4,7 @@ A sample is a dict: ``video`` float ``(C, T, H, W)`` (``(V, C, T, H, W)`` for mu
 ``index``, ``path``, and with motion ``motion`` ``(T, h, w, 2)`` + ``motion_valid`` ``(T,)``; sampling ``pair`` adds
 ``video2``. With a masking strategy (``mask``) each clip also gets its ``mask``: bool ``(T', H', W')`` on the token grid
 of ``patch`` (``mask2`` for ``video2``), made here in the worker from the transformed clip's motion — codec
-vectors or DIS flow, whichever the strategy's ``source`` asks for — so crops and flips are already applied.
+vectors or DIS flow, whichever ``motion_source`` says — so crops and flips are already applied.
 Every sample also carries ``skipped``: the ``(path, reason)`` of bad videos met while making it, so the
 main process learns about them whatever worker hit them (:class:`BadVideoLog`). With ``num_repeats > 1`` one decoded
 video yields that many differently augmented samples (VideoMAE's ``num_sample``); :func:`collate` flattens them.
@@ -27,10 +27,12 @@ from maskvid.data.decode import decode_clip, frame_count
 from maskvid.data.transforms import ClipTransform
 from maskvid.errors import ConfigError, DataError, VideoDecodeError
 from maskvid.masking import MaskStrategy
+from maskvid.models.tokens import token_grid
 from maskvid.motion import dis_flow, slice_magnitude
 from maskvid.rng import sample_generator
 
 SAMPLINGS = ("dense", "segments", "multiview", "pair")
+MOTION_SOURCES = ("codec", "flow")
 
 
 @dataclass
@@ -40,8 +42,10 @@ class VideoDataset(torch.utils.data.Dataset):
     sampling: ``dense`` (``num_frames`` × ``stride``), ``segments`` (TSN), ``multiview`` (``views`` = (temporal
     clips, spatial crops), stacked), ``pair`` (two clips at most ``pair_distance`` frames apart).
     decode_size: short side the decoder resizes to (None: native), before the crop.
+    motion_vectors: samples carry the motion field (``motion``, ``motion_valid``); motion_source: where motion comes
+    from, for them and for a guided mask — ``codec`` vectors or ``flow`` (DIS, preset ``flow_preset``).
     mask: a strategy from :func:`maskvid.masking.build`; patch: the model's tubelet ``(t, p, p)``, which sets the
-    token grid ``(num_frames/t, size/p, size/p)``; flow_preset: DIS preset when the strategy wants ``flow``.
+    token grid ``(num_frames/t, size/p, size/p)``.
     """
 
     records: Sequence[VideoRecord]
@@ -60,6 +64,7 @@ class VideoDataset(torch.utils.data.Dataset):
     epoch: int = 0
     mask: MaskStrategy | None = None
     patch: tuple[int, int, int] = (2, 16, 16)
+    motion_source: str = "codec"
     flow_preset: str = "medium"
 
     def __post_init__(self):
@@ -68,31 +73,26 @@ class VideoDataset(torch.utils.data.Dataset):
         for key in ("num_frames", "stride", "num_repeats"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"data.{key}", f"must be >= 1, got {getattr(self, key)}")
+        if self.motion_source not in MOTION_SOURCES:
+            raise ConfigError("data.motion_source", f"{self.motion_source!r} not in {MOTION_SOURCES}")
         if not self.records:
             raise ConfigError("data.train_list", "the dataset has no videos")
         if self.mask is not None:
             self._check_mask()
 
     def _check_mask(self) -> None:
-        t, p, q = self.patch
-        if self.num_frames % t or self.transform.size % p or self.transform.size % q:
-            raise ConfigError("model.patch", f"tubelet {self.patch} must divide the clip "
-                              f"({self.num_frames} frames, {self.transform.size}² pixels)")
+        token_grid(self.patch, self.num_frames, self.transform.size)  # the tubelet divides the clip
         if self.sampling == "multiview" and self.mask.needs_motion:
             raise ConfigError("mask.strategy", f"{self.mask.name} needs motion; multi-view sampling does not carry it")
 
     @property
     def grid(self) -> tuple[int, int, int]:
         """The token grid ``(T', H', W')`` masks are made on."""
-        t, p, q = self.patch
-        return self.num_frames // t, self.transform.size // p, self.transform.size // q
+        return token_grid(self.patch, self.num_frames, self.transform.size)
 
     @property
-    def motion_source(self) -> str | None:
-        """``codec``, ``flow`` or None: where the clip's motion field comes from."""
-        if self.mask is not None and self.mask.needs_motion:
-            return getattr(self.mask, "source", "codec")
-        return "codec" if self.motion_vectors else None
+    def needs_motion(self) -> bool:
+        return self.motion_vectors or (self.mask is not None and self.mask.needs_motion)
 
     @classmethod
     def from_list(cls, path: str, root: str | None = None, classes: str | None = None, require_labels=True, **kw):
@@ -148,7 +148,7 @@ class VideoDataset(torch.utils.data.Dataset):
         start, length = self._frame_range(record)
         clips = self._indices(length, g)
         flat = [start + i for clip in clips for i in clip]
-        source = self.motion_source
+        source = self.motion_source if self.needs_motion else None
         decoded = decode_clip(record.path, flat, self.decode_size, source == "codec", self.decode_threads)
         n = self.num_frames
         parts = [self._part(decoded, k, n, source) for k in range(len(clips))]
@@ -164,6 +164,15 @@ class VideoDataset(torch.utils.data.Dataset):
                     self._add_clip(sample, suffix, frames, motion, valid, g)
             samples.append(sample)
         return samples
+
+    def clip(self, record: VideoRecord, indices: list[int], g: torch.Generator) -> dict:
+        """One clip of ``record`` at display ``indices`` through the samples' path: decode → motion → transform →
+        mask (``maskvid mask`` shows exactly what a worker would make)."""
+        source = self.motion_source if self.needs_motion else None
+        decoded = decode_clip(record.path, indices, self.decode_size, source == "codec", self.decode_threads)
+        sample = {"label": record.label, "path": record.path}
+        self._add_clip(sample, "", *self._part(decoded, 0, len(indices), source), g)
+        return sample
 
     def _part(self, decoded, k: int, n: int, source: str | None):
         """Frames, motion field and its validity of the k-th clip of a decode."""

@@ -3,6 +3,8 @@ top-1 / top-5, per-class accuracy and the confusion matrix (VideoMAE's protocol:
 
 from __future__ import annotations
 
+import json
+import os
 import time
 
 import torch
@@ -61,3 +63,15 @@ def summarize(confusion: torch.Tensor, top5_hits: int, videos: int, views: int, 
         "seconds": seconds,
         "bad_videos": bad,  # path -> why it was skipped
     }
+
+
+def write_report(report: dict, out_dir: str, class_names: list[str] | None = None) -> dict:
+    """Write ``eval.json`` and ``confusion.png`` (the picture's path joins the report) into ``out_dir``."""
+    from maskvid.viz import draw_confusion
+
+    os.makedirs(out_dir, exist_ok=True)
+    report["confusion_png"] = draw_confusion(report["confusion"], class_names, os.path.join(out_dir, "confusion.png"),
+                                             title=f"top-1 {report['top1']:.3f}")
+    with open(os.path.join(out_dir, "eval.json"), "w") as f:
+        json.dump(report, f)
+    return report

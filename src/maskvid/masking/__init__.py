@@ -12,7 +12,7 @@ from maskvid.masking.base import MaskStrategy, masked_count, rectangle_for_ratio
 from maskvid.masking.blocks import Block3DMask, CubeMask, blocks_for_ratio, expected_block3d_ratio
 from maskvid.masking.moving import MotionGuidedMask, SimulatedMotionMask
 from maskvid.masking.noise import bert_noise
-from maskvid.masking.quality import motion_score, token_motion
+from maskvid.masking.quality import motion_inside_outside, motion_score, token_motion
 from maskvid.masking.running import (
     RunningBlockMask,
     RunningCellMask,
@@ -20,7 +20,7 @@ from maskvid.masking.running import (
     RunningUniformMask,
 )
 from maskvid.masking.standard import FrameMask, RandomMask, TubeMask
-from maskvid.registry import Registry
+from maskvid.registry import Registry, option_names
 
 STRATEGIES = Registry("strategy", "mask.strategy", {
     cls.name: cls
@@ -43,6 +43,11 @@ STRATEGIES = Registry("strategy", "mask.strategy", {
 def available() -> list[str]:
     """Names of every registered strategy."""
     return STRATEGIES.available()
+
+
+def strategy_options(name: str) -> list[str]:
+    """The options strategy ``name`` takes (``ratio``, ``variant``, ``start``, ...)."""
+    return option_names(STRATEGIES.get_entry(name))
 
 
 def build(name: str, **options) -> MaskStrategy:
@@ -69,8 +74,10 @@ __all__ = [
     "rectangle_for_ratio",
     "blocks_for_ratio",
     "build",
+    "strategy_options",
     "expected_block3d_ratio",
     "masked_count",
+    "motion_inside_outside",
     "motion_score",
     "token_motion",
 ]

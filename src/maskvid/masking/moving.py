@@ -29,7 +29,6 @@ from maskvid.masking.base import (
 
 log = logging.getLogger(__name__)
 VARIANTS = ("dense", "sparse")
-SOURCES = ("codec", "flow")
 
 
 def jittered_sizes(t: int, base: tuple[int, int], bounds: tuple[int, int], jitter: int, g) -> list[list[int]]:
@@ -141,19 +140,13 @@ class MotionGuidedMask(SimulatedMotionMask):
     ones take the first guided centre. A clip with no motion at all falls back to SMM, with a logged warning.
 
     ``sparse``: the round(ratio·H'·W') tokens of highest mean motion in each slice (not one rectangle).
-    ``source``: where the dataset takes motion from — ``codec`` motion vectors (default, free with decoding) or
-    ``flow`` (OpenCV DIS optical flow on the decoded frames, for videos without usable vectors).
+    Where the motion comes from (codec vectors or optical flow) is the data pipeline's choice
+    (``data.motion_source``), not the mask's.
     """
 
     name = "mgm"
     needs_motion = True
-    source: str = "codec"
     fallbacks: int = field(default=0, init=False, repr=False, compare=False)
-
-    def validate(self) -> None:
-        super().validate()
-        if self.source not in SOURCES:
-            raise ConfigError("mask.source", f"{self.source!r} not in {SOURCES}")
 
     def options(self) -> dict:
         return {k: v for k, v in super().options().items() if k != "fallbacks"}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -15,6 +17,19 @@ def token_motion(motion: torch.Tensor, grid: tuple[int, int, int]) -> torch.Tens
     return F.adaptive_avg_pool2d(motion.float()[:, None], grid[1:])[:, 0]
 
 
+def motion_inside_outside(mask: torch.Tensor, motion: torch.Tensor) -> tuple[float, float]:
+    """Mean motion magnitude of the masked tokens and of the visible ones (NaN where a side is empty); slices
+    without motion information are left out."""
+    if mask.dim() != 3 or mask.dtype != torch.bool:
+        raise InputError("mask", f"expected a bool (T', H', W') mask, got {mask.dtype} {tuple(mask.shape)}")
+    per_token = token_motion(motion, tuple(mask.shape))
+    usable = torch.isfinite(per_token).flatten(1).all(1)
+    values, hidden = per_token[usable], mask[usable]
+    inside = float(values[hidden].mean()) if bool(hidden.any()) else math.nan
+    outside = float(values[~hidden].mean()) if bool((~hidden).any()) else math.nan
+    return inside, outside
+
+
 def motion_score(mask: torch.Tensor, motion: torch.Tensor) -> float:
     """Mean motion magnitude inside the masked tokens ÷ mean outside them.
 
@@ -25,16 +40,9 @@ def motion_score(mask: torch.Tensor, motion: torch.Tensor) -> float:
         > 1 when the mask hides the moving parts (MGM's goal), about 1 for motion-blind masks; ``inf`` when
         nothing visible moves but something hidden does; ``nan`` when there is no motion to judge by.
     """
-    if mask.dim() != 3 or mask.dtype != torch.bool:
-        raise InputError("mask", f"expected a bool (T', H', W') mask, got {mask.dtype} {tuple(mask.shape)}")
-    per_token = token_motion(motion, tuple(mask.shape))
-    usable = torch.isfinite(per_token).flatten(1).all(1)
-    if not bool(usable.any()):
+    inside, outside = motion_inside_outside(mask, motion)
+    if math.isnan(inside) or math.isnan(outside):
         return float("nan")
-    values, hidden = per_token[usable], mask[usable]
-    if not bool(hidden.any()) or bool(hidden.all()):
-        return float("nan")
-    inside, outside = float(values[hidden].mean()), float(values[~hidden].mean())
     if outside == 0.0:
         return float("inf") if inside > 0 else float("nan")
     return inside / outside

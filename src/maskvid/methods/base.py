@@ -22,6 +22,7 @@ from maskvid.errors import ConfigError, InputError
 from maskvid.methods.losses import DEFAULT_LOSS, HEAD_LOSSES
 from maskvid.models import DecoderConfig, MAEDecoder, PositionEmbedding, VideoViT, ViTConfig
 from maskvid.models.blocks import TokenLayout
+from maskvid.models.frozen import frozen_parts
 from maskvid.models.tokens import fill_masked, gather_tokens, order_ids
 from maskvid.targets import Target
 
@@ -55,12 +56,14 @@ class PredictionHead(nn.Module):
             raise ConfigError("heads.loss", f"head {name!r}: {loss} does not fit a {target.kind} target")
         self.decoder_config = decoder
         self.encoder_to_decoder = nn.Linear(encoder.width, decoder.width, bias=False)
-        self.mask_token = nn.Parameter(torch.zeros(1, 1, decoder.width))
+        # dropped tokens come back as mask tokens; an encoder that replaces them already returns all N
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, decoder.width)) if encoder.hide == "drop" else None
         self.decoder_pos_embed = PositionEmbedding("sincos", encoder.grid, decoder.width)
         self.decoder = MAEDecoder(decoder, target.dim)
         self.target = target
         nn.init.xavier_uniform_(self.encoder_to_decoder.weight)
-        nn.init.trunc_normal_(self.mask_token, std=0.02)
+        if self.mask_token is not None:
+            nn.init.trunc_normal_(self.mask_token, std=0.02)
 
     def forward(self, tokens: torch.Tensor, layout: TokenLayout, masked_ids: torch.Tensor) -> torch.Tensor:
         """Kept tokens ``(B, K, D)`` → predictions ``(B, M, dim)`` at ``masked_ids`` ``(B, M)``."""
@@ -104,6 +107,13 @@ class MaskedPrediction(nn.Module):
     @property
     def input_key(self) -> str:
         return self.encoder.input_key
+
+    def _apply(self, fn, recurse: bool = True):
+        """Frozen parts (a target's tokenizer) move with the method though they are not among its parameters."""
+        super()._apply(fn, recurse)
+        for part in frozen_parts(self):
+            part.apply(fn)
+        return self
 
     @property
     def inputs(self) -> tuple[str, ...]:

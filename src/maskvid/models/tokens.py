@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import torch
 
+from maskvid.errors import ConfigError
+
 
 def order_ids(selected: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Each sample's selected positions of ``(B, N)`` bool ``selected``, in order, padded to the largest count.
@@ -42,3 +44,13 @@ def fill_masked(x: torch.Tensor, ids: torch.Tensor | None, valid: torch.Tensor |
     if valid is not None:  # padding slots point at hidden positions: keep the mask token there
         x = torch.where(valid[..., None], x, gather_tokens(fill, ids))
     return fill.scatter(1, ids[..., None].expand_as(x), x)  # (B, N, d), kept tokens in place
+
+
+def token_grid(patch: tuple[int, int, int], frames: int, height: int, width: int | None = None) -> tuple[int, int, int]:
+    """The token grid ``(T', H', W')`` of a ``frames × height × width`` clip cut into ``patch`` tubelets (width
+    defaults to height: square crops); a tubelet that does not divide the clip is a ConfigError on ``model.patch``."""
+    t, p, q = patch
+    width = height if width is None else width
+    if frames % t or height % p or width % q:
+        raise ConfigError("model.patch", f"tubelet {tuple(patch)} does not divide a {frames}x{height}x{width} clip")
+    return frames // t, height // p, width // q

@@ -23,7 +23,7 @@ from torch.utils.checkpoint import checkpoint
 from maskvid.errors import ConfigError, InputError
 from maskvid.models.blocks import LAYOUTS, TokenLayout, init_weights
 from maskvid.models.stems import STEMS
-from maskvid.models.tokens import order_ids
+from maskvid.models.tokens import order_ids, token_grid
 
 PRESETS = {  # width, depth, heads (ViT sizes; VideoMAE's tiny is a 2-block CPU test size of ours)
     "tiny": (96, 2, 3),
@@ -69,14 +69,12 @@ class ViTConfig:
 
     def __post_init__(self):
         self.patch = tuple(self.patch)
-        t, p, q = self.patch
-        if self.num_frames % t or self.size % p or self.size % q:
-            raise ConfigError("model.patch", f"tubelet {self.patch} does not divide {self.num_frames}x{self.size}²")
+        token_grid(self.patch, self.num_frames, self.size)  # the tubelet divides the clip
         if self.attention not in LAYOUTS:
             hint = " (t_hw arrives with VIMPAC)" if self.attention == "t_hw" else ""
             raise ConfigError("model.attention", f"{self.attention!r} not in {tuple(LAYOUTS)}{hint}")
         STEMS.get_entry(self.stem)
-        if self.stem == "frame" and t != 1:
+        if self.stem == "frame" and self.patch[0] != 1:
             raise ConfigError("model.patch", f"the frame stem embeds 1×p×p patches; got {self.patch}")
         if (self.stem == "token") != (self.vocab_size is not None):
             raise ConfigError("model.vocab_size", "the token stem needs vocab_size, and only it takes one")
@@ -93,8 +91,7 @@ class ViTConfig:
 
     @property
     def grid(self) -> tuple[int, int, int]:
-        t, p, q = self.patch
-        return self.num_frames // t, self.size // p, self.size // q
+        return token_grid(self.patch, self.num_frames, self.size)
 
     @classmethod
     def preset(cls, name: str, **overrides) -> ViTConfig:

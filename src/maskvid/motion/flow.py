@@ -35,7 +35,7 @@ def dis_flow(
     if frames.dim() != 4 or frames.shape[-1] != 3 or frames.dtype != torch.uint8:
         raise ConfigError("frames", f"expected uint8 (T, H, W, 3), got {frames.dtype} {tuple(frames.shape)}")
     if preset not in PRESETS:
-        raise ConfigError("mask.flow_preset", f"{preset!r} not in {tuple(PRESETS)}")
+        raise ConfigError("data.flow_preset", f"{preset!r} not in {tuple(PRESETS)}")
     count, height, width = frames.shape[:3]
     rows, cols = -(-height // cell), -(-width // cell)
     field = np.zeros((count, rows, cols, 2), np.float32)

@@ -6,16 +6,14 @@ import torch
 from einops import rearrange
 
 from maskvid.constants import IMAGENET_MEAN, IMAGENET_STD
-from maskvid.errors import ConfigError
+from maskvid.models.tokens import token_grid
 
 
 def patchify(video: torch.Tensor, patch: tuple[int, int, int]) -> torch.Tensor:
     """``(B, C, T, H, W)`` → ``(B, N, t·p·p, C)``: tokens in ``(t h w)`` order, each token's pixels in ``(t p p)``
     order with channels last — VideoMAE's (and Hugging Face's) label layout before flattening to ``t·p·p·C``."""
     t, p, q = patch
-    _, _, frames, height, width = video.shape
-    if frames % t or height % p or width % q:
-        raise ConfigError("model.patch", f"tubelet {tuple(patch)} does not divide a {frames}x{height}x{width} clip")
+    token_grid(patch, *video.shape[2:])  # the tubelet divides the clip
     return rearrange(video, "b c (n t) (h p) (w q) -> b (n h w) (t p q) c", t=t, p=p, q=q)
 
 

@@ -5,7 +5,7 @@ Two presets (DESIGN.md, "The synthetic benchmark"):
 * ``motion`` — like Something-Something: the same shapes, colours and backgrounds in every class; only the main
   object's motion decides the label (move right/left/up/down, rotate cw/ccw, approach/recede, move-then-stop,
   stop-then-move). A camera pan and a smaller distractor moving at random keep it from being trivial, and the
-  scene lives on a torus so no single frame reveals the class (see :mod:`maskvid.data.scenes`).
+  scene lives on a torus so no single frame reveals the class (see :mod:`maskvid.synth.scenes`).
 * ``appearance`` — like Kinetics/UCF: the main object's colour and shape decide the label; its motion is random.
 
 Videos are encoded with libx264's defaults (B-frames included), so they carry real codec motion vectors.
@@ -23,9 +23,9 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from maskvid.data.encode import write_video
-from maskvid.data.scenes import COLOURS, MOTIONS, SHAPES, Renderer, background_colours, distractor_sprite, main_sprite
 from maskvid.errors import ConfigError
+from maskvid.synth.encode import write_video
+from maskvid.synth.scenes import COLOURS, MOTIONS, SHAPES, Renderer, background_colours, distractor_sprite, main_sprite
 
 PRESETS = ("motion", "appearance")
 FORMAT_VERSION = 1

@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from maskvid.data import ClipTransform, VideoDataset, collate, read_class_names
-from maskvid.data.synthetic import SynthConfig, render_video, synthesize
 from maskvid.errors import ConfigError
+from maskvid.synth import SynthConfig, render_video, synthesize
 
 
 def digest(path: str) -> str:
