@@ -280,3 +280,20 @@ def test_info_nce_under_ddp_takes_negatives_from_every_rank_with_gradients(tmp_p
     grad_b = torch.cat([r["grad_b"] for r in ranks]) / 2
     torch.testing.assert_close(grad_a, full_a.grad)
     torch.testing.assert_close(grad_b, full_b.grad)
+
+
+def test_pair_sampling_and_the_motion_source_reach_the_dataset_from_the_config(synth_motion, tmp_path):
+    from maskvid.data import collate
+    from maskvid.recipes import build_dataset
+
+    config = load_config(CONFIG, [
+        f"output_dir={tmp_path}", f"data.train_list={os.path.join(synth_motion, 'train.csv')}", "data.num_frames=4",
+        "data.size=32", "model.patch=[2, 8, 8]", "data.sampling=pair", "data.pair_max_distance=3",
+        "data.motion_source=flow", "mask.strategy=mgm", "mask.ratio=0.5"])
+    dataset = build_dataset(config, "train", build_method(config))
+    assert (dataset.sampling, dataset.pair_distance, dataset.motion_source) == ("pair", 3, "flow")
+    batch = collate([dataset[0], dataset[1]])
+    assert batch["video2"].shape == batch["video"].shape == (2, 3, 4, 32, 32)
+    assert batch["mask2"].shape == batch["mask"].shape == (2, 2 * 4 * 4)
+    with pytest.raises(ConfigError, match="data.sampling"):
+        load_config(CONFIG, ["data.sampling=sparse"])

@@ -91,6 +91,11 @@ class MaskStrategy:
     def make(self, grid: Grid, g: torch.Generator, motion: torch.Tensor | None) -> torch.Tensor:
         raise NotImplementedError
 
+    def check_slice(self, grid: Grid) -> None:
+        """Strategies that mask within each temporal slice need a slice with at least two tokens."""
+        if grid[1] * grid[2] < 2:
+            raise ConfigError("mask.grid", f"{self.name} masks within a slice; needs H'·W' >= 2, got {grid}")
+
 
 def check_grid(grid, strategy: str) -> Grid:
     try:
@@ -100,12 +105,6 @@ def check_grid(grid, strategy: str) -> Grid:
     if min(t, h, w) < 1 or t * h * w < 2:
         raise ConfigError("mask.grid", f"{strategy}: need at least 2 tokens with every side >= 1, got {grid!r}")
     return t, h, w
-
-
-def check_slice(grid: Grid, strategy: str) -> None:
-    """Strategies that mask within each temporal slice need a slice with at least two tokens."""
-    if grid[1] * grid[2] < 2:
-        raise ConfigError("mask.grid", f"{strategy} masks within a slice; needs H'·W' >= 2, got {grid}")
 
 
 def check_motion(motion: torch.Tensor, grid: Grid) -> torch.Tensor:

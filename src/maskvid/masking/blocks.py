@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from maskvid.errors import ConfigError
-from maskvid.masking.base import Grid, MaskStrategy, check_slice, masked_count, randint, uniform
+from maskvid.masking.base import Grid, MaskStrategy, masked_count, randint, uniform
 
 
 def _place_block(mask: torch.Tensor, budget: int, min_block: int, log_aspect: tuple[float, float], g) -> int:
@@ -64,7 +64,7 @@ class CubeMask(MaskStrategy):
             raise ConfigError("mask.min_aspect", f"must be in (0, 1], got {self.min_aspect}")
 
     def make(self, grid: Grid, g: torch.Generator, motion: torch.Tensor | None) -> torch.Tensor:
-        check_slice(grid, self.name)
+        self.check_slice(grid)
         t, h, w = grid
         count = masked_count(self.ratio, h * w)
         log_aspect = (math.log(self.min_aspect), -math.log(self.min_aspect))

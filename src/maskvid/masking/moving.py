@@ -16,16 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from maskvid.errors import ConfigError
-from maskvid.masking.base import (
-    Grid,
-    MaskStrategy,
-    check_slice,
-    masked_count,
-    randint,
-    random_subset,
-    rectangle_for_ratio,
-    uniform,
-)
+from maskvid.masking.base import Grid, MaskStrategy, masked_count, randint, random_subset, rectangle_for_ratio, uniform
 
 log = logging.getLogger(__name__)
 VARIANTS = ("dense", "sparse")
@@ -106,7 +97,7 @@ class SimulatedMotionMask(MaskStrategy):
             raise ConfigError("mask.jitter", f"must be >= 0 tokens, got {self.jitter}")
 
     def make(self, grid: Grid, g: torch.Generator, motion: torch.Tensor | None) -> torch.Tensor:
-        check_slice(grid, self.name)
+        self.check_slice(grid)
         return self.sparse(grid, g) if self.variant == "sparse" else self.dense(grid, g)
 
     def dense(self, grid: Grid, g: torch.Generator) -> torch.Tensor:
@@ -157,7 +148,7 @@ class MotionGuidedMask(SimulatedMotionMask):
         return motion is not None and bool(_informative(motion).any())
 
     def make(self, grid: Grid, g: torch.Generator, motion: torch.Tensor | None) -> torch.Tensor:
-        check_slice(grid, self.name)
+        self.check_slice(grid)
         if not self.guided(motion):
             self.fallbacks += 1
             report = log.warning if self.fallbacks == 1 else log.debug

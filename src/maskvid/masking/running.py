@@ -17,15 +17,7 @@ from dataclasses import dataclass
 import torch
 
 from maskvid.errors import ConfigError
-from maskvid.masking.base import (
-    Grid,
-    MaskStrategy,
-    check_slice,
-    masked_count,
-    randint,
-    random_subset,
-    rectangle_for_ratio,
-)
+from maskvid.masking.base import Grid, MaskStrategy, masked_count, randint, random_subset, rectangle_for_ratio
 
 SPATIAL = ("repeat", "random")
 TEMPORAL = ("fixed", "shuffle")
@@ -106,7 +98,7 @@ class _WholeSliceRunning(MaskStrategy):
         raise NotImplementedError
 
     def make(self, grid: Grid, g: torch.Generator, motion: torch.Tensor | None) -> torch.Tensor:
-        check_slice(grid, self.name)
+        self.check_slice(grid)
         t, height, width = grid
         return run_pattern(self.first_slice(height, width, g), t)
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 
 from maskvid.errors import ConfigError
-from maskvid.masking.base import Grid, MaskStrategy, check_slice, masked_count, random_subset
+from maskvid.masking.base import Grid, MaskStrategy, masked_count, random_subset
 
 
 @dataclass
@@ -30,7 +30,7 @@ class TubeMask(MaskStrategy):
     ratio: float = 0.9
 
     def make(self, grid: Grid, g: torch.Generator, motion: torch.Tensor | None) -> torch.Tensor:
-        check_slice(grid, self.name)
+        self.check_slice(grid)
         t, h, w = grid
         spatial = random_subset(h * w, masked_count(self.ratio, h * w), g).view(1, h, w)
         return spatial.expand(t, h, w).clone()

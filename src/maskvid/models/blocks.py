@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from timm.layers import DropPath
 from torch import nn
 
+from maskvid.models.tokens import fill_masked, gather_tokens
 from maskvid.registry import Registry
 
 
@@ -142,7 +143,7 @@ def _along(attn: Attention, x: torch.Tensor, layout: TokenLayout, time: bool) ->
     if layout.ids is None:
         full, present = x, None
     else:
-        full = x.new_zeros(b, n, d).scatter(1, layout.ids[..., None].expand(-1, -1, d), x)
+        full = fill_masked(x, layout.ids, layout.valid, x.new_zeros(1, 1, d), n)  # (B, N, D), zeros elsewhere
         kept = torch.ones_like(layout.ids, dtype=torch.bool) if layout.valid is None else layout.valid
         present = torch.zeros(b, n, dtype=torch.bool, device=x.device).scatter(1, layout.ids, kept)
     grid = full.view(b, t, s, d)
@@ -169,7 +170,7 @@ def _along(attn: Attention, x: torch.Tensor, layout: TokenLayout, time: bool) ->
         prefix_out = torch.zeros_like(prefix)  # no update through time attention
     out = out.view(b, s, t, d).transpose(1, 2).reshape(b, n, d) if time else out.reshape(b, n, d)
     if layout.ids is not None:
-        out = out.gather(1, layout.ids[..., None].expand(-1, -1, d))
+        out = gather_tokens(out, layout.ids)
     return torch.cat([prefix_out, out], 1) if layout.prefix else out
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from maskvid.errors import ConfigError
+from maskvid.errors import ConfigError, InputError
 
 
 def slice_magnitude(field: torch.Tensor, valid: torch.Tensor | None, tubelet: int) -> torch.Tensor:
@@ -18,7 +18,7 @@ def slice_magnitude(field: torch.Tensor, valid: torch.Tensor | None, tubelet: in
         ``(T / tubelet, h, w)`` float: |v| averaged over the slice's valid frames; NaN where a slice has none.
     """
     if field.dim() != 4 or field.shape[-1] != 2:
-        raise ConfigError("motion", f"expected a (T, h, w, 2) field, got {tuple(field.shape)}")
+        raise InputError("field", f"expected a (T, h, w, 2) field, got {tuple(field.shape)}")
     frames = field.shape[0]
     if tubelet < 1 or frames % tubelet:
         raise ConfigError("model.tubelet", f"{tubelet} frames per slice do not divide the clip's {frames} frames")
