@@ -10,12 +10,12 @@ from dataclasses import dataclass, field
 
 import torch
 
+from maskvid.data.datasets import MOTION_SOURCES
 from maskvid.errors import ConfigError
 from maskvid.validation import at_least, check_fields, one_of, positive, within
 
 CROPS = ("multiscale", "random_resized", "centre", "none")
-SAMPLINGS = ("dense", "segments", "pair")
-MOTION_SOURCES = ("codec", "flow")
+SAMPLINGS = ("dense", "segments", "pair")  # of the dataset's samplings, those a training run takes
 
 
 @dataclass
