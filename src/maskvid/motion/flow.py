@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import torch
 
-from maskvid.errors import ConfigError
+from maskvid.errors import ConfigError, InputError
 
 PRESETS = {"ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST, "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
            "medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM}
@@ -47,3 +47,34 @@ def dis_flow(
     valid = torch.ones(count, dtype=torch.bool)
     valid[0] = False
     return torch.from_numpy(field), valid
+
+
+FLOW_BOUND = 20.0  # MME App. A (denseflow's bound): flow components are clipped to ±20 pixels
+
+
+def forward_flow(frames: torch.Tensor, method: str = "dis", preset: str = "medium",
+                 bound: float | None = FLOW_BOUND) -> torch.Tensor:
+    """Full-resolution forward flow between consecutive frames: ``(T - 1, H, W, 2)``, flow t maps frame t to t+1.
+
+    Args:
+        frames: uint8 ``(T, H, W, 3)`` RGB (for MME's interpolation: every raw frame, stride 1).
+        method: ``dis`` (OpenCV DIS, ``preset``) or ``farneback`` (OpenCV Farneback).
+        bound: each component is clipped to ``[-bound, bound]`` pixels (None: no clipping).
+    """
+    if frames.dim() != 4 or frames.shape[-1] != 3 or frames.dtype != torch.uint8 or frames.shape[0] < 2:
+        raise InputError("frames", f"expected uint8 (T >= 2, H, W, 3), got {frames.dtype} {tuple(frames.shape)}")
+    if method not in ("dis", "farneback"):
+        raise ConfigError("data.flow_method", f"{method!r} not in dis, farneback")
+    if preset not in PRESETS:
+        raise ConfigError("data.flow_preset", f"{preset!r} not in {tuple(PRESETS)}")
+    gray = [cv2.cvtColor(np.ascontiguousarray(f), cv2.COLOR_RGB2GRAY) for f in frames.numpy()]
+    dis = cv2.DISOpticalFlow_create(PRESETS[preset]) if method == "dis" else None
+    flows = []
+    for before, after in zip(gray[:-1], gray[1:], strict=True):
+        if dis is not None:
+            flow = dis.calc(before, after, None)
+        else:
+            flow = cv2.calcOpticalFlowFarneback(before, after, None, 0.5, 3, 15, 3, 5, 1.2, 0)
+        flows.append(flow)
+    out = torch.from_numpy(np.stack(flows))
+    return out.clamp(-bound, bound) if bound is not None else out
