@@ -45,9 +45,9 @@ def build_heads(config: PretrainConfig) -> list[PredictionHead]:
     """One :class:`PredictionHead` per entry of ``config.heads`` (decoders default to ``model.decoder_*``)."""
     encoder, m = encoder_config(config), config.model
     specs = config.head_configs()
-    generated = head_names([s.target for s in specs])
     heads = []
-    for spec, name in zip(specs, [s.name or g for s, g in zip(specs, generated, strict=True)], strict=True):
+    for spec, generated in zip(specs, head_names([s.target for s in specs]), strict=True):
+        name = spec.name or generated
         width, depth = spec.decoder_width or m.decoder_width, spec.decoder_depth or m.decoder_depth
         decoder = DecoderConfig(width=width, depth=depth,
                                 heads=spec.decoder_heads or m.decoder_heads, eps=encoder.eps, head_eps=encoder.eps)
@@ -88,7 +88,7 @@ def build_dataset(config: PretrainConfig | FinetuneConfig, split: str = "train",
     common = {"root": d.root, "num_frames": d.num_frames, "stride": d.stride, "decode_size": d.decode_size,
               "seed": config.seed, "patch": config.model.patch, "motion_source": d.motion_source,
               "flow_preset": d.flow_preset, "mask": build_mask(config, inference=split == "val"),
-              "motion_vectors": "motion" in inputs}
+              "motion_vectors": bool({"motion", "motion_valid"} & set(inputs))}
     if split == "val":
         return VideoDataset.from_list(path, classes=d.val_classes or d.classes, sampling="multiview",
                                       views=d.test_views, transform=ClipTransform(size=d.size, crop="centre",

@@ -158,9 +158,9 @@ class _Run:
         with no_sync:
             (out.loss / accumulate).backward()
         self.losses.append(float(out.loss.detach()))
-        for name, value in out.metrics.items():  # every loss term and metric, averaged over the logging window
-            if name != "loss":
-                self.metric_sums[name] = self.metric_sums.get(name, 0.0) + float(value)
+        for name, value in out.metrics.items():  # every loss term and metric, averaged over the logging window;
+            if name != "loss":  # summed on the device, read once per record (no extra sync per micro-step)
+                self.metric_sums[name] = self.metric_sums.get(name, 0.0) + torch.as_tensor(value).detach().float()
         self.metric_count += 1
         self.clips += batch["video"].shape[0] * self.info.world
         if not sync:
@@ -197,7 +197,7 @@ class _Run:
         """The method's metrics (``m_<name>``: each loss term, accuracy, ...) averaged over the micro-batches since
         the last record and over ranks."""
         count = max(self.metric_count, 1)
-        return {f"m_{k}": mean_across_ranks(v / count, self.info) for k, v in self.metric_sums.items()}
+        return {f"m_{k}": mean_across_ranks(float(v) / count, self.info) for k, v in self.metric_sums.items()}
 
     def stop(self, status: str, **details) -> None:
         """A non-finite loss, gradient or update: stop before anything is written; the last checkpoint stays."""
