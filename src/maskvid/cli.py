@@ -289,7 +289,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("bench", help="speed ratios against a reference, measured in the same run")
-    p.add_argument("what", choices=["data", "masking", "model", "mar"])
+    p.add_argument("what", choices=["data", "masking", "targets", "model", "mar"])
     p.add_argument("--clips", type=int, default=40, help="clips per loader")
     p.add_argument("--videos", type=int, default=8, help="source videos to generate")
     p.add_argument("--workdir", default=None, help="where the benchmark videos go (default: a temporary dir)")

@@ -25,7 +25,7 @@ from maskvid.pretrained import load_pretrained
 from maskvid.registry import Registry
 
 # batch keys the data pipeline makes in its workers; a target that reads another key cannot be trained yet
-PRODUCED = ("video", "mask", "motion", "motion_valid", "label", "video2", "mask2")
+PRODUCED = ("video", "mask", "motion", "motion_valid", "label", "video2", "mask2", "trajectory", "trajectory_valid")
 
 
 def build_masked_prediction(config: PretrainConfig) -> MaskedPrediction:
@@ -88,7 +88,8 @@ def build_dataset(config: PretrainConfig | FinetuneConfig, split: str = "train",
     common = {"root": d.root, "num_frames": d.num_frames, "stride": d.stride, "decode_size": d.decode_size,
               "seed": config.seed, "patch": config.model.patch, "motion_source": d.motion_source,
               "flow_preset": d.flow_preset, "mask": build_mask(config, inference=split == "val"),
-              "motion_vectors": bool({"motion", "motion_valid"} & set(inputs))}
+              "motion_vectors": bool({"motion", "motion_valid"} & set(inputs)),
+              "trajectories": _trajectory_spec(method) if "trajectory" in inputs else None}
     if split == "val":
         return VideoDataset.from_list(path, classes=d.val_classes or d.classes, sampling="multiview",
                                       views=d.test_views, transform=ClipTransform(size=d.size, crop="centre",
@@ -107,6 +108,15 @@ def _method_inputs(method) -> tuple[str, ...]:
             raise ConfigError("heads", f"the method reads {key!r}, which the data pipeline does not make (it makes "
                               f"{', '.join(PRODUCED)})")
     return inputs
+
+
+def _trajectory_spec(method):
+    """How the workers make trajectories: the spec of the method's trajectory target (one spec per run)."""
+    specs = {head.target.spec for head in method.heads if hasattr(head.target, "spec")}
+    if len(specs) > 1:
+        raise ConfigError("heads", "two trajectory targets with different tracking options (k, length, flow_stride, "
+                          "camera, flow): the workers make one set of trajectories per clip")
+    return specs.pop()
 
 
 def pretrain(config: PretrainConfig, resume: bool = False):

@@ -3,12 +3,14 @@
 ``data``: maskvid's loader vs VideoMAE's decord + PIL pipeline (:mod:`maskvid.bench.data`).
 ``masking``: each strategy's cost, and MGM guided by codec vectors vs by optical flow (:mod:`maskvid.bench.masking`).
 ``mar``: MAR's masked fine-tuning and inference vs full-token fine-tuning (:mod:`maskvid.bench.mar`).
+``targets``: what each prediction target costs per clip on one core, MME's trajectories included
+(:mod:`maskvid.bench.targets`).
 ``model``: a pretraining step of maskvid's MAE vs transformers' VideoMAEForPreTraining (:mod:`maskvid.bench.model`).
 """
 
 from __future__ import annotations
 
-BENCHMARKS = ("data", "masking", "model", "mar")
+BENCHMARKS = ("data", "masking", "targets", "model", "mar")
 
 
 def run(what: str, args) -> dict:
@@ -20,6 +22,10 @@ def run(what: str, args) -> dict:
         from maskvid.bench.masking import bench_masking
 
         return bench_masking(clips=args.clips, videos=args.videos, workdir=args.workdir)
+    if what == "targets":
+        from maskvid.bench.targets import bench_targets
+
+        return bench_targets(clips=args.clips, videos=args.videos, workdir=args.workdir)
     if what == "model":
         from maskvid.bench.model import bench_model
 
@@ -36,6 +42,10 @@ def format_result(what: str, result: dict) -> str:
         from maskvid.bench.masking import format_masking
 
         return format_masking(result)
+    if what == "targets":
+        from maskvid.bench.targets import format_targets
+
+        return format_targets(result)
     if what == "model":
         from maskvid.bench.model import format_model
 

@@ -1,8 +1,10 @@
 """Video datasets: records → decoded, sampled, augmented sample dicts; bad videos skipped, counted and reported.
 
 A sample is a dict: ``video`` float ``(C, T, H, W)`` (``(V, C, T, H, W)`` for multi-view evaluation), ``label``,
-``index``, ``path``, and with motion ``motion`` ``(T, h, w, 2)`` + ``motion_valid`` ``(T,)``; sampling ``pair`` adds
-``video2``. With a masking strategy (``mask``) each clip also gets its ``mask``: bool ``(T', H', W')`` on the token grid
+``index``, ``path``, and with motion ``motion`` ``(T, h, w, 2)`` + ``motion_valid`` ``(T,)``; with a trajectory spec
+(MME) ``trajectory`` ``(N, K, L, 2 + bins)`` + ``trajectory_valid`` ``(N, K)``, tracked through the raw frames after
+each tubelet's first frame, which are decoded with the clip; sampling ``pair`` adds ``video2`` (and ``…2`` of each).
+With a masking strategy (``mask``) each clip also gets its ``mask``: bool ``(T', H', W')`` on the token grid
 of ``patch`` (``mask2`` for ``video2``), made here in the worker from the transformed clip's motion — codec
 vectors or DIS flow, whichever ``motion_source`` says — so crops and flips are already applied.
 Every sample also carries ``skipped``: the ``(path, reason)`` of bad videos met while making it, so the
@@ -29,6 +31,7 @@ from maskvid.errors import ConfigError, DataError, VideoDecodeError
 from maskvid.masking import MaskStrategy
 from maskvid.models.tokens import token_grid
 from maskvid.motion import dis_flow, slice_magnitude
+from maskvid.motion.trajectory_features import TrajectorySpec, clip_trajectories
 from maskvid.rng import sample_generator
 
 SAMPLINGS = ("dense", "segments", "multiview", "pair")
@@ -46,6 +49,7 @@ class VideoDataset(torch.utils.data.Dataset):
     from, for them and for a guided mask — ``codec`` vectors or ``flow`` (DIS, preset ``flow_preset``).
     mask: a strategy from :func:`maskvid.masking.build`; patch: the model's tubelet ``(t, p, p)``, which sets the
     token grid ``(num_frames/t, size/p, size/p)``.
+    trajectories: MME's dense trajectories to compute in the worker (a target's ``spec``), or None.
     """
 
     records: Sequence[VideoRecord]
@@ -66,6 +70,7 @@ class VideoDataset(torch.utils.data.Dataset):
     patch: tuple[int, int, int] = (2, 16, 16)
     motion_source: str = "codec"
     flow_preset: str = "medium"
+    trajectories: TrajectorySpec | None = None
 
     def __post_init__(self):
         if self.sampling not in SAMPLINGS:
@@ -79,6 +84,10 @@ class VideoDataset(torch.utils.data.Dataset):
             raise ConfigError("data.train_list", "the dataset has no videos")
         if self.mask is not None:
             self._check_mask()
+        if self.trajectories is not None:
+            token_grid(self.patch, self.num_frames, self.transform.size)
+            if self.sampling not in ("dense", "pair"):
+                raise ConfigError("data.sampling", f"trajectories need dense or pair clips, not {self.sampling}")
 
     def _check_mask(self) -> None:
         token_grid(self.patch, self.num_frames, self.transform.size)  # the tubelet divides the clip
@@ -148,10 +157,15 @@ class VideoDataset(torch.utils.data.Dataset):
         start, length = self._frame_range(record)
         clips = self._indices(length, g)
         flat = [start + i for clip in clips for i in clip]
+        raw = self._raw_frames(clips, start, length)
         source = self.motion_source if self.needs_motion else None
-        decoded = decode_clip(record.path, flat, self.decode_size, source == "codec", self.decode_threads)
+        decoded = decode_clip(record.path, flat + list(raw.values()), self.decode_size, source == "codec",
+                              self.decode_threads)
         n = self.num_frames
         parts = [self._part(decoded, k, n, source) for k in range(len(clips))]
+        if raw:  # raw frame index → its decoded frame (past the end: the last frame)
+            frames = dict(zip(raw, decoded.frames[len(flat):].numpy(), strict=True))
+            parts = [(*part, (self._starts(clip, start), frames)) for part, clip in zip(parts, clips, strict=True)]
         samples = []
         for _ in range(self.num_repeats):
             sample = {"label": record.label, "index": index, "path": record.path}
@@ -160,8 +174,8 @@ class VideoDataset(torch.utils.data.Dataset):
                 if self.mask is not None:
                     sample["mask"] = torch.stack([self.mask(self.grid, g) for _ in range(len(sample["video"]))])
             else:
-                for suffix, (frames, motion, valid) in zip(("", "2"), parts, strict=False):
-                    self._add_clip(sample, suffix, frames, motion, valid, g)
+                for suffix, part in zip(("", "2"), parts, strict=False):
+                    self._add_clip(sample, suffix, *part, g=g)
             samples.append(sample)
         return samples
 
@@ -171,8 +185,20 @@ class VideoDataset(torch.utils.data.Dataset):
         source = self.motion_source if self.needs_motion else None
         decoded = decode_clip(record.path, indices, self.decode_size, source == "codec", self.decode_threads)
         sample = {"label": record.label, "path": record.path}
-        self._add_clip(sample, "", *self._part(decoded, 0, len(indices), source), g)
+        self._add_clip(sample, "", *self._part(decoded, 0, len(indices), source), g=g)
         return sample
+
+    def _starts(self, clip: list[int], start: int) -> list[int]:
+        """The raw frame of each tubelet's first frame."""
+        return [start + clip[k] for k in range(0, self.num_frames, self.patch[0])]
+
+    def _raw_frames(self, clips: list[list[int]], start: int, length: int) -> dict[int, int]:
+        """Raw frames the trajectories read → the frame decoded for each (clamped to the segment)."""
+        if self.trajectories is None:
+            return {}
+        spec = self.trajectories
+        wanted = sorted({i for clip in clips for s in self._starts(clip, start) for i in spec.raw_frames(s)})
+        return {i: min(i, start + length - 1) for i in wanted}
 
     def _part(self, decoded, k: int, n: int, source: str | None):
         """Frames, motion field and its validity of the k-th clip of a decode."""
@@ -185,9 +211,14 @@ class VideoDataset(torch.utils.data.Dataset):
             motion = valid = None
         return frames, motion, valid
 
-    def _add_clip(self, sample: dict, suffix: str, frames, motion, valid, g: torch.Generator) -> None:
-        video, motion = self.transform(frames, g, motion)
+    def _add_clip(self, sample: dict, suffix: str, frames, motion, valid, tracked=None, *, g: torch.Generator) -> None:
+        geometry = self.transform.geometry(*frames.shape[1:3], g)
+        video, motion = self.transform(frames, g, motion, geometry=geometry)
         sample["video" + suffix] = video
+        if tracked is not None:
+            starts, raw = tracked
+            sample["trajectory" + suffix], sample["trajectory_valid" + suffix] = clip_trajectories(
+                raw, starts, self.trajectories, geometry.pixel_box, geometry.flip, self.transform.size, self.patch[1])
         if motion is not None and self.motion_vectors:
             sample["motion" + suffix], sample["motion_valid" + suffix] = motion, valid
         if self.mask is not None:

@@ -102,6 +102,20 @@ def normalize_to_cthw(video: torch.Tensor, mean, std) -> torch.Tensor:
     return out
 
 
+@dataclass(frozen=True)
+class Geometry:
+    """A clip's spatial transform: crop ``box`` (fractional), horizontal ``flip``, output ``size``."""
+
+    box: Box
+    flip: bool
+    size: int
+
+    @property
+    def pixel_box(self) -> tuple[int, int, int, int]:
+        """The crop as the frames get it: top, left, height, width rounded to whole pixels."""
+        return tuple(round(v) for v in self.box)
+
+
 @dataclass
 class ClipTransform:
     """Training or evaluation augmentation of one clip, VideoMAE-style by default.
@@ -140,27 +154,37 @@ class ClipTransform:
             return (height - side) / 2, (width - side) / 2, side, side
         return 0.0, 0.0, float(height), float(width)
 
+    def geometry(self, height: int, width: int, g: torch.Generator, box: Box | None = None) -> Geometry:
+        """Draw the clip's crop and flip (in that order, from ``g``); ``box`` overrides the crop."""
+        box = box if box is not None else self.box(height, width, g)
+        flip = self.flip and float(torch.rand((), generator=g)) < 0.5
+        return Geometry(box, flip, self.size)
+
     def __call__(
         self,
         frames: torch.Tensor,
         g: torch.Generator,
         motion: torch.Tensor | None = None,
         box: Box | None = None,
+        geometry: Geometry | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """frames uint8 ``(T, H, W, 3)`` → float ``(3, T, size, size)`` normalized; motion ``(T, h, w, 2)`` follows.
 
-        ``box`` overrides the crop (multi-view evaluation places its crops itself).
+        ``box`` overrides the crop (multi-view evaluation places its crops itself); ``geometry`` (from
+        :meth:`geometry`) gives crop and flip drawn beforehand, for fields made outside the transform
+        (trajectories).
         """
         if motion is not None and self.randaugment is not None:
             raise ConfigError("data.randaugment", "RandAugment's geometric ops cannot move motion fields; turn one off")
         video = tv_tensors.Video(frames.permute(0, 3, 1, 2))  # (T, C, H, W)
         height, width = video.shape[-2:]
-        top, left, h, w = box if box is not None else self.box(height, width, g)
+        geometry = geometry if geometry is not None else self.geometry(height, width, g, box)
+        top, left, h, w = geometry.box
         out_hw = (self.size, self.size)
-        video = F.resized_crop(video, round(top), round(left), round(h), round(w), list(out_hw), antialias=True)
+        video = F.resized_crop(video, *geometry.pixel_box, list(out_hw), antialias=True)
         if motion is not None:
             motion = crop_field(motion, (top, left, h, w), (height, width), out_hw)
-        if self.flip and float(torch.rand((), generator=g)) < 0.5:
+        if geometry.flip:
             video = F.horizontal_flip(video)
             motion = flip_field(motion) if motion is not None else None
         seed = draw_seed(g)

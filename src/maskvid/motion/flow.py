@@ -1,7 +1,9 @@
-"""Optical flow (OpenCV DIS) as a motion field in the codec field's layout, for videos without usable vectors.
+"""Optical flow with OpenCV (DIS presets, Farneback) on CPU, in data-loader workers.
 
-MGM's Table 4b compares motion-vector guidance with optical-flow guidance; this is the flow side, shaped like
-:func:`maskvid.data.decode_clip`'s motion field so that one code path serves both.
+- :func:`dis_flow`: a coarse motion field in the codec field's layout, for guided masks on videos without usable
+  vectors (MGM Tab. 4b compares the two) — one code path serves both.
+- :func:`forward_flow` / :class:`FlowEstimator`: full-resolution forward flow, clipped at ±20 px, optionally with
+  the camera's motion removed (MME App. A), for dense trajectories.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import numpy as np
 import torch
 
 from maskvid.errors import ConfigError, InputError
+from maskvid.motion.camera import CameraMotion, warp_onto
 
 PRESETS = {"ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST, "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
            "medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM}
@@ -50,31 +53,73 @@ def dis_flow(
 
 
 FLOW_BOUND = 20.0  # MME App. A (denseflow's bound): flow components are clipped to ±20 pixels
+FLOW_METHODS = ("dis", "farneback")
+
+
+class FlowEstimator:
+    """Forward flow between two grayscale frames, optionally with the camera's motion removed first
+    (:mod:`maskvid.motion.camera`); one DIS instance and one keypoint detector reused across a clip.
+
+    method: ``dis`` (OpenCV DIS, ``preset``) or ``farneback``; bound: each component clipped to ±bound pixels
+    (None: no clipping); camera: ``orb`` or ``sift`` to remove camera motion, None to keep it.
+    """
+
+    def __init__(self, method: str = "dis", preset: str = "medium", bound: float | None = FLOW_BOUND,
+                 camera: str | None = None):
+        if method not in FLOW_METHODS:
+            raise ConfigError("data.flow_method", f"{method!r} not in {', '.join(FLOW_METHODS)}")
+        if preset not in PRESETS:
+            raise ConfigError("data.flow_preset", f"{preset!r} not in {tuple(PRESETS)}")
+        self.dis = cv2.DISOpticalFlow_create(PRESETS[preset]) if method == "dis" else None
+        self.camera = CameraMotion(camera) if camera else None
+        self.bound = bound
+
+    def __call__(self, before: np.ndarray, after: np.ndarray) -> np.ndarray:
+        """``(H, W, 2)`` float32: where each pixel of ``before`` is in ``after`` (minus the camera's motion)."""
+        return self.pair(before, after)[1]
+
+    def pair(self, before: np.ndarray, after: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(image flow, camera-compensated flow)``, both ``(H, W, 2)``: the first moves a point with the
+        content of the frames as filmed (to track it), the second is its motion with the camera's taken out (the
+        same array without camera removal).
+
+        The compensated flow ``w'`` is computed between ``before`` and ``after`` warped onto it by ``H``
+        (``after``'s pixels → ``before``'s), so a pixel ``x`` of ``before`` is at ``H⁻¹(x + w'(x))`` in ``after``:
+        the image flow follows without a second flow computation.
+        """
+        matrix = self.camera.homography(before, after) if self.camera is not None else None
+        if matrix is not None:
+            after = warp_onto(after, matrix)
+        if self.dis is not None:
+            flow = self.dis.calc(before, after, None)
+        else:
+            flow = cv2.calcOpticalFlowFarneback(before, after, None, 0.5, 3, 15, 3, 5, 1.2, 0)
+        if self.bound is not None:
+            flow = np.clip(flow, -self.bound, self.bound)
+        if matrix is None:
+            return flow, flow
+        height, width = flow.shape[:2]
+        grid = np.stack(np.meshgrid(np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32)), -1)
+        moved = cv2.perspectiveTransform((grid + flow).reshape(-1, 1, 2), np.linalg.inv(matrix))
+        return moved.reshape(height, width, 2) - grid, flow
+
+
+def to_gray(frames: torch.Tensor | np.ndarray) -> list[np.ndarray]:
+    """uint8 ``(T, H, W, 3)`` RGB → T grayscale frames."""
+    array = frames.numpy() if isinstance(frames, torch.Tensor) else frames
+    return [cv2.cvtColor(np.ascontiguousarray(f), cv2.COLOR_RGB2GRAY) for f in array]
 
 
 def forward_flow(frames: torch.Tensor, method: str = "dis", preset: str = "medium",
-                 bound: float | None = FLOW_BOUND) -> torch.Tensor:
+                 bound: float | None = FLOW_BOUND, camera: str | None = None) -> torch.Tensor:
     """Full-resolution forward flow between consecutive frames: ``(T - 1, H, W, 2)``, flow t maps frame t to t+1.
 
     Args:
         frames: uint8 ``(T, H, W, 3)`` RGB (for MME's interpolation: every raw frame, stride 1).
-        method: ``dis`` (OpenCV DIS, ``preset``) or ``farneback`` (OpenCV Farneback).
-        bound: each component is clipped to ``[-bound, bound]`` pixels (None: no clipping).
+        method, preset, bound, camera: as :class:`FlowEstimator`.
     """
     if frames.dim() != 4 or frames.shape[-1] != 3 or frames.dtype != torch.uint8 or frames.shape[0] < 2:
         raise InputError("frames", f"expected uint8 (T >= 2, H, W, 3), got {frames.dtype} {tuple(frames.shape)}")
-    if method not in ("dis", "farneback"):
-        raise ConfigError("data.flow_method", f"{method!r} not in dis, farneback")
-    if preset not in PRESETS:
-        raise ConfigError("data.flow_preset", f"{preset!r} not in {tuple(PRESETS)}")
-    gray = [cv2.cvtColor(np.ascontiguousarray(f), cv2.COLOR_RGB2GRAY) for f in frames.numpy()]
-    dis = cv2.DISOpticalFlow_create(PRESETS[preset]) if method == "dis" else None
-    flows = []
-    for before, after in zip(gray[:-1], gray[1:], strict=True):
-        if dis is not None:
-            flow = dis.calc(before, after, None)
-        else:
-            flow = cv2.calcOpticalFlowFarneback(before, after, None, 0.5, 3, 15, 3, 5, 1.2, 0)
-        flows.append(flow)
-    out = torch.from_numpy(np.stack(flows))
-    return out.clamp(-bound, bound) if bound is not None else out
+    estimate = FlowEstimator(method, preset, bound, camera)
+    gray = to_gray(frames)
+    return torch.from_numpy(np.stack([estimate(a, b) for a, b in zip(gray[:-1], gray[1:], strict=True)]))

@@ -24,15 +24,18 @@ from maskvid.errors import ConfigError, InputError
 
 @dataclass
 class Trajectories:
-    """positions: ``(L + 1, P, 2)`` x, y of every point at every step; valid: ``(P,)``."""
+    """positions: ``(L + 1, P, 2)`` x, y of every point at every step; valid: ``(P,)``; steps: ``(L, P, 2)``
+    movements read from a separate displacement field (camera-compensated flow), or None."""
 
     positions: torch.Tensor
     valid: torch.Tensor
+    steps: torch.Tensor | None = None
 
     @property
     def deltas(self) -> torch.Tensor:
-        """``(L, P, 2)``: the relative movement between adjacent points, MME's position features (eq. 4)."""
-        return self.positions[1:] - self.positions[:-1]
+        """``(L, P, 2)``: the relative movement between adjacent points, MME's position features (eq. 4) — the
+        camera-compensated movement when the track was given one."""
+        return self.steps if self.steps is not None else self.positions[1:] - self.positions[:-1]
 
 
 def grid_points(grid: tuple[int, int], patch: int, k: int = 4) -> torch.Tensor:
@@ -50,29 +53,45 @@ def grid_points(grid: tuple[int, int], patch: int, k: int = 4) -> torch.Tensor:
     return (corners[:, None, :] + inner[None]).reshape(-1, 2) - 0.5  # pixel centres are at integer coordinates
 
 
-def track_points(flows: torch.Tensor, points: torch.Tensor, median: bool = True) -> Trajectories:
+def track_points(flows: torch.Tensor, points: torch.Tensor, median: bool = True,
+                 displacements: torch.Tensor | None = None) -> Trajectories:
     """Follow ``points`` ``(P, 2)`` (x, y) through forward ``flows`` ``(L, H, W, 2)`` (flow t maps frame t to t+1).
 
+    ``displacements`` (same shape; the camera-compensated flows) gives the movement recorded at each step, while
+    ``flows`` (the image flows) moves the point — as improved dense trajectories track in the image and describe
+    with the warped flow, so a point stays on its object in every frame however the camera moved.
     A point whose position leaves the frame at any step is invalid for the whole trajectory (MME eq. 7); it keeps
     being tracked at the clamped border so that shapes stay regular.
     """
     if flows.dim() != 4 or flows.shape[-1] != 2:
         raise InputError("flows", f"expected (L, H, W, 2) forward flows, got {tuple(flows.shape)}")
+    if displacements is not None and displacements.shape != flows.shape:
+        raise InputError("displacements", f"expected the flows' shape {tuple(flows.shape)}, got "
+                         f"{tuple(displacements.shape)}")
     if points.dim() != 2 or points.shape[-1] != 2:
         raise InputError("points", f"expected (P, 2) x, y positions, got {tuple(points.shape)}")
     steps, height, width = flows.shape[:3]
     position = points.double().numpy().copy()
     inside = _inside(position, height, width)
-    out = [position.copy()]
+    out, moves = [position.copy()], []
     for t in range(steps):
-        flow = flows[t].float().numpy()
-        if median:  # eq. 6's M: a 3×3 median per component, robust to flow outliers at motion boundaries
-            flow = np.stack([cv2.medianBlur(np.ascontiguousarray(flow[..., c]), 3) for c in range(2)], -1)
+        flow = _filtered(flows[t], median)
+        if displacements is not None:
+            moves.append(_bilinear(_filtered(displacements[t], median), position))
         position = position + _bilinear(flow, position)
         inside &= _inside(position, height, width)
         out.append(position.copy())
     positions = torch.from_numpy(np.stack(out)).float()
-    return Trajectories(positions, torch.from_numpy(inside))
+    recorded = torch.from_numpy(np.stack(moves)).float() if moves else None
+    return Trajectories(positions, torch.from_numpy(inside), recorded)
+
+
+def _filtered(flow: torch.Tensor, median: bool) -> np.ndarray:
+    """eq. 6's M: a 3×3 median per component, robust to flow outliers at motion boundaries."""
+    flow = flow.float().numpy()
+    if not median:
+        return flow
+    return np.stack([cv2.medianBlur(np.ascontiguousarray(flow[..., c]), 3) for c in range(2)], -1)
 
 
 def _inside(position: np.ndarray, height: int, width: int) -> np.ndarray:

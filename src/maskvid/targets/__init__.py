@@ -17,9 +17,11 @@ from maskvid.targets.motion import RGBDiff
 from maskvid.targets.patchify import patchify, unnormalize
 from maskvid.targets.pixels import NormPixels, Pixels
 from maskvid.targets.tokens import TokenIds
+from maskvid.targets.trajectory import Trajectory
 
 TARGETS = Registry("target", "target.name", {"pixels": Pixels, "norm_pixels": NormPixels, "hog": HOG,
-                                             "rgb_diff": RGBDiff, "tokens": TokenIds})
+                                             "rgb_diff": RGBDiff, "tokens": TokenIds,
+                                             "trajectory": Trajectory})
 
 
 def available() -> list[str]:
@@ -32,4 +34,4 @@ def build(name: str, **options) -> Target:
 
 
 __all__ = ["HOG", "IMAGENET_MEAN", "IMAGENET_STD", "KINDS", "TARGETS", "NormPixels", "Pixels", "RGBDiff", "Target",
-           "TargetValues", "TokenIds", "available", "build", "patchify", "unnormalize"]
+           "TargetValues", "TokenIds", "Trajectory", "available", "build", "patchify", "unnormalize"]
