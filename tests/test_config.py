@@ -172,3 +172,19 @@ def test_configs_readme_is_generated_from_the_field_docstrings():
     assert docs.replace_block(readme, docs.render()) == readme, "run: python -m maskvid.config.docs"
     keys = {k for k, _, _ in docs.rows(PretrainConfig, instance=PretrainConfig())}
     assert {"data.sampling", "data.pair_max_distance", "data.motion_source", "heads", "model.stem"} <= keys
+
+
+def test_every_shipped_config_loads_and_its_method_builds():
+    """The paper-scale recipes are never trained in CI; at least their keys, values and heads must be right."""
+    from maskvid.config import FinetuneConfig
+    from maskvid.recipes import build_method
+
+    root = os.path.join(os.path.dirname(__file__), "..", "configs")
+    pretrain = sorted(f for f in os.listdir(os.path.join(root, "pretrain")) if f.endswith(".yaml"))
+    finetune = sorted(f for f in os.listdir(os.path.join(root, "finetune")) if f.endswith(".yaml"))
+    assert "mme_vit_b.yaml" in pretrain and "mme_tiny.yaml" in pretrain
+    for name in pretrain:
+        method = build_method(load_config(os.path.join(root, "pretrain", name)))
+        assert method.heads, name
+    for name in finetune:
+        load_config(os.path.join(root, "finetune", name), kind=FinetuneConfig)

@@ -16,8 +16,10 @@ from maskvid.config import load_config
 from maskvid.data import ClipTransform, VideoDataset
 from maskvid.data.annotations import VideoRecord
 from maskvid.data.decode import decode_clip
+from maskvid.data.flow_cache import FlowCache
 from maskvid.engine.logging import read_metrics
 from maskvid.errors import ConfigError, InputError
+from maskvid.extract import extract_flows, shard_of
 from maskvid.motion import grid_points
 from maskvid.motion.trajectory_features import TrajectorySpec, clip_trajectories
 from maskvid.recipes import build_dataset, build_method, pretrain
@@ -192,3 +194,54 @@ def test_tiny_mme_pretraining_loss_falls_and_the_config_reaches_the_workers(synt
     result = pretrain(config)
     losses = [r["loss"] for r in read_metrics(result.run_dir) if "loss" in r]
     assert result.step == 30 and sum(losses[-5:]) / 5 < 0.8 * sum(losses[:3]) / 3
+
+
+def test_cached_flows_give_the_same_trajectories_and_bad_entries_are_rebuilt(moving_square, tmp_path, caplog):
+    spec = TrajectorySpec(k=4, length=6, camera="klt")
+    cache = FlowCache(str(tmp_path / "cache"), spec)
+    common = {"transform": ClipTransform(size=96, crop="multiscale", flip=True), "num_frames": 4, "stride": 3,
+              "patch": (2, 16, 16), "trajectories": spec}
+    online = VideoDataset([VideoRecord(moving_square, 0)], **common)
+    cached = VideoDataset([VideoRecord(moving_square, 0)], cache=cache, **common)
+    for epoch in range(2):  # different clips, crops and flips
+        online.set_epoch(epoch), cached.set_epoch(epoch)
+        a, b = online[0], cached[0]
+        assert torch.equal(a["video"], b["video"])
+        torch.testing.assert_close(a["trajectory"], b["trajectory"], atol=1e-5, rtol=0)
+        assert torch.equal(a["trajectory_valid"], b["trajectory_valid"])
+    assert cache.check(moving_square) is None and not cache.problems
+    # a changed source file (mtime) makes the entry stale; a truncated flows.npy makes it corrupted
+    stat = os.stat(moving_square)
+    os.utime(moving_square, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    try:
+        assert "stale" in cache.check(moving_square)
+        cached[0]
+        assert cache.check(moving_square) is None and "mtime_ns" in cache.problems[-1][1]
+    finally:
+        os.utime(moving_square, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    cached[0]  # stale again (mtime back): rebuilt
+    flows = os.path.join(cache.entry(moving_square), "flows.npy")
+    with open(flows, "r+b") as f:
+        f.truncate(1000)
+    assert "corrupted" in cache.check(moving_square)
+    with caplog.at_level("WARNING", logger="maskvid.data"):
+        torch.testing.assert_close(cached[0]["trajectory"], online[0]["trajectory"], atol=1e-5, rtol=0)
+    assert "corrupted" in caplog.text and cache.check(moving_square) is None
+
+
+def test_extract_shards_resume_and_report_bad_videos(moving_square, tmp_path):
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"not a video")
+    listing = tmp_path / "list.txt"
+    listing.write_text(f"{moving_square}\n{bad}\n")
+    out = str(tmp_path / "cache")
+    first = extract_flows("flow", str(listing), out, shard=(0, 2))
+    assert (first["videos"], first["built"], first["bad"]) == (1, 1, [])
+    second = extract_flows("flow", str(listing), out, shard=(1, 2))
+    assert second["built"] == 0 and second["bad"][0][0] == str(bad)
+    again = extract_flows("flow", str(listing), out, shard=(0, 2))
+    assert again["already_valid"] == 1 and again["built"] == 0
+    assert FlowCache(out, TrajectorySpec(camera=None)).check(moving_square) is None
+    assert FlowCache(out, TrajectorySpec(camera="klt")).check(moving_square).startswith("stale")  # other options
+    with pytest.raises(ConfigError, match="--shard"):
+        shard_of("2/2")

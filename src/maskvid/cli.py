@@ -212,6 +212,24 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_extract(args: argparse.Namespace) -> int:
+    from maskvid.config import PretrainConfig, load_config
+    from maskvid.extract import extract_flows, shard_of
+
+    config = load_config(args.config, args.set, PretrainConfig) if args.config else None
+    shard = shard_of(args.shard)
+    report = extract_flows(args.kind, args.list, args.out, config, args.root, args.decode_size, shard,
+                           progress=_progress(f"extract {args.kind} (shard {shard[0]}/{shard[1]})"))
+    if args.json:
+        print(json.dumps(report))
+    else:
+        print(f"extract {args.kind}: {report['built']} built ({report['rebuilt_stale']} were stale), "
+              f"{report['already_valid']} already valid, of {report['videos']} videos in shard {shard[0]}/{shard[1]}"
+              f" -> {args.out}")
+        _print_bad_videos("extraction", dict(report["bad"]))
+    return 0
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from maskvid import bench
 
@@ -287,6 +305,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("extract", help="precompute the flow cache trajectory targets read (data.cache)")
+    p.add_argument("kind", choices=["trajectories", "flow"],
+                   help="trajectories: flow + camera homographies with the config's tracking options; flow: no "
+                        "camera removal")
+    p.add_argument("--list", required=True, help="annotation list of the videos (labels optional)")
+    p.add_argument("--out", required=True, help="the cache directory (data.cache)")
+    p.add_argument("--config", default=None, help="the pretraining config whose trajectory target it serves")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--root", default=None, help="prefix for relative paths in the list")
+    p.add_argument("--decode-size", type=int, default=None, help="short side to decode at (default: the "
+                   "config's data.decode_size, else native) — must match the run's")
+    p.add_argument("--shard", default=None, metavar="I/N", help="this process's share (default: torchrun's rank)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_extract)
 
     p = sub.add_parser("bench", help="speed ratios against a reference, measured in the same run")
     p.add_argument("what", choices=["data", "masking", "targets", "model", "mar"])

@@ -14,6 +14,7 @@ from maskvid import masking, targets
 from maskvid.config import FinetuneConfig, PretrainConfig, encoder_config, target_geometry
 from maskvid.data import ClipTransform, VideoDataset, read_class_names
 from maskvid.data.annotations import read_label_map
+from maskvid.data.flow_cache import FlowCache
 from maskvid.engine.distributed import pick_device
 from maskvid.errors import ConfigError
 from maskvid.methods.base import MaskedPrediction, PredictionHead, head_names
@@ -85,11 +86,14 @@ def build_dataset(config: PretrainConfig | FinetuneConfig, split: str = "train",
     if not os.path.exists(path):
         raise ConfigError(key, f"{path}: no such file")
     inputs = _method_inputs(method)
+    spec = _trajectory_spec(method) if "trajectory" in inputs else None
+    if d.cache and spec is None:
+        raise ConfigError("data.cache", "a flow cache is read only for a trajectory target; this method has none")
     common = {"root": d.root, "num_frames": d.num_frames, "stride": d.stride, "decode_size": d.decode_size,
               "seed": config.seed, "patch": config.model.patch, "motion_source": d.motion_source,
               "flow_preset": d.flow_preset, "mask": build_mask(config, inference=split == "val"),
               "motion_vectors": bool({"motion", "motion_valid"} & set(inputs)),
-              "trajectories": _trajectory_spec(method) if "trajectory" in inputs else None}
+              "trajectories": spec, "cache": FlowCache(d.cache, spec, d.decode_size) if d.cache else None}
     if split == "val":
         return VideoDataset.from_list(path, classes=d.val_classes or d.classes, sampling="multiview",
                                       views=d.test_views, transform=ClipTransform(size=d.size, crop="centre",

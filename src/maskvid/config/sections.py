@@ -52,6 +52,8 @@ class DataConfig:
     """where motion comes from when a mask or target needs it: `codec` vectors or `flow` (OpenCV DIS)"""
     flow_preset: str = "medium"
     """DIS preset for `motion_source: flow` (`ultrafast`, `fast`, `medium`)"""
+    cache: str | None = None
+    """a flow cache from `maskvid extract trajectories` for a trajectory target (null: flow computed online)"""
     randaugment: tuple[int, int] | None = None
     """`[ops, magnitude]`, torchvision RandAugment, identical on every frame"""
     erase: float = 0.0

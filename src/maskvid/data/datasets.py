@@ -17,6 +17,7 @@ the same clips and crops.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ import torch
 from maskvid.data import sampling
 from maskvid.data.annotations import VideoRecord, read_annotation_list, read_class_names, scan_class_folders
 from maskvid.data.decode import decode_clip, frame_count
+from maskvid.data.flow_cache import FlowCache
 from maskvid.data.transforms import ClipTransform
 from maskvid.errors import ConfigError, DataError, VideoDecodeError
 from maskvid.masking import MaskStrategy
@@ -49,7 +51,8 @@ class VideoDataset(torch.utils.data.Dataset):
     from, for them and for a guided mask — ``codec`` vectors or ``flow`` (DIS, preset ``flow_preset``).
     mask: a strategy from :func:`maskvid.masking.build`; patch: the model's tubelet ``(t, p, p)``, which sets the
     token grid ``(num_frames/t, size/p, size/p)``.
-    trajectories: MME's dense trajectories to compute in the worker (a target's ``spec``), or None.
+    trajectories: MME's dense trajectories to compute in the worker (a target's ``spec``), or None; cache: a
+    :class:`~maskvid.data.flow_cache.FlowCache` their flows are read from (None: computed online).
     """
 
     records: Sequence[VideoRecord]
@@ -71,6 +74,7 @@ class VideoDataset(torch.utils.data.Dataset):
     motion_source: str = "codec"
     flow_preset: str = "medium"
     trajectories: TrajectorySpec | None = None
+    cache: FlowCache | None = None
 
     def __post_init__(self):
         if self.sampling not in SAMPLINGS:
@@ -165,7 +169,8 @@ class VideoDataset(torch.utils.data.Dataset):
         parts = [self._part(decoded, k, n, source) for k in range(len(clips))]
         if raw:  # raw frame index → its decoded frame (past the end: the last frame)
             frames = dict(zip(raw, decoded.frames[len(flat):].numpy(), strict=True))
-            parts = [(*part, (self._starts(clip, start), frames)) for part, clip in zip(parts, clips, strict=True)]
+            parts = [(*part, (self._starts(clip, start), frames, record.path))
+                     for part, clip in zip(parts, clips, strict=True)]
         samples = []
         for _ in range(self.num_repeats):
             sample = {"label": record.label, "index": index, "path": record.path}
@@ -192,6 +197,18 @@ class VideoDataset(torch.utils.data.Dataset):
         """The raw frame of each tubelet's first frame."""
         return [start + clip[k] for k in range(0, self.num_frames, self.patch[0])]
 
+    def _cached_flows(self, path: str, starts: list[int]) -> dict | None:
+        """The clip's flows from the cache (None without one); a stale or corrupted entry is logged and rebuilt."""
+        if self.cache is None:
+            return None
+        pairs = {(a, b) for s in starts for a, b in zip(self.trajectories.raw_frames(s)[:-1],
+                                                          self.trajectories.raw_frames(s)[1:], strict=True)}
+        seen = len(self.cache.problems)
+        flows = self.cache.load(path, sorted(pairs))
+        for bad_path, problem in self.cache.problems[seen:]:
+            logging.getLogger("maskvid.data").warning("flow cache: %s: %s; rebuilt", bad_path, problem)
+        return flows
+
     def _raw_frames(self, clips: list[list[int]], start: int, length: int) -> dict[int, int]:
         """Raw frames the trajectories read → the frame decoded for each (clamped to the segment)."""
         if self.trajectories is None:
@@ -216,9 +233,11 @@ class VideoDataset(torch.utils.data.Dataset):
         video, motion = self.transform(frames, g, motion, geometry=geometry)
         sample["video" + suffix] = video
         if tracked is not None:
-            starts, raw = tracked
+            starts, raw, path = tracked
+            flows = self._cached_flows(path, starts)
             sample["trajectory" + suffix], sample["trajectory_valid" + suffix] = clip_trajectories(
-                raw, starts, self.trajectories, geometry.pixel_box, geometry.flip, self.transform.size, self.patch[1])
+                raw, starts, self.trajectories, geometry.pixel_box, geometry.flip, self.transform.size, self.patch[1],
+                flows)
         if motion is not None and self.motion_vectors:
             sample["motion" + suffix], sample["motion_valid" + suffix] = motion, valid
         if self.mask is not None:

@@ -81,12 +81,13 @@ class FlowEstimator:
     def pair(self, before: np.ndarray, after: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``(image flow, camera-compensated flow)``, both ``(H, W, 2)``: the first moves a point with the
         content of the frames as filmed (to track it), the second is its motion with the camera's taken out (the
-        same array without camera removal).
+        same array without camera removal)."""
+        compensated, matrix = self.compensated(before, after)
+        return image_flow(compensated, matrix), compensated
 
-        The compensated flow ``w'`` is computed between ``before`` and ``after`` warped onto it by ``H``
-        (``after``'s pixels → ``before``'s), so a pixel ``x`` of ``before`` is at ``H⁻¹(x + w'(x))`` in ``after``:
-        the image flow follows without a second flow computation.
-        """
+    def compensated(self, before: np.ndarray, after: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """The camera-compensated flow and the homography that removed the camera (None without removal): the
+        two things a flow cache stores."""
         matrix = self.camera.homography(before, after) if self.camera is not None else None
         if matrix is not None:
             after = warp_onto(after, matrix)
@@ -96,12 +97,19 @@ class FlowEstimator:
             flow = cv2.calcOpticalFlowFarneback(before, after, None, 0.5, 3, 15, 3, 5, 1.2, 0)
         if self.bound is not None:
             flow = np.clip(flow, -self.bound, self.bound)
-        if matrix is None:
-            return flow, flow
-        height, width = flow.shape[:2]
-        grid = np.stack(np.meshgrid(np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32)), -1)
-        moved = cv2.perspectiveTransform((grid + flow).reshape(-1, 1, 2), np.linalg.inv(matrix))
-        return moved.reshape(height, width, 2) - grid, flow
+        return flow, matrix
+
+
+def image_flow(compensated: np.ndarray, matrix: np.ndarray | None) -> np.ndarray:
+    """The flow as filmed from the camera-compensated one: ``w'`` was computed between ``before`` and ``after``
+    warped onto it by ``matrix`` (``after``'s pixels → ``before``'s), so a pixel ``x`` of ``before`` is at
+    ``matrix⁻¹(x + w'(x))`` in ``after`` — no second flow computation."""
+    if matrix is None:
+        return compensated
+    height, width = compensated.shape[:2]
+    grid = np.stack(np.meshgrid(np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32)), -1)
+    moved = cv2.perspectiveTransform((grid + compensated.astype(np.float32)).reshape(-1, 1, 2), np.linalg.inv(matrix))
+    return moved.reshape(height, width, 2) - grid
 
 
 def to_gray(frames: torch.Tensor | np.ndarray) -> list[np.ndarray]:

@@ -28,10 +28,11 @@ import torch
 
 from maskvid.errors import ConfigError, InputError
 from maskvid.motion.camera import DETECTORS
-from maskvid.motion.flow import FLOW_BOUND, FLOW_METHODS, PRESETS, FlowEstimator
+from maskvid.motion.flow import FLOW_BOUND, FLOW_METHODS, PRESETS, FlowEstimator, image_flow
 from maskvid.motion.trajectories import grid_points, track_points
 
 Box = tuple[int, int, int, int]  # top, left, height, width of the crop in decoded-frame pixels
+PairFlow = tuple[np.ndarray, "np.ndarray | None"]  # float16 camera-compensated flow (H, W, 2), homography or None
 
 
 @dataclass(frozen=True)
@@ -76,9 +77,25 @@ class TrajectorySpec:
         """The raw frames a trajectory starting at ``start`` is tracked through (``length + 1`` of them)."""
         return [start + j * self.flow_stride for j in range(self.length + 1)]
 
+    def estimator(self) -> FlowEstimator:
+        return FlowEstimator(self.method, self.preset, self.bound, self.camera)
+
+    @property
+    def flow_key(self) -> tuple:
+        """What the flows depend on (a flow cache entry is valid for exactly these)."""
+        return (self.method, self.preset, float(self.bound), self.camera, self.flow_stride)
+
+
+def pair_flow(estimate: FlowEstimator, before: np.ndarray, after: np.ndarray) -> PairFlow:
+    """The compensated flow between two grayscale frames, kept at float16 (±20 px in steps of ≤ 1/64 px) — the
+    precision a flow cache stores, so that cached and online trajectories are the same numbers."""
+    compensated, matrix = estimate.compensated(before, after)
+    return compensated.astype(np.float16), matrix
+
 
 def clip_trajectories(frames: Mapping[int, np.ndarray], starts: list[int], spec: TrajectorySpec, box: Box,
-                      flip: bool, size: int, patch: int) -> tuple[torch.Tensor, torch.Tensor]:
+                      flip: bool, size: int, patch: int,
+                      flows: Mapping[tuple[int, int], PairFlow] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Trajectory features of one clip.
 
     Args:
@@ -87,6 +104,7 @@ def clip_trajectories(frames: Mapping[int, np.ndarray], starts: list[int], spec:
         starts: the raw frame of each input tubelet's first frame, in order (``T'`` of them).
         box: the clip's crop ``(top, left, height, width)`` in decoded pixels (integers, as the video's crop);
             flip: whether the clip is mirrored; size: the model's input side; patch: its spatial patch.
+        flows: ``(a, b)`` raw frame pair → :func:`pair_flow` from a cache; pairs it lacks are computed here.
     Returns:
         ``(T'·H'·W', K, L, 2 + bins)`` float32 (tokens in ``(t h w)`` order, the K points of a patch row-major)
         and ``(T'·H'·W', K)`` bool validity.
@@ -99,17 +117,22 @@ def clip_trajectories(frames: Mapping[int, np.ndarray], starts: list[int], spec:
     grid = (size // patch, size // patch)
     points = grid_points(grid, patch, spec.k)  # (P, 2) in input pixels
     cell = patch // math.isqrt(spec.k)
-    estimate = FlowEstimator(spec.method, spec.preset, spec.bound, spec.camera)
+    estimate = None
     gray = {i: cv2.cvtColor(np.ascontiguousarray(f), cv2.COLOR_RGB2GRAY) for i, f in frames.items()}
-    flows: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}  # (image flow, camera-compensated flow)
+    known = dict(flows or {})
+    tracking: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}  # (image flow, compensated flow)
     histograms: dict[int, np.ndarray] = {}
     features, valid = [], []
     for start in starts:
         raw = spec.raw_frames(start)
         for a, b in zip(raw[:-1], raw[1:], strict=True):
-            if (a, b) not in flows:
-                flows[a, b] = estimate.pair(gray[a], gray[b])
-        pairs = [flows[a, b] for a, b in zip(raw[:-1], raw[1:], strict=True)]
+            if (a, b) not in tracking:
+                if (a, b) not in known:
+                    estimate = estimate or spec.estimator()
+                    known[a, b] = pair_flow(estimate, gray[a], gray[b])
+                compensated = known[a, b][0].astype(np.float32)
+                tracking[a, b] = image_flow(compensated, known[a, b][1]), compensated
+        pairs = [tracking[a, b] for a, b in zip(raw[:-1], raw[1:], strict=True)]
         image, compensated = (torch.from_numpy(np.stack(f)) for f in zip(*pairs, strict=True))
         track = track_points(image, _to_decoded(points, box, size, flip), displacements=compensated)
         positions = _to_input(track.positions, box, size, flip)  # (L + 1, P, 2)
