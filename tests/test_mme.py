@@ -21,6 +21,7 @@ from maskvid.engine.logging import read_metrics
 from maskvid.errors import ConfigError, InputError
 from maskvid.extract import extract_flows, shard_of
 from maskvid.motion import grid_points
+from maskvid.motion.flow_fields import FlowFieldSpec, clip_flow_fields
 from maskvid.motion.trajectory_features import TrajectorySpec, clip_trajectories
 from maskvid.recipes import build_dataset, build_method, pretrain
 
@@ -245,3 +246,65 @@ def test_extract_shards_resume_and_report_bad_videos(moving_square, tmp_path):
     assert FlowCache(out, TrajectorySpec(camera="klt")).check(moving_square).startswith("stale")  # other options
     with pytest.raises(ConfigError, match="--shard"):
         shard_of("2/2")
+
+
+def test_flow_fields_are_cropped_scaled_and_mirrored_with_the_clip():
+    frames = square_frames(12)
+    sparse = FlowFieldSpec()  # flow stride = the input stride
+    pairs = sparse.pairs([0, 3, 6, 9], tubelet=2, stride=3)
+    assert pairs == [(0, 3), (3, 6), (6, 9), (9, 12)] and sparse.per_tubelet(2, 3) == 2
+    dense = FlowFieldSpec(flow_stride=1, dense=True)
+    assert dense.pairs([0, 3], tubelet=2, stride=3)[:3] == [(0, 1), (1, 2), (2, 3)] and dense.per_tubelet(2, 3) == 6
+    pairs = sparse.pairs([0, 1], tubelet=2, stride=1)  # 2 px a pair (the 8-px checker aliases larger steps)
+    fields = clip_flow_fields(frames, pairs, sparse, (0, 0, 128, 128), False, 128)
+    assert fields.shape == (2, 2, 128, 128) and fields.dtype == torch.float16
+    inside = fields[:, :, 56:72, 24:40].float()  # ≥ 8 px inside the square
+    torch.testing.assert_close(inside.mean((0, 2, 3)), torch.tensor([2.0, 0.0]), atol=0.1, rtol=0)
+    assert float(fields[:, :, :32].abs().max()) < 0.1  # the rows above never move
+    zoomed = clip_flow_fields(frames, pairs[:1], sparse, (32, 0, 64, 64), False, 128)  # 2× zoom
+    torch.testing.assert_close(zoomed[0, :, 48:80, 48:80].float().mean((1, 2)), torch.tensor([4.0, 0.0]),
+                               atol=0.2, rtol=0)
+    flipped = clip_flow_fields(frames, pairs[:1], sparse, (0, 0, 128, 128), True, 128)
+    torch.testing.assert_close(flipped[0, 0].flip(-1), -fields[0, 0])
+    torch.testing.assert_close(flipped[0, 1].flip(-1), fields[0, 1])
+
+
+def test_hof_and_mbh_histograms_by_hand():
+    flow = torch.zeros(1, 2, 2, 16, 16)  # (B, F, 2, H, W): one token of one 16² patch, 2 flows
+    flow[:, 0, 0] = 1.0  # flow 0 points right: all of HOF's mass in bin 0
+    flow[:, 1, 1] = 1.0  # flow 1 points down: angle π/2 → position 9/4 → bins 2 and 3 with 0.75 and 0.25
+    hof = targets.build("hof", patch=(2, 16, 16), stride=1)
+    values = hof(flow)
+    assert values.shape == (1, 1, 18) and hof.dim == 18
+    torch.testing.assert_close(values[0, 0, :9], torch.eye(9)[0])
+    down = torch.zeros(9)
+    down[2], down[3] = 0.75, 0.25
+    torch.testing.assert_close(values[0, 0, 9:], down / down.norm())
+    mbh = targets.build("mbh", patch=(2, 16, 16), stride=1)
+    assert mbh.dim == 36 and float(mbh(flow).abs().max()) == 0.0  # uniform flow: no motion boundary
+    ramp = torch.zeros(1, 2, 2, 16, 16)
+    ramp[:, :, 0] = torch.arange(16.0)  # the x component grows to the right: MBHx's gradient points at angle 0
+    boundaries = mbh(ramp)[0, 0].reshape(2, 2, 9)  # (flows, components, bins)
+    torch.testing.assert_close(boundaries[:, 0], torch.eye(9)[0].expand(2, 9))
+    assert float(boundaries[:, 1].abs().max()) == 0.0
+    raw = targets.build("flow", patch=(2, 8, 8), stride=1)
+    assert raw(ramp).shape == (1, 4, 2 * 8 * 8 * 2) and raw.dim == 256
+    torch.testing.assert_close(raw(ramp)[0, 1].reshape(2, 8, 8, 2)[0, 0, :, 0], torch.arange(8.0, 16.0))
+    with pytest.raises(InputError, match="flow"):
+        hof(flow[:, :1])
+    with pytest.raises(ConfigError, match="target.flow_stride"):
+        targets.build("mbh", patch=(2, 16, 16), stride=3, dense=True, flow_stride=4)
+
+
+def test_mbh_with_hog_pretrains_from_flows_made_in_the_workers(synth_motion, tmp_path):
+    overrides = {"output_dir": str(tmp_path / "run"), "data.train_list": os.path.join(synth_motion, "train.csv"),
+                 "data.size": 32, "train.batch_size": 2, "train.num_workers": 0, "train.max_steps": 3,
+                 "train.progress": False, "target.name": "mbh", "target.options": "{with_hog: true, dense: true, "
+                 "flow_stride: 1}", "train.checkpoint_every": 3}
+    config = load_config(CONFIG, [f"{k}={v}" for k, v in overrides.items()])
+    method = build_method(config)
+    dataset = build_dataset(config, "train", method)
+    sample = dataset[0]
+    assert dataset.trajectories is None and sample["flow"].shape == (8 // 2 * 4, 2, 32, 32)
+    assert method.heads[0].target.dim == 4 * 2 * 9 + 2 * 3 * 9  # 4 flows × (MBHx, MBHy) + HOG of 2 frames × RGB
+    assert pretrain(config).step == 3

@@ -32,7 +32,7 @@ def trajectory_spec(config: PretrainConfig | None) -> TrajectorySpec:
     heads = [h for h in config.head_configs() if h.target == "trajectory"]
     if not heads:
         raise ConfigError("heads", "the config has no trajectory target to extract flows for")
-    geometry = target_geometry("trajectory", encoder_config(config))
+    geometry = target_geometry("trajectory", encoder_config(config), config.data.stride)
     return targets.build("trajectory", **geometry, **heads[0].options).spec
 
 

@@ -22,11 +22,14 @@ from maskvid.methods.finetune import Classification, LinearProbe, build_mixup
 from maskvid.methods.mae import MAE
 from maskvid.methods.mar import MARNet
 from maskvid.models import DecoderConfig, VideoClassifier, VideoViT
+from maskvid.motion.flow_fields import FlowFieldSpec
+from maskvid.motion.trajectory_features import TrajectorySpec
 from maskvid.pretrained import load_pretrained
 from maskvid.registry import Registry
 
 # batch keys the data pipeline makes in its workers; a target that reads another key cannot be trained yet
-PRODUCED = ("video", "mask", "motion", "motion_valid", "label", "video2", "mask2", "trajectory", "trajectory_valid")
+PRODUCED = ("video", "mask", "motion", "motion_valid", "label", "video2", "mask2", "trajectory", "trajectory_valid",
+            "flow")
 
 
 def build_masked_prediction(config: PretrainConfig) -> MaskedPrediction:
@@ -55,7 +58,8 @@ def build_heads(config: PretrainConfig) -> list[PredictionHead]:
         if decoder.width % decoder.heads:
             raise ConfigError("heads.decoder_heads", f"head {name!r}: width {decoder.width} is not divisible by "
                               f"{decoder.heads} heads")
-        target = targets.build(spec.target, **target_geometry(spec.target, encoder), **spec.options)
+        geometry = target_geometry(spec.target, encoder, config.data.stride)
+        target = targets.build(spec.target, **geometry, **spec.options)
         heads.append(PredictionHead(name, encoder, decoder, target, loss=spec.loss, weight=spec.weight))
     return heads
 
@@ -86,14 +90,15 @@ def build_dataset(config: PretrainConfig | FinetuneConfig, split: str = "train",
     if not os.path.exists(path):
         raise ConfigError(key, f"{path}: no such file")
     inputs = _method_inputs(method)
-    spec = _trajectory_spec(method) if "trajectory" in inputs else None
+    spec = _worker_spec(method, TrajectorySpec) if "trajectory" in inputs else None
     if d.cache and spec is None:
         raise ConfigError("data.cache", "a flow cache is read only for a trajectory target; this method has none")
     common = {"root": d.root, "num_frames": d.num_frames, "stride": d.stride, "decode_size": d.decode_size,
               "seed": config.seed, "patch": config.model.patch, "motion_source": d.motion_source,
               "flow_preset": d.flow_preset, "mask": build_mask(config, inference=split == "val"),
               "motion_vectors": bool({"motion", "motion_valid"} & set(inputs)),
-              "trajectories": spec, "cache": FlowCache(d.cache, spec, d.decode_size) if d.cache else None}
+              "trajectories": spec, "cache": FlowCache(d.cache, spec, d.decode_size) if d.cache else None,
+              "flow_fields": _worker_spec(method, FlowFieldSpec) if "flow" in inputs else None}
     if split == "val":
         return VideoDataset.from_list(path, classes=d.val_classes or d.classes, sampling="multiview",
                                       views=d.test_views, transform=ClipTransform(size=d.size, crop="centre",
@@ -114,12 +119,13 @@ def _method_inputs(method) -> tuple[str, ...]:
     return inputs
 
 
-def _trajectory_spec(method):
-    """How the workers make trajectories: the spec of the method's trajectory target (one spec per run)."""
-    specs = {head.target.spec for head in method.heads if hasattr(head.target, "spec")}
+def _worker_spec(method, kind: type):
+    """How the workers make trajectories or flows: the ``spec`` of the method's targets of that ``kind`` (one per
+    run: the workers make one set per clip)."""
+    specs = {head.target.spec for head in method.heads if isinstance(getattr(head.target, "spec", None), kind)}
     if len(specs) > 1:
-        raise ConfigError("heads", "two trajectory targets with different tracking options (k, length, flow_stride, "
-                          "camera, flow): the workers make one set of trajectories per clip")
+        raise ConfigError("heads", f"two targets ask the workers for different {kind.__name__} options "
+                          f"({', '.join(map(str, specs))}); give them the same")
     return specs.pop()
 
 

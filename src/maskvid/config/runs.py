@@ -50,7 +50,7 @@ class PretrainConfig:
             key = "target" if not self.heads else f"heads[{i}]"
             try:
                 targets.TARGETS.get_entry(head.target)
-                targets.build(head.target, **target_geometry(head.target, encoder), **head.options)
+                targets.build(head.target, **target_geometry(head.target, encoder, self.data.stride), **head.options)
             except ConfigError as e:
                 if key != "target" and e.key == "target.name":  # in a heads entry the name is "target"
                     raise ConfigError(f"{key}.target", e.problem) from None
@@ -71,13 +71,16 @@ class PretrainConfig:
         return plain(self)
 
 
-def target_geometry(name: str, encoder: ViTConfig) -> dict:
-    """The clip geometry a target takes from the encoder (patch, channels), for the options it has."""
+def target_geometry(name: str, encoder: ViTConfig, stride: int | None = None) -> dict:
+    """The clip geometry a target takes from the encoder (patch, channels) and the data (the input ``stride``),
+    for the options it has."""
     from maskvid import targets
     from maskvid.registry import option_names
 
     wanted = option_names(targets.TARGETS.get_entry(name))
     geometry = {"patch": encoder.patch, "channels": encoder.channels}
+    if stride is not None:
+        geometry["stride"] = stride
     return {k: v for k, v in geometry.items() if k in wanted}
 
 

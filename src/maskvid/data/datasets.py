@@ -17,7 +17,6 @@ the same clips and crops.
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -28,12 +27,14 @@ from maskvid.data import sampling
 from maskvid.data.annotations import VideoRecord, read_annotation_list, read_class_names, scan_class_folders
 from maskvid.data.decode import decode_clip, frame_count
 from maskvid.data.flow_cache import FlowCache
+from maskvid.data.raw_motion import RawMotion
 from maskvid.data.transforms import ClipTransform
 from maskvid.errors import ConfigError, DataError, VideoDecodeError
 from maskvid.masking import MaskStrategy
 from maskvid.models.tokens import token_grid
 from maskvid.motion import dis_flow, slice_magnitude
-from maskvid.motion.trajectory_features import TrajectorySpec, clip_trajectories
+from maskvid.motion.flow_fields import FlowFieldSpec
+from maskvid.motion.trajectory_features import TrajectorySpec
 from maskvid.rng import sample_generator
 
 SAMPLINGS = ("dense", "segments", "multiview", "pair")
@@ -52,7 +53,8 @@ class VideoDataset(torch.utils.data.Dataset):
     mask: a strategy from :func:`maskvid.masking.build`; patch: the model's tubelet ``(t, p, p)``, which sets the
     token grid ``(num_frames/t, size/p, size/p)``.
     trajectories: MME's dense trajectories to compute in the worker (a target's ``spec``), or None; cache: a
-    :class:`~maskvid.data.flow_cache.FlowCache` their flows are read from (None: computed online).
+    :class:`~maskvid.data.flow_cache.FlowCache` their flows are read from (None: computed online); flow_fields:
+    the per-pixel flows of the ``flow``/``hof``/``mbh`` targets (``flow``), or None.
     """
 
     records: Sequence[VideoRecord]
@@ -75,6 +77,7 @@ class VideoDataset(torch.utils.data.Dataset):
     flow_preset: str = "medium"
     trajectories: TrajectorySpec | None = None
     cache: FlowCache | None = None
+    flow_fields: FlowFieldSpec | None = None
 
     def __post_init__(self):
         if self.sampling not in SAMPLINGS:
@@ -88,10 +91,14 @@ class VideoDataset(torch.utils.data.Dataset):
             raise ConfigError("data.train_list", "the dataset has no videos")
         if self.mask is not None:
             self._check_mask()
-        if self.trajectories is not None:
+        self.raw_motion = None
+        if self.trajectories is not None or self.flow_fields is not None:
             token_grid(self.patch, self.num_frames, self.transform.size)
             if self.sampling not in ("dense", "pair"):
-                raise ConfigError("data.sampling", f"trajectories need dense or pair clips, not {self.sampling}")
+                raise ConfigError("data.sampling", f"trajectories and flows need dense or pair clips, not "
+                                  f"{self.sampling}")
+            self.raw_motion = RawMotion(tuple(self.patch), self.stride, self.trajectories, self.flow_fields,
+                                        self.cache)
 
     def _check_mask(self) -> None:
         token_grid(self.patch, self.num_frames, self.transform.size)  # the tubelet divides the clip
@@ -161,7 +168,8 @@ class VideoDataset(torch.utils.data.Dataset):
         start, length = self._frame_range(record)
         clips = self._indices(length, g)
         flat = [start + i for clip in clips for i in clip]
-        raw = self._raw_frames(clips, start, length)
+        raw = self.raw_motion.frames_needed([[start + i for i in c] for c in clips], start + length - 1) \
+            if self.raw_motion is not None else {}
         source = self.motion_source if self.needs_motion else None
         decoded = decode_clip(record.path, flat + list(raw.values()), self.decode_size, source == "codec",
                               self.decode_threads)
@@ -169,7 +177,7 @@ class VideoDataset(torch.utils.data.Dataset):
         parts = [self._part(decoded, k, n, source) for k in range(len(clips))]
         if raw:  # raw frame index → its decoded frame (past the end: the last frame)
             frames = dict(zip(raw, decoded.frames[len(flat):].numpy(), strict=True))
-            parts = [(*part, (self._starts(clip, start), frames, record.path))
+            parts = [(*part, ([start + i for i in clip], frames, record.path))
                      for part, clip in zip(parts, clips, strict=True)]
         samples = []
         for _ in range(self.num_repeats):
@@ -193,30 +201,6 @@ class VideoDataset(torch.utils.data.Dataset):
         self._add_clip(sample, "", *self._part(decoded, 0, len(indices), source), g=g)
         return sample
 
-    def _starts(self, clip: list[int], start: int) -> list[int]:
-        """The raw frame of each tubelet's first frame."""
-        return [start + clip[k] for k in range(0, self.num_frames, self.patch[0])]
-
-    def _cached_flows(self, path: str, starts: list[int]) -> dict | None:
-        """The clip's flows from the cache (None without one); a stale or corrupted entry is logged and rebuilt."""
-        if self.cache is None:
-            return None
-        pairs = {(a, b) for s in starts for a, b in zip(self.trajectories.raw_frames(s)[:-1],
-                                                          self.trajectories.raw_frames(s)[1:], strict=True)}
-        seen = len(self.cache.problems)
-        flows = self.cache.load(path, sorted(pairs))
-        for bad_path, problem in self.cache.problems[seen:]:
-            logging.getLogger("maskvid.data").warning("flow cache: %s: %s; rebuilt", bad_path, problem)
-        return flows
-
-    def _raw_frames(self, clips: list[list[int]], start: int, length: int) -> dict[int, int]:
-        """Raw frames the trajectories read → the frame decoded for each (clamped to the segment)."""
-        if self.trajectories is None:
-            return {}
-        spec = self.trajectories
-        wanted = sorted({i for clip in clips for s in self._starts(clip, start) for i in spec.raw_frames(s)})
-        return {i: min(i, start + length - 1) for i in wanted}
-
     def _part(self, decoded, k: int, n: int, source: str | None):
         """Frames, motion field and its validity of the k-th clip of a decode."""
         frames = decoded.frames[k * n : (k + 1) * n]
@@ -228,16 +212,13 @@ class VideoDataset(torch.utils.data.Dataset):
             motion = valid = None
         return frames, motion, valid
 
-    def _add_clip(self, sample: dict, suffix: str, frames, motion, valid, tracked=None, *, g: torch.Generator) -> None:
+    def _add_clip(self, sample: dict, suffix: str, frames, motion, valid, raw=None, *, g: torch.Generator) -> None:
         geometry = self.transform.geometry(*frames.shape[1:3], g)
         video, motion = self.transform(frames, g, motion, geometry=geometry)
         sample["video" + suffix] = video
-        if tracked is not None:
-            starts, raw, path = tracked
-            flows = self._cached_flows(path, starts)
-            sample["trajectory" + suffix], sample["trajectory_valid" + suffix] = clip_trajectories(
-                raw, starts, self.trajectories, geometry.pixel_box, geometry.flip, self.transform.size, self.patch[1],
-                flows)
+        if raw is not None:  # (the clip's absolute indices, raw frames, path): trajectories, flows
+            fields = self.raw_motion.fields(*raw, geometry.pixel_box, geometry.flip, self.transform.size)
+            sample.update({key + suffix: value for key, value in fields.items()})
         if motion is not None and self.motion_vectors:
             sample["motion" + suffix], sample["motion_valid" + suffix] = motion, valid
         if self.mask is not None:

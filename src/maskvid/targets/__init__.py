@@ -12,6 +12,7 @@ from __future__ import annotations
 from maskvid.constants import IMAGENET_MEAN, IMAGENET_STD
 from maskvid.registry import Registry
 from maskvid.targets.base import KINDS, Target, TargetValues
+from maskvid.targets.flow import HOF, MBH, Flow
 from maskvid.targets.hog import HOG
 from maskvid.targets.motion import RGBDiff
 from maskvid.targets.patchify import patchify, unnormalize
@@ -21,7 +22,7 @@ from maskvid.targets.trajectory import Trajectory
 
 TARGETS = Registry("target", "target.name", {"pixels": Pixels, "norm_pixels": NormPixels, "hog": HOG,
                                              "rgb_diff": RGBDiff, "tokens": TokenIds,
-                                             "trajectory": Trajectory})
+                                             "trajectory": Trajectory, "flow": Flow, "hof": HOF, "mbh": MBH})
 
 
 def available() -> list[str]:
@@ -33,5 +34,6 @@ def build(name: str, **options) -> Target:
     return TARGETS.build(name, **options)
 
 
-__all__ = ["HOG", "IMAGENET_MEAN", "IMAGENET_STD", "KINDS", "TARGETS", "NormPixels", "Pixels", "RGBDiff", "Target",
-           "TargetValues", "TokenIds", "Trajectory", "available", "build", "patchify", "unnormalize"]
+__all__ = ["HOF", "HOG", "IMAGENET_MEAN", "IMAGENET_STD", "KINDS", "MBH", "TARGETS", "Flow", "NormPixels", "Pixels",
+           "RGBDiff", "Target", "TargetValues", "TokenIds", "Trajectory", "available", "build", "patchify",
+           "unnormalize"]

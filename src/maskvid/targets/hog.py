@@ -40,18 +40,30 @@ class HOG(Pixels):
         t, p, q = self.patch
         b, c, frames, height, width = video.shape
         images = rearrange(unnormalize(video, self.mean, self.std), "b c t h w -> (b t c) 1 h w").float()
-        kernel = torch.stack([SOBEL_X, SOBEL_X.T])[:, None].to(images)  # (2, 1, 3, 3): d/dx, d/dy
-        grad = F.conv2d(F.pad(images, (1, 1, 1, 1), mode="reflect"), kernel)  # (BTC, 2, H, W)
-        magnitude = grad.norm(dim=1)
-        angle = torch.atan2(grad[:, 1], grad[:, 0]) % math.pi  # unsigned orientation in [0, π)
-        position = angle / math.pi * self.bins
-        low = position.floor().long() % self.bins
-        frac = position - position.floor()
-        # linear vote into the two nearest bins, then sum the votes over each p×q cell
-        votes = torch.zeros(images.shape[0], self.bins, height, width, device=video.device)
-        votes.scatter_add_(1, low[:, None], (magnitude * (1 - frac))[:, None])
-        votes.scatter_add_(1, ((low + 1) % self.bins)[:, None], (magnitude * frac)[:, None])
-        cells = F.avg_pool2d(votes, (p, q)) * (p * q)  # (BTC, bins, H/p, W/q)
-        cells = F.normalize(cells, dim=1)
+        cells = cell_histograms(*sobel(images), self.bins, (p, q))  # (BTC, bins, H/p, W/q)
         cells = rearrange(cells, "(b n t c) k h w -> b (n h w) (t c k)", b=b, t=t, c=c)
         return cells.to(video.dtype)
+
+
+def sobel(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """d/dx, d/dy of ``(B, 1, H, W)`` images, reflect-padded: two ``(B, H, W)``."""
+    kernel = torch.stack([SOBEL_X, SOBEL_X.T])[:, None].to(images)  # (2, 1, 3, 3)
+    grad = F.conv2d(F.pad(images, (1, 1, 1, 1), mode="reflect"), kernel)
+    return grad[:, 0], grad[:, 1]
+
+
+def cell_histograms(dx: torch.Tensor, dy: torch.Tensor, bins: int, cell: tuple[int, int],
+                    signed: bool = False) -> torch.Tensor:
+    """Orientation histograms of the vectors ``(dx, dy)`` ``(B, H, W)``, weighted by their length, each vote split
+    linearly between the two nearest bins, summed over ``cell`` blocks and L2-normalized: ``(B, bins, H/p, W/q)``.
+    Orientations are unsigned (``[0, π)``, HOG) or signed (``[0, 2π)``, flow directions: HOF, MBH)."""
+    magnitude = torch.sqrt(dx * dx + dy * dy)
+    period = 2 * math.pi if signed else math.pi
+    position = (torch.atan2(dy, dx) % period) / period * bins
+    low = position.floor().long() % bins
+    frac = position - position.floor()
+    votes = torch.zeros(dx.shape[0], bins, *dx.shape[1:], device=dx.device, dtype=dx.dtype)
+    votes.scatter_add_(1, low[:, None], (magnitude * (1 - frac))[:, None])
+    votes.scatter_add_(1, ((low + 1) % bins)[:, None], (magnitude * frac)[:, None])
+    cells = F.avg_pool2d(votes, cell) * (cell[0] * cell[1])
+    return F.normalize(cells, dim=1)
