@@ -22,6 +22,7 @@ from maskvid.errors import ConfigError, InputError
 from maskvid.extract import extract_flows, shard_of
 from maskvid.motion import grid_points
 from maskvid.motion.flow_fields import FlowFieldSpec, clip_flow_fields
+from maskvid.motion.hog_cells import DenseHOGSpec, clip_dense_hog
 from maskvid.motion.trajectory_features import TrajectorySpec, clip_trajectories
 from maskvid.recipes import build_dataset, build_method, pretrain
 
@@ -308,3 +309,22 @@ def test_mbh_with_hog_pretrains_from_flows_made_in_the_workers(synth_motion, tmp
     assert dataset.trajectories is None and sample["flow"].shape == (8 // 2 * 4, 2, 32, 32)
     assert method.heads[0].target.dim == 4 * 2 * 9 + 2 * 3 * 9  # 4 flows × (MBHx, MBHy) + HOG of 2 frames × RGB
     assert pretrain(config).step == 3
+
+
+def test_dense_hog_reads_every_raw_frame_of_a_tubelet_and_equals_the_hog_target_per_frame(moving_square):
+    spec = DenseHOGSpec()
+    assert spec.spans([0, 3, 6, 9], tubelet=2, stride=3) == [[0, 1, 2, 3, 4, 5], [6, 7, 8, 9, 10, 11]]
+    frames = square_frames(12)
+    dense = clip_dense_hog(frames, spec.spans([0, 3, 6, 9], 2, 3), (0, 0, 128, 128), False, 128, 16)
+    assert dense.shape == (2 * 64, 6, 9)
+    gray = cv2.cvtColor(frames[4], cv2.COLOR_RGB2GRAY)  # frame 4: the first slice's 5th raw frame
+    video = torch.from_numpy(np.repeat(gray[None, None], 3, 0)).float() / 255.0
+    video = (video - torch.tensor(targets.IMAGENET_MEAN).view(3, 1, 1, 1)) / torch.tensor(
+        targets.IMAGENET_STD).view(3, 1, 1, 1)
+    reference = targets.build("hog", patch=(1, 16, 16))(video[None]).reshape(64, 3, 9)[:, 0]
+    torch.testing.assert_close(dense[:64, 4], reference, atol=2e-3, rtol=0)
+    target = targets.build("dense_hog", patch=(2, 16, 16), stride=3)
+    assert target.dim == 54 and target(dense[None]).shape == (1, 128, 54)
+    dataset = VideoDataset([VideoRecord(moving_square, 0)], transform=ClipTransform(size=64, crop="none", flip=False),
+                           num_frames=4, stride=3, patch=(2, 16, 16), dense_hog=spec)
+    assert dataset[0]["dense_hog"].shape == (2 * 16, 6, 9)

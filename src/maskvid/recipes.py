@@ -23,13 +23,14 @@ from maskvid.methods.mae import MAE
 from maskvid.methods.mar import MARNet
 from maskvid.models import DecoderConfig, VideoClassifier, VideoViT
 from maskvid.motion.flow_fields import FlowFieldSpec
+from maskvid.motion.hog_cells import DenseHOGSpec
 from maskvid.motion.trajectory_features import TrajectorySpec
 from maskvid.pretrained import load_pretrained
 from maskvid.registry import Registry
 
 # batch keys the data pipeline makes in its workers; a target that reads another key cannot be trained yet
 PRODUCED = ("video", "mask", "motion", "motion_valid", "label", "video2", "mask2", "trajectory", "trajectory_valid",
-            "flow")
+            "flow", "dense_hog")
 
 
 def build_masked_prediction(config: PretrainConfig) -> MaskedPrediction:
@@ -98,7 +99,8 @@ def build_dataset(config: PretrainConfig | FinetuneConfig, split: str = "train",
               "flow_preset": d.flow_preset, "mask": build_mask(config, inference=split == "val"),
               "motion_vectors": bool({"motion", "motion_valid"} & set(inputs)),
               "trajectories": spec, "cache": FlowCache(d.cache, spec, d.decode_size) if d.cache else None,
-              "flow_fields": _worker_spec(method, FlowFieldSpec) if "flow" in inputs else None}
+              "flow_fields": _worker_spec(method, FlowFieldSpec) if "flow" in inputs else None,
+              "dense_hog": _worker_spec(method, DenseHOGSpec) if "dense_hog" in inputs else None}
     if split == "val":
         return VideoDataset.from_list(path, classes=d.val_classes or d.classes, sampling="multiview",
                                       views=d.test_views, transform=ClipTransform(size=d.size, crop="centre",

@@ -34,6 +34,7 @@ from maskvid.masking import MaskStrategy
 from maskvid.models.tokens import token_grid
 from maskvid.motion import dis_flow, slice_magnitude
 from maskvid.motion.flow_fields import FlowFieldSpec
+from maskvid.motion.hog_cells import DenseHOGSpec
 from maskvid.motion.trajectory_features import TrajectorySpec
 from maskvid.rng import sample_generator
 
@@ -54,7 +55,8 @@ class VideoDataset(torch.utils.data.Dataset):
     token grid ``(num_frames/t, size/p, size/p)``.
     trajectories: MME's dense trajectories to compute in the worker (a target's ``spec``), or None; cache: a
     :class:`~maskvid.data.flow_cache.FlowCache` their flows are read from (None: computed online); flow_fields:
-    the per-pixel flows of the ``flow``/``hof``/``mbh`` targets (``flow``), or None.
+    the per-pixel flows of the ``flow``/``hof``/``mbh`` targets (``flow``), or None; dense_hog: the per-frame
+    patch HOG of every raw frame (``dense_hog``), or None.
     """
 
     records: Sequence[VideoRecord]
@@ -78,6 +80,7 @@ class VideoDataset(torch.utils.data.Dataset):
     trajectories: TrajectorySpec | None = None
     cache: FlowCache | None = None
     flow_fields: FlowFieldSpec | None = None
+    dense_hog: DenseHOGSpec | None = None
 
     def __post_init__(self):
         if self.sampling not in SAMPLINGS:
@@ -92,13 +95,13 @@ class VideoDataset(torch.utils.data.Dataset):
         if self.mask is not None:
             self._check_mask()
         self.raw_motion = None
-        if self.trajectories is not None or self.flow_fields is not None:
+        if any(spec is not None for spec in (self.trajectories, self.flow_fields, self.dense_hog)):
             token_grid(self.patch, self.num_frames, self.transform.size)
             if self.sampling not in ("dense", "pair"):
                 raise ConfigError("data.sampling", f"trajectories and flows need dense or pair clips, not "
                                   f"{self.sampling}")
             self.raw_motion = RawMotion(tuple(self.patch), self.stride, self.trajectories, self.flow_fields,
-                                        self.cache)
+                                        self.cache, self.dense_hog)
 
     def _check_mask(self) -> None:
         token_grid(self.patch, self.num_frames, self.transform.size)  # the tubelet divides the clip

@@ -29,6 +29,7 @@ import torch
 from maskvid.errors import ConfigError, InputError
 from maskvid.motion.camera import DETECTORS
 from maskvid.motion.flow import FLOW_BOUND, FLOW_METHODS, PRESETS, FlowEstimator, image_flow
+from maskvid.motion.hog_cells import integral_hog, window_histograms
 from maskvid.motion.trajectories import grid_points, track_points
 
 Box = tuple[int, int, int, int]  # top, left, height, width of the crop in decoded-frame pixels
@@ -142,8 +143,8 @@ def clip_trajectories(frames: Mapping[int, np.ndarray], starts: list[int], spec:
         hog = []
         for j, index in enumerate(raw[:-1]):
             if index not in histograms:
-                histograms[index] = _integral_hog(gray[index], box, flip, size, spec.bins)
-            hog.append(_window_sums(histograms[index], positions[j].numpy(), cell))
+                histograms[index] = integral_hog(gray[index], box, flip, size, spec.bins)
+            hog.append(window_histograms(histograms[index], positions[j].numpy(), cell))
         per_point = torch.cat([deltas, torch.from_numpy(np.stack(hog))], -1)  # (L, P, 2 + bins)
         features.append(per_point.permute(1, 0, 2).reshape(-1, spec.k, spec.length, spec.channels))
         valid.append(track.valid.reshape(-1, spec.k))
@@ -167,41 +168,3 @@ def _to_input(positions: torch.Tensor, box: Box, size: int, flip: bool) -> torch
     if flip:
         out[..., 0] = size - 1 - out[..., 0]
     return out
-
-
-def _integral_hog(gray: np.ndarray, box: Box, flip: bool, size: int, bins: int) -> np.ndarray:
-    """Integral images ``(size + 1, size + 1, bins)`` of magnitude-weighted unsigned-orientation votes on the
-    frame cropped and resized as the clip (and mirrored), so that a window sum is a HOG cell in input pixels."""
-    top, left, height, width = box
-    crop = gray[top:top + height, left:left + width]
-    interpolation = cv2.INTER_AREA if height > size else cv2.INTER_LINEAR
-    image = cv2.resize(crop, (size, size), interpolation=interpolation).astype(np.float32)
-    if flip:
-        image = np.ascontiguousarray(image[:, ::-1])
-    dx = cv2.Sobel(image, cv2.CV_32F, 1, 0, ksize=3, borderType=cv2.BORDER_REFLECT_101)
-    dy = cv2.Sobel(image, cv2.CV_32F, 0, 1, ksize=3, borderType=cv2.BORDER_REFLECT_101)
-    magnitude = cv2.magnitude(dx, dy)
-    # unsigned orientation, a linear vote into the two nearest bins (as the HOG target)
-    position = (np.arctan2(dy, dx) % np.pi) * (bins / np.pi)
-    floor = np.floor(position)
-    low = floor.astype(np.int32) % bins
-    high = low + 1
-    high[high == bins] = 0
-    upper = (magnitude * (position - floor)).ravel()
-    votes = np.zeros((size * size, bins), np.float32)
-    pixels = np.arange(size * size)
-    votes[pixels, low.ravel()] = magnitude.ravel() - upper
-    votes[pixels, high.ravel()] += upper
-    return cv2.integral(votes.reshape(size, size, bins), sdepth=cv2.CV_64F)
-
-
-def _window_sums(integral: np.ndarray, positions: np.ndarray, cell: int) -> np.ndarray:
-    """``(P, bins)`` L2-normalized histograms of the ``cell × cell`` windows centred at ``positions`` (x, y)."""
-    side = integral.shape[0] - 1
-    corner = np.floor(positions + 0.5 - cell / 2 + 0.5).astype(np.int64)  # first pixel of the window
-    x0 = np.clip(corner[:, 0], 0, side - cell)
-    y0 = np.clip(corner[:, 1], 0, side - cell)
-    x1, y1 = x0 + cell, y0 + cell
-    sums = integral[y1, x1] - integral[y0, x1] - integral[y1, x0] + integral[y0, x0]
-    sums /= np.linalg.norm(sums, axis=1, keepdims=True) + 1e-6
-    return sums.astype(np.float32)

@@ -13,7 +13,7 @@ from maskvid.constants import IMAGENET_MEAN, IMAGENET_STD
 from maskvid.registry import Registry
 from maskvid.targets.base import KINDS, Target, TargetValues
 from maskvid.targets.flow import HOF, MBH, Flow
-from maskvid.targets.hog import HOG
+from maskvid.targets.hog import HOG, DenseHOG
 from maskvid.targets.motion import RGBDiff
 from maskvid.targets.patchify import patchify, unnormalize
 from maskvid.targets.pixels import NormPixels, Pixels
@@ -22,7 +22,8 @@ from maskvid.targets.trajectory import Trajectory
 
 TARGETS = Registry("target", "target.name", {"pixels": Pixels, "norm_pixels": NormPixels, "hog": HOG,
                                              "rgb_diff": RGBDiff, "tokens": TokenIds,
-                                             "trajectory": Trajectory, "flow": Flow, "hof": HOF, "mbh": MBH})
+                                             "trajectory": Trajectory, "flow": Flow, "hof": HOF, "mbh": MBH,
+                                             "dense_hog": DenseHOG})
 
 
 def available() -> list[str]:
@@ -34,6 +35,6 @@ def build(name: str, **options) -> Target:
     return TARGETS.build(name, **options)
 
 
-__all__ = ["HOF", "HOG", "IMAGENET_MEAN", "IMAGENET_STD", "KINDS", "MBH", "TARGETS", "Flow", "NormPixels", "Pixels",
-           "RGBDiff", "Target", "TargetValues", "TokenIds", "Trajectory", "available", "build", "patchify",
-           "unnormalize"]
+__all__ = ["HOF", "HOG", "IMAGENET_MEAN", "IMAGENET_STD", "KINDS", "MBH", "TARGETS", "DenseHOG", "Flow",
+           "NormPixels", "Pixels", "RGBDiff", "Target", "TargetValues", "TokenIds", "Trajectory", "available",
+           "build", "patchify", "unnormalize"]

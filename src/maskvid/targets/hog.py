@@ -11,7 +11,9 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange
 
-from maskvid.errors import ConfigError
+from maskvid.errors import ConfigError, InputError
+from maskvid.motion.hog_cells import DenseHOGSpec
+from maskvid.targets.base import Target
 from maskvid.targets.patchify import unnormalize
 from maskvid.targets.pixels import Pixels
 
@@ -67,3 +69,35 @@ def cell_histograms(dx: torch.Tensor, dy: torch.Tensor, bins: int, cell: tuple[i
     votes.scatter_add_(1, ((low + 1) % bins)[:, None], (magnitude * frac)[:, None])
     cells = F.avg_pool2d(votes, cell) * (cell[0] * cell[1])
     return F.normalize(cells, dim=1)
+
+
+@dataclass(eq=False)
+class DenseHOG(Target):
+    """MME's dense HOG (Tab. 6): ``(B, N, F·bins)``, the HOG of the patch in every raw frame of the tubelet's span
+    (``F = t·stride/step``, not only its input frames), on the grayscale frame. Made in the workers (``dense_hog``
+    ``(B, N, F, bins)``, :mod:`maskvid.motion.hog_cells`); ``stride`` is the input stride (``data.stride``)."""
+
+    name = "dense_hog"
+    inputs = ("dense_hog",)
+
+    patch: tuple[int, int, int] = (2, 16, 16)
+    stride: int = 2
+    step: int = 1
+    bins: int = 9
+
+    def __post_init__(self):
+        super().__init__()
+        self.patch = tuple(self.patch)
+        self.spec = DenseHOGSpec(self.step, self.bins)
+        self.per_token = self.spec.per_tubelet(self.patch[0], self.stride)
+
+    @property
+    def dim(self) -> int:
+        return self.per_token * self.bins
+
+    @torch.no_grad()
+    def forward(self, dense_hog: torch.Tensor, **aux) -> torch.Tensor:
+        if dense_hog.dim() != 4 or tuple(dense_hog.shape[2:]) != (self.per_token, self.bins):
+            raise InputError("dense_hog", f"expected (B, N, {self.per_token}, {self.bins}), got "
+                             f"{tuple(dense_hog.shape)}")
+        return dense_hog.float().flatten(2)
