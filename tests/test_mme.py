@@ -3,7 +3,10 @@ track against the HOG target), the trajectory target's options, the dataset path
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 
 import cv2
 import numpy as np
@@ -25,6 +28,9 @@ from maskvid.motion.flow_fields import FlowFieldSpec, clip_flow_fields
 from maskvid.motion.hog_cells import DenseHOGSpec, clip_dense_hog
 from maskvid.motion.trajectory_features import TrajectorySpec, clip_trajectories
 from maskvid.recipes import build_dataset, build_method, pretrain
+from maskvid.synth import write_video
+from maskvid.trajectory_report import predicted_trajectories
+from maskvid.viz import draw_trajectories
 
 CONFIG = os.path.join(os.path.dirname(__file__), "..", "configs", "pretrain", "mme_tiny.yaml")
 PAN = 3  # the camera's pan, pixels a frame to the right: the background moves −3 in the image
@@ -196,6 +202,28 @@ def test_tiny_mme_pretraining_loss_falls_and_the_config_reaches_the_workers(synt
     result = pretrain(config)
     losses = [r["loss"] for r in read_metrics(result.run_dir) if "loss" in r]
     assert result.step == 30 and sum(losses[-5:]) / 5 < 0.8 * sum(losses[:3]) / 3
+    # MME Fig. 4 from the run: true vs predicted trajectories of the masked patches
+    video = os.path.join(synth_motion, "videos", sorted(os.listdir(os.path.join(synth_motion, "videos")))[0])
+    report = predicted_trajectories(video, result.run_dir, tubelet=1)
+    masked_points = int(report.masked.sum())
+    assert 0 < masked_points < len(report.starts) and set(report.tracks) == {"true", "predicted"}
+    true, predicted = report.tracks["true"][0], report.tracks["predicted"][0]
+    assert torch.equal(true[~report.masked], predicted[~report.masked])  # only masked points are predicted
+    assert not torch.equal(true[report.masked], predicted[report.masked])
+    picture = draw_trajectories(report.frames, report.starts, report.tracks, tmp_path / "fig4.png", report.masked)
+    assert os.path.getsize(picture) > 1000
+
+
+def test_visualize_trajectories_shows_the_pan_removed(tmp_path):
+    video = str(tmp_path / "pan.mp4")
+    write_video(video, panning_scene(n=20).numpy(), lossless=True)
+    out = tmp_path / "tracks.gif"
+    result = subprocess.run([sys.executable, "-m", "maskvid.cli", "visualize", "trajectories", video, "--size", "128",
+                             "--frames", "4", "--out", str(out), "--json"], capture_output=True, text=True, check=True)
+    summary = json.loads(result.stdout)
+    assert summary["points"] == 8 * 8 * 4 and out.exists()
+    filmed, removed = summary["as filmed"]["mean_path_px"], summary["camera removed"]["mean_path_px"]
+    assert filmed > 12 and removed < 0.3 * filmed  # mostly background: 6 steps of a 3-px pan, then (almost) none
 
 
 def test_cached_flows_give_the_same_trajectories_and_bad_entries_are_rebuilt(moving_square, tmp_path, caplog):

@@ -230,6 +230,32 @@ def cmd_extract(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_visualize(args: argparse.Namespace) -> int:
+    from maskvid.trajectory_report import predicted_trajectories, trajectory_clip
+    from maskvid.viz import draw_trajectories
+
+    if args.checkpoint:
+        report = predicted_trajectories(args.video, args.checkpoint, args.start, args.tubelet)
+        title = f"{os.path.basename(args.video)}: masked patches, true vs predicted (slice {args.tubelet})"
+    else:
+        report = trajectory_clip(args.video, args.size, frames=args.frames, stride=args.stride, start=args.start,
+                                 tubelet=args.tubelet)
+        title = f"{os.path.basename(args.video)} frames {report.indices[0]}+: camera removal on / off"
+    summary = report.summary()
+    if args.out:
+        summary["picture"] = draw_trajectories(report.frames, report.starts, report.tracks, args.out,
+                                               report.masked, title)
+    if args.json:
+        print(json.dumps(summary))
+        return 0
+    print(f"{args.video}: {summary['points']} points from slice {args.tubelet} (frames {report.indices})")
+    for name in report.tracks:
+        print(f"  {name}: {summary[name]['valid']} valid, mean path {summary[name]['mean_path_px']:.2f} px")
+    if args.out:
+        print(f"  picture: {summary['picture']}")
+    return 0
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from maskvid import bench
 
@@ -320,6 +346,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shard", default=None, metavar="I/N", help="this process's share (default: torchrun's rank)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_extract)
+
+    p = sub.add_parser("visualize", help="draw MME trajectories of a clip (camera removal on/off, or true vs "
+                       "predicted from a checkpoint)")
+    p.add_argument("what", choices=["trajectories"])
+    p.add_argument("video")
+    p.add_argument("--out", default=None, help="PNG (side by side) or GIF (step by step)")
+    p.add_argument("--checkpoint", default=None, help="an MME run directory or checkpoint: true vs predicted")
+    p.add_argument("--frames", type=int, default=16)
+    p.add_argument("--stride", type=int, default=2)
+    p.add_argument("--size", type=int, default=224)
+    p.add_argument("--start", type=int, default=None, help="first frame of the clip (default 0)")
+    p.add_argument("--tubelet", type=int, default=0, help="which temporal slice's trajectories to draw")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_visualize)
 
     p = sub.add_parser("bench", help="speed ratios against a reference, measured in the same run")
     p.add_argument("what", choices=["data", "masking", "targets", "model", "mar"])

@@ -1,4 +1,5 @@
-"""Pictures for people: masks over frames. matplotlib is imported lazily and drawn off-screen (Agg)."""
+"""Pictures for people: masks over frames, trajectories, curves. matplotlib is imported lazily and drawn off-screen
+(Agg); GIFs are drawn with Pillow."""
 
 from __future__ import annotations
 
@@ -98,6 +99,80 @@ def draw_curves(curves: dict[str, tuple[list[int], list[float]]], path: str | os
     if title:
         ax.set_title(title, fontsize=9)
     return _save(fig, plt, path)
+
+
+def draw_trajectories(frames: torch.Tensor, starts: torch.Tensor, tracks: dict, path: str | os.PathLike,
+                      masked: torch.Tensor | None = None, title: str = "") -> str:
+    """Trajectories over their first frame, one panel per entry of ``tracks`` side by side (PNG), or drawn step by
+    step over their raw frames (``.gif``). Colours run from dark to light in time, as MME's Fig. 4; only valid
+    trajectories are drawn, and with ``masked`` only those of masked patches (which are shaded).
+
+    Args:
+        frames: uint8 ``(L + 1, S, S, 3)``; starts: ``(P, 2)`` x, y; tracks: name → ``(deltas (P, L, 2), valid
+        (P,))``; masked: ``(P,)`` bool or None.
+    """
+    paths = {name: torch.cat([starts[:, None], starts[:, None] + deltas.cumsum(1)], 1).numpy()
+             for name, (deltas, _) in tracks.items()}  # (P, L + 1, 2)
+    keep = {name: (valid & masked if masked is not None else valid).numpy() for name, (_, valid) in tracks.items()}
+    if os.fspath(path).lower().endswith(".gif"):
+        return _trajectory_gif(frames, paths, keep, path)
+    plt = _pyplot()
+    from matplotlib.collections import LineCollection
+
+    fig, axes = plt.subplots(1, len(tracks), figsize=(3.6 * len(tracks), 3.9), squeeze=False)
+    steps = frames.shape[0] - 1
+    colours = plt.get_cmap("viridis")(np.linspace(0.05, 0.95, steps))
+    side = frames.shape[1]
+    shade = None
+    if masked is not None:  # shade each masked point's own cell (points of a patch are one cell apart in x)
+        half = float(starts[1, 0] - starts[0, 0]) / 2 if len(starts) > 1 else 4.0
+        shade = np.zeros((side, side), np.float32)
+        for x, y in starts[masked].numpy():
+            shade[max(round(y - half + 0.5), 0):round(y + half + 0.5), max(round(x - half + 0.5), 0):
+                  round(x + half + 0.5)] = 1.0
+    for ax, name in zip(axes[0], tracks, strict=True):
+        image = frames[0].numpy().astype(np.float32) / 255.0
+        if shade is not None:
+            image = image * (1 - 0.5 * shade[..., None]) + 0.5 * shade[..., None] * np.array([0.1, 0.3, 0.9])
+        ax.imshow(image)
+        ax.set_xlim(-0.5, side - 0.5)
+        ax.set_ylim(side - 0.5, -0.5)
+        drawn = paths[name][keep[name]]
+        segments = np.stack([drawn[:, :-1], drawn[:, 1:]], 2).reshape(-1, 2, 2)  # (P·L, 2, 2)
+        ax.add_collection(LineCollection(segments, colors=np.tile(colours, (len(drawn), 1)), linewidths=0.8))
+        ax.scatter(drawn[:, 0, 0], drawn[:, 0, 1], s=1.5, c="white", linewidths=0)
+        ax.set_title(f"{name} ({len(drawn)} tracks)", fontsize=8)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    if title:
+        fig.suptitle(title, fontsize=8)
+    return _save(fig, plt, path)
+
+
+def _trajectory_gif(frames: torch.Tensor, paths: dict, keep: dict, path) -> str:
+    from PIL import Image, ImageDraw
+
+    images = []
+    for step in range(frames.shape[0]):
+        panels = []
+        for name, points in paths.items():
+            panel = Image.fromarray(frames[step].numpy())
+            draw = ImageDraw.Draw(panel)
+            for track in points[keep[name]]:
+                if step:
+                    draw.line([tuple(p) for p in track[: step + 1]], fill=(255, 220, 0), width=1)
+                x, y = track[step]
+                draw.point((float(x), float(y)), fill=(255, 255, 255))
+            draw.text((3, 3), name, fill=(255, 255, 255))
+            panels.append(panel)
+        sheet = Image.new("RGB", (sum(p.width for p in panels), panels[0].height))
+        for i, panel in enumerate(panels):
+            sheet.paste(panel, (i * panel.width, 0))
+        images.append(sheet)
+    path = os.fspath(path)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    images[0].save(path, save_all=True, append_images=images[1:], duration=250, loop=0)
+    return path
 
 
 def _save(fig, plt, path) -> str:

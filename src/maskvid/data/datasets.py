@@ -199,9 +199,16 @@ class VideoDataset(torch.utils.data.Dataset):
         """One clip of ``record`` at display ``indices`` through the samples' path: decode → motion → transform →
         mask (``maskvid mask`` shows exactly what a worker would make)."""
         source = self.motion_source if self.needs_motion else None
-        decoded = decode_clip(record.path, indices, self.decode_size, source == "codec", self.decode_threads)
+        last = frame_count(record.path) - 1
+        raw = self.raw_motion.frames_needed([list(indices)], last) if self.raw_motion is not None else {}
+        decoded = decode_clip(record.path, list(indices) + list(raw.values()), self.decode_size, source == "codec",
+                              self.decode_threads)
         sample = {"label": record.label, "path": record.path}
-        self._add_clip(sample, "", *self._part(decoded, 0, len(indices), source), g=g)
+        part = self._part(decoded, 0, len(indices), source)
+        if raw:
+            part = (*part, (list(indices), dict(zip(raw, decoded.frames[len(indices):].numpy(), strict=True)),
+                            record.path))
+        self._add_clip(sample, "", *part, g=g)
         return sample
 
     def _part(self, decoded, k: int, n: int, source: str | None):
