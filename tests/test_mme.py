@@ -356,3 +356,33 @@ def test_dense_hog_reads_every_raw_frame_of_a_tubelet_and_equals_the_hog_target_
     dataset = VideoDataset([VideoRecord(moving_square, 0)], transform=ClipTransform(size=64, crop="none", flip=False),
                            num_frames=4, stride=3, patch=(2, 16, 16), dense_hog=spec)
     assert dataset[0]["dense_hog"].shape == (2 * 16, 6, 9)
+
+
+def test_raft_flow_loads_local_weights_only_and_pads_to_its_stride(tmp_path):
+    from safetensors.torch import save_file
+    from torchvision.models.optical_flow import raft_small
+
+    from maskvid.errors import CheckpointError
+    from maskvid.motion.flow import FlowEstimator
+
+    torch.manual_seed(0)
+    reference = raft_small(weights=None).eval()  # random weights in torchvision's published key layout
+    pth, safetensors = tmp_path / "raft_small.pth", tmp_path / "raft_small.safetensors"
+    torch.save(reference.state_dict(), pth)
+    save_file({k: v.contiguous() for k, v in reference.state_dict().items()}, str(safetensors))
+    frames = np.stack(moving_square_frames(n=2, size=124))  # not a multiple of RAFT's 8
+    gray = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in frames]
+    ours = FlowEstimator("raft_small", bound=None, raft_weights=str(safetensors))(*gray)
+    again = FlowEstimator("raft_small", bound=None, raft_weights=str(pth))(*gray)
+    assert ours.shape == (124, 124, 2) and np.array_equal(ours, again)
+    padded = [torch.nn.functional.pad(torch.from_numpy(g).float()[None, None].expand(1, 3, 124, 124) / 127.5 - 1,
+                                      (0, 4, 0, 4), mode="replicate") for g in gray]
+    with torch.no_grad():
+        expected = reference(*padded, num_flow_updates=12)[-1][0, :, :124, :124].permute(1, 2, 0).numpy()
+    np.testing.assert_allclose(ours, expected, atol=1e-5)
+    with pytest.raises(ConfigError, match="target.raft_weights"):
+        targets.build("trajectory", flow="raft_small")  # no weights: nothing is downloaded
+    with pytest.raises(ConfigError, match="target.raft_weights"):
+        TrajectorySpec(method="raft_large", raft_weights=str(tmp_path / "missing.pth"))
+    with pytest.raises(CheckpointError, match="not raft_large weights — missing context_encoder"):
+        FlowEstimator("raft_large", raft_weights=str(pth))  # small weights for the large model

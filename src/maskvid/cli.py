@@ -219,7 +219,8 @@ def cmd_extract(args: argparse.Namespace) -> int:
     config = load_config(args.config, args.set, PretrainConfig) if args.config else None
     shard = shard_of(args.shard)
     report = extract_flows(args.kind, args.list, args.out, config, args.root, args.decode_size, shard,
-                           progress=_progress(f"extract {args.kind} (shard {shard[0]}/{shard[1]})"))
+                           progress=_progress(f"extract {args.kind} (shard {shard[0]}/{shard[1]})"),
+                           device=args.device)
     if args.json:
         print(json.dumps(report))
     else:
@@ -344,6 +345,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--decode-size", type=int, default=None, help="short side to decode at (default: the "
                    "config's data.decode_size, else native) — must match the run's")
     p.add_argument("--shard", default=None, metavar="I/N", help="this process's share (default: torchrun's rank)")
+    p.add_argument("--device", default="cpu", help="where RAFT flow runs (cuda for raft_small/raft_large)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_extract)
 

@@ -51,7 +51,7 @@ def shard_of(text: str | None) -> tuple[int, int]:
 
 def extract_flows(kind: str, video_list: str, out: str, config: PretrainConfig | None = None,
                   root: str | None = None, decode_size: int | None = None, shard: tuple[int, int] = (0, 1),
-                  progress: Callable[[int, int], None] | None = None) -> dict:
+                  progress: Callable[[int, int], None] | None = None, device: str = "cpu") -> dict:
     """Fill the flow cache ``out`` for the videos of ``video_list`` (this shard's share)."""
     if kind not in KINDS:
         raise ConfigError("extract", f"{kind!r} not in {KINDS}")
@@ -63,6 +63,6 @@ def extract_flows(kind: str, video_list: str, out: str, config: PretrainConfig |
     if config is not None and decode_size is None:
         decode_size = config.data.decode_size
     records = read_annotation_list(video_list, root, require_labels=False)
-    report = extract([r.path for r in records], out, spec, decode_size, shard, progress)
+    report = extract([r.path for r in records], out, spec, decode_size, shard, progress, device)
     return {**report, "kind": kind, "out": out, "shard": list(shard), "flow": list(spec.flow_key),
             "decode_size": decode_size}

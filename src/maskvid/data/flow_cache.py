@@ -39,8 +39,8 @@ CHUNK = 64  # frames decoded at a time while building an entry
 class FlowCache:
     """The flow cache under ``root`` for one set of flow options (``spec``) and decode size."""
 
-    def __init__(self, root: str, spec: TrajectorySpec, decode_size: int | None = None):
-        self.root, self.spec, self.decode_size = root, spec, decode_size
+    def __init__(self, root: str, spec: TrajectorySpec, decode_size: int | None = None, device: str = "cpu"):
+        self.root, self.spec, self.decode_size, self.device = root, spec, decode_size, device
         self.problems: list[tuple[str, str]] = []  # (video path, what was wrong with its entry), rebuilt since
 
     def entry(self, path: str) -> str:
@@ -100,7 +100,7 @@ class FlowCache:
         """
         total = frame_count(path)
         stride = self.spec.flow_stride
-        estimate = self.spec.estimator()
+        estimate = self.spec.estimator(self.device)
         flows, matrices = [], []
         gray: dict[int, np.ndarray] = {}
         for chunk_start in range(0, total, CHUNK):
@@ -148,7 +148,8 @@ def _write_entry(entry: str, meta: dict, flows: np.ndarray, matrices: np.ndarray
 
 
 def extract(paths: Sequence[str], root: str, spec: TrajectorySpec, decode_size: int | None = None,
-            shard: tuple[int, int] = (0, 1), progress: Callable[[int, int], None] | None = None) -> dict:
+            shard: tuple[int, int] = (0, 1), progress: Callable[[int, int], None] | None = None,
+            device: str = "cpu") -> dict:
     """Build the entries of this shard's videos (``paths[i::n]`` for shard ``(i, n)``); videos whose entry is
     already valid are skipped, so an interrupted extraction resumes where it stopped. Bad videos are reported,
     never fatal. Returns counts and the bad videos."""
@@ -156,7 +157,7 @@ def extract(paths: Sequence[str], root: str, spec: TrajectorySpec, decode_size: 
 
     index, count = shard
     mine = list(paths)[index::count]
-    cache = FlowCache(root, spec, decode_size)
+    cache = FlowCache(root, spec, decode_size, device)  # RAFT flows on `device` (a GPU for raft_large)
     report = {"videos": len(mine), "built": 0, "already_valid": 0, "rebuilt_stale": 0, "bad": []}
     for done, path in enumerate(mine, 1):
         problem = cache.check(path)

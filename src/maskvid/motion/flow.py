@@ -14,6 +14,7 @@ import torch
 
 from maskvid.errors import ConfigError, InputError
 from maskvid.motion.camera import CameraMotion, warp_onto
+from maskvid.motion.raft import RAFT_MODELS, RaftFlow
 
 PRESETS = {"ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST, "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
            "medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM}
@@ -53,24 +54,26 @@ def dis_flow(
 
 
 FLOW_BOUND = 20.0  # MME App. A (denseflow's bound): flow components are clipped to ±20 pixels
-FLOW_METHODS = ("dis", "farneback")
+FLOW_METHODS = ("dis", "farneback", *RAFT_MODELS)
 
 
 class FlowEstimator:
     """Forward flow between two grayscale frames, optionally with the camera's motion removed first
     (:mod:`maskvid.motion.camera`); one DIS instance and one keypoint detector reused across a clip.
 
-    method: ``dis`` (OpenCV DIS, ``preset``) or ``farneback``; bound: each component clipped to ±bound pixels
-    (None: no clipping); camera: ``orb`` or ``sift`` to remove camera motion, None to keep it.
+    method: ``dis`` (OpenCV DIS, ``preset``), ``farneback``, or ``raft_small``/``raft_large`` (torchvision RAFT
+    from the local ``raft_weights`` file, on ``device``); bound: each component clipped to ±bound pixels (None: no
+    clipping); camera: ``klt``, ``orb`` or ``sift`` to remove camera motion, None to keep it.
     """
 
     def __init__(self, method: str = "dis", preset: str = "medium", bound: float | None = FLOW_BOUND,
-                 camera: str | None = None):
+                 camera: str | None = None, raft_weights: str | None = None, device: str = "cpu"):
         if method not in FLOW_METHODS:
             raise ConfigError("data.flow_method", f"{method!r} not in {', '.join(FLOW_METHODS)}")
         if preset not in PRESETS:
             raise ConfigError("data.flow_preset", f"{preset!r} not in {tuple(PRESETS)}")
         self.dis = cv2.DISOpticalFlow_create(PRESETS[preset]) if method == "dis" else None
+        self.raft = RaftFlow(method, raft_weights, device) if method in RAFT_MODELS else None
         self.camera = CameraMotion(camera) if camera else None
         self.bound = bound
 
@@ -93,6 +96,8 @@ class FlowEstimator:
             after = warp_onto(after, matrix)
         if self.dis is not None:
             flow = self.dis.calc(before, after, None)
+        elif self.raft is not None:
+            flow = self.raft(before, after)
         else:
             flow = cv2.calcOpticalFlowFarneback(before, after, None, 0.5, 3, 15, 3, 5, 1.2, 0)
         if self.bound is not None:

@@ -22,6 +22,7 @@ import torch
 
 from maskvid.errors import ConfigError, InputError
 from maskvid.motion.flow import FLOW_BOUND, FLOW_METHODS, PRESETS, FlowEstimator
+from maskvid.motion.raft import check_raft_weights
 
 Box = tuple[int, int, int, int]
 
@@ -37,6 +38,7 @@ class FlowFieldSpec:
     preset: str = "medium"
     bound: float = FLOW_BOUND
     camera: str | None = None
+    raft_weights: str | None = None
 
     def __post_init__(self):
         if self.flow_stride is not None and (isinstance(self.flow_stride, bool) or not isinstance(
@@ -48,6 +50,7 @@ class FlowFieldSpec:
             raise ConfigError("target.flow", f"{self.method!r} not in {FLOW_METHODS}")
         if self.preset not in PRESETS:
             raise ConfigError("target.flow_preset", f"{self.preset!r} not in {tuple(PRESETS)}")
+        check_raft_weights(self.method, self.raft_weights)
 
     def step(self, stride: int) -> int:
         return self.flow_stride or stride
@@ -77,7 +80,7 @@ def clip_flow_fields(frames: Mapping[int, np.ndarray], pairs: list[tuple[int, in
     missing = [i for pair in pairs for i in pair if i not in frames]
     if missing:
         raise InputError("frames", f"raw frame {missing[0]} is needed for the flow but was not decoded")
-    estimate = FlowEstimator(spec.method, spec.preset, spec.bound, spec.camera)
+    estimate = FlowEstimator(spec.method, spec.preset, spec.bound, spec.camera, spec.raft_weights)
     gray = {i: cv2.cvtColor(np.ascontiguousarray(f), cv2.COLOR_RGB2GRAY) for i, f in frames.items()}
     top, left, height, width = box
     scale = np.array([size / width, size / height], np.float32)

@@ -19,6 +19,7 @@ at steps ``0 … L-1`` (eq. 5), on the same crop.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -30,6 +31,7 @@ from maskvid.errors import ConfigError, InputError
 from maskvid.motion.camera import DETECTORS
 from maskvid.motion.flow import FLOW_BOUND, FLOW_METHODS, PRESETS, FlowEstimator, image_flow
 from maskvid.motion.hog_cells import integral_hog, window_histograms
+from maskvid.motion.raft import check_raft_weights
 from maskvid.motion.trajectories import grid_points, track_points
 
 Box = tuple[int, int, int, int]  # top, left, height, width of the crop in decoded-frame pixels
@@ -40,8 +42,8 @@ PairFlow = tuple[np.ndarray, "np.ndarray | None"]  # float16 camera-compensated 
 class TrajectorySpec:
     """What the worker computes: ``k`` points per patch (a square number), ``length`` tracked raw frames (MME: 6;
     Tab. 7a tries 4 and 8), raw frames ``flow_stride`` apart (1: interpolation; the input stride: none),
-    ``camera`` removal with ``orb`` or ``sift`` keypoints (None: off), flow ``method``/``preset``/``bound``, HOG
-    ``bins``."""
+    ``camera`` removal with ``klt``, ``orb`` or ``sift`` matches (None: off), flow ``method`` (``dis``,
+    ``farneback``, ``raft_small``/``raft_large`` from ``raft_weights``), ``preset``, ``bound``, HOG ``bins``."""
 
     k: int = 4
     length: int = 6
@@ -51,6 +53,7 @@ class TrajectorySpec:
     preset: str = "medium"
     bound: float = FLOW_BOUND
     bins: int = 9
+    raft_weights: str | None = None
 
     def __post_init__(self):
         side = math.isqrt(self.k) if isinstance(self.k, int) and self.k > 0 else 0
@@ -68,6 +71,7 @@ class TrajectorySpec:
             raise ConfigError("target.flow_preset", f"{self.preset!r} not in {tuple(PRESETS)}")
         if not self.bound > 0:
             raise ConfigError("target.bound", f"must be > 0, got {self.bound}")
+        check_raft_weights(self.method, self.raft_weights)
 
     @property
     def channels(self) -> int:
@@ -78,13 +82,14 @@ class TrajectorySpec:
         """The raw frames a trajectory starting at ``start`` is tracked through (``length + 1`` of them)."""
         return [start + j * self.flow_stride for j in range(self.length + 1)]
 
-    def estimator(self) -> FlowEstimator:
-        return FlowEstimator(self.method, self.preset, self.bound, self.camera)
+    def estimator(self, device: str = "cpu") -> FlowEstimator:
+        return FlowEstimator(self.method, self.preset, self.bound, self.camera, self.raft_weights, device)
 
     @property
     def flow_key(self) -> tuple:
         """What the flows depend on (a flow cache entry is valid for exactly these)."""
-        return (self.method, self.preset, float(self.bound), self.camera, self.flow_stride)
+        weights = os.path.basename(self.raft_weights) if self.raft_weights else None
+        return (self.method, self.preset, float(self.bound), self.camera, self.flow_stride, weights)
 
 
 def pair_flow(estimate: FlowEstimator, before: np.ndarray, after: np.ndarray) -> PairFlow:

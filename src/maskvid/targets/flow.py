@@ -34,12 +34,14 @@ class Flow(HOG):
     flow: str = "dis"
     flow_preset: str = "medium"
     camera: str | None = None
+    raft_weights: str | None = None
     stride: int = 2
     with_hog: bool = False
 
     def __post_init__(self):
         super().__post_init__()
-        self.spec = FlowFieldSpec(self.flow_stride, self.dense, self.flow, self.flow_preset, camera=self.camera)
+        self.spec = FlowFieldSpec(self.flow_stride, self.dense, self.flow, self.flow_preset, camera=self.camera,
+                                  raft_weights=self.raft_weights)
         self.per_token = self.spec.per_tubelet(self.patch[0], self.stride)
         if self.with_hog:
             self.inputs = ("flow", "video")

@@ -43,6 +43,7 @@ class Trajectory(Target):
     camera: str | None = "klt"
     flow: str = "dis"
     flow_preset: str = "medium"
+    raft_weights: str | None = None
     bins: int = 9
     shape: bool = True
     merge: str | None = None
@@ -58,7 +59,7 @@ class Trajectory(Target):
             if not isinstance(getattr(self, key), bool):
                 raise ConfigError(f"target.{key}", f"must be true or false, got {getattr(self, key)!r}")
         self.spec = TrajectorySpec(self.k, self.length, self.flow_stride, self.camera, self.flow, self.flow_preset,
-                                   bins=self.bins)
+                                   bins=self.bins, raft_weights=self.raft_weights)
         if self.patch[1] % math.isqrt(self.k) or self.patch[1] != self.patch[2]:
             raise ConfigError("target.k", f"{self.k} points do not split a {self.patch[1]}×{self.patch[2]} patch "
                               "evenly (trajectories need square patches)")
