@@ -12,7 +12,8 @@ import pytest
 from maskvid.cli import main
 from video_corpus import encode, scene
 
-COMMANDS = ["synth", "probe-video", "mask", "pretrain", "finetune", "evaluate", "bench", "demo"]
+COMMANDS = ["synth", "probe-video", "mask", "pretrain", "finetune", "evaluate", "extract", "visualize", "bench",
+            "demo"]
 
 
 def run(*args: str) -> subprocess.CompletedProcess:
@@ -84,6 +85,15 @@ def test_bench_masking_json(tmp_path):
     clip = report["ms_per_clip"]
     assert clip["decode_with_vectors"] > 0 and clip["mgm_flow_medium_end_to_end"] > clip["decode"]
     assert set(report["strategy_ms"]) == set(__import__("maskvid.masking", fromlist=["x"]).available())
+
+
+def test_bench_targets_json(tmp_path):
+    result = run("bench", "targets", "--clips", "1", "--videos", "2", "--workdir", str(tmp_path), "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    clip = report["ms_per_clip"]
+    assert clip["trajectory_dis_medium_camera_klt"] > clip["trajectory_dis_medium_camera_klt_from_cache"] > 0
+    assert {"target_hog", "target_hof", "target_mbh", "target_rgb_diff", "sample_with_trajectories"} <= set(clip)
 
 
 def test_bench_model_json():

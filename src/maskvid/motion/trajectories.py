@@ -25,7 +25,7 @@ from maskvid.errors import ConfigError, InputError
 @dataclass
 class Trajectories:
     """positions: ``(L + 1, P, 2)`` x, y of every point at every step; valid: ``(P,)``; steps: ``(L, P, 2)``
-    movements read from a separate displacement field (camera-compensated flow), or None."""
+    the camera-compensated movements when the camera was removed, or None."""
 
     positions: torch.Tensor
     valid: torch.Tensor
@@ -54,20 +54,21 @@ def grid_points(grid: tuple[int, int], patch: int, k: int = 4) -> torch.Tensor:
 
 
 def track_points(flows: torch.Tensor, points: torch.Tensor, median: bool = True,
-                 displacements: torch.Tensor | None = None) -> Trajectories:
+                 homographies: list | None = None) -> Trajectories:
     """Follow ``points`` ``(P, 2)`` (x, y) through forward ``flows`` ``(L, H, W, 2)`` (flow t maps frame t to t+1).
 
-    ``displacements`` (same shape; the camera-compensated flows) gives the movement recorded at each step, while
-    ``flows`` (the image flows) moves the point — as improved dense trajectories track in the image and describe
-    with the warped flow, so a point stays on its object in every frame however the camera moved.
+    With ``homographies`` (one ``(3, 3)`` or None per step), ``flows`` are camera-compensated: flow t was computed
+    between frame t and frame t+1 warped onto it by homography t (frame t+1's pixels → frame t's). The step a
+    point records is the compensated flow at it (its own motion, :attr:`Trajectories.deltas`), and the point moves
+    to where that lands in frame t+1 as filmed, ``H⁻¹(p + w'(p))`` — as improved dense trajectories track in the
+    image and describe with the warped flow, so a point stays on its object however the camera moved.
     A point whose position leaves the frame at any step is invalid for the whole trajectory (MME eq. 7); it keeps
     being tracked at the clamped border so that shapes stay regular.
     """
     if flows.dim() != 4 or flows.shape[-1] != 2:
         raise InputError("flows", f"expected (L, H, W, 2) forward flows, got {tuple(flows.shape)}")
-    if displacements is not None and displacements.shape != flows.shape:
-        raise InputError("displacements", f"expected the flows' shape {tuple(flows.shape)}, got "
-                         f"{tuple(displacements.shape)}")
+    if homographies is not None and len(homographies) != flows.shape[0]:
+        raise InputError("homographies", f"expected one per flow ({flows.shape[0]}), got {len(homographies)}")
     if points.dim() != 2 or points.shape[-1] != 2:
         raise InputError("points", f"expected (P, 2) x, y positions, got {tuple(points.shape)}")
     steps, height, width = flows.shape[:3]
@@ -75,10 +76,14 @@ def track_points(flows: torch.Tensor, points: torch.Tensor, median: bool = True,
     inside = _inside(position, height, width)
     out, moves = [position.copy()], []
     for t in range(steps):
-        flow = _filtered(flows[t], median)
-        if displacements is not None:
-            moves.append(_bilinear(_filtered(displacements[t], median), position))
-        position = position + _bilinear(flow, position)
+        step = _bilinear(_filtered(flows[t], median), position)
+        matrix = homographies[t] if homographies is not None else None
+        if homographies is not None:
+            moves.append(step)
+        landed = position + step
+        if matrix is not None:
+            landed = cv2.perspectiveTransform(landed[:, None], np.linalg.inv(matrix))[:, 0]
+        position = landed
         inside &= _inside(position, height, width)
         out.append(position.copy())
     positions = torch.from_numpy(np.stack(out)).float()
@@ -87,10 +92,12 @@ def track_points(flows: torch.Tensor, points: torch.Tensor, median: bool = True,
 
 
 def _filtered(flow: torch.Tensor, median: bool) -> np.ndarray:
-    """eq. 6's M: a 3×3 median per component, robust to flow outliers at motion boundaries."""
     flow = flow.float().numpy()
-    if not median:
-        return flow
+    return median_filtered(flow) if median else flow
+
+
+def median_filtered(flow: np.ndarray) -> np.ndarray:
+    """eq. 6's M: a 3×3 median per component of ``(H, W, 2)``, robust to flow outliers at motion boundaries."""
     return np.stack([cv2.medianBlur(np.ascontiguousarray(flow[..., c]), 3) for c in range(2)], -1)
 
 

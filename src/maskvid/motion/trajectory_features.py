@@ -29,10 +29,10 @@ import torch
 
 from maskvid.errors import ConfigError, InputError
 from maskvid.motion.camera import DETECTORS
-from maskvid.motion.flow import FLOW_BOUND, FLOW_METHODS, PRESETS, FlowEstimator, image_flow
+from maskvid.motion.flow import FLOW_BOUND, FLOW_METHODS, PRESETS, FlowEstimator
 from maskvid.motion.hog_cells import integral_hog, window_histograms
 from maskvid.motion.raft import check_raft_weights
-from maskvid.motion.trajectories import grid_points, track_points
+from maskvid.motion.trajectories import grid_points, median_filtered, track_points
 
 Box = tuple[int, int, int, int]  # top, left, height, width of the crop in decoded-frame pixels
 PairFlow = tuple[np.ndarray, "np.ndarray | None"]  # float16 camera-compensated flow (H, W, 2), homography or None
@@ -126,7 +126,7 @@ def clip_trajectories(frames: Mapping[int, np.ndarray], starts: list[int], spec:
     estimate = None
     gray = {i: cv2.cvtColor(np.ascontiguousarray(f), cv2.COLOR_RGB2GRAY) for i, f in frames.items()}
     known = dict(flows or {})
-    tracking: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}  # (image flow, compensated flow)
+    tracking: dict[tuple[int, int], tuple[np.ndarray, np.ndarray | None]] = {}  # filtered flow, homography
     histograms: dict[int, np.ndarray] = {}
     features, valid = [], []
     for start in starts:
@@ -136,11 +136,12 @@ def clip_trajectories(frames: Mapping[int, np.ndarray], starts: list[int], spec:
                 if (a, b) not in known:
                     estimate = estimate or spec.estimator()
                     known[a, b] = pair_flow(estimate, gray[a], gray[b])
-                compensated = known[a, b][0].astype(np.float32)
-                tracking[a, b] = image_flow(compensated, known[a, b][1]), compensated
+                compensated, matrix = known[a, b]
+                tracking[a, b] = median_filtered(compensated.astype(np.float32)), matrix  # eq. 6's M, once a pair
         pairs = [tracking[a, b] for a, b in zip(raw[:-1], raw[1:], strict=True)]
-        image, compensated = (torch.from_numpy(np.stack(f)) for f in zip(*pairs, strict=True))
-        track = track_points(image, _to_decoded(points, box, size, flip), displacements=compensated)
+        field = torch.from_numpy(np.stack([f for f, _ in pairs]))
+        matrices = [m for _, m in pairs] if spec.camera else None
+        track = track_points(field, _to_decoded(points, box, size, flip), median=False, homographies=matrices)
         positions = _to_input(track.positions, box, size, flip)  # (L + 1, P, 2)
         deltas = track.deltas * torch.tensor([size / box[3], size / box[2]])  # (L, P, 2) in input pixels
         if flip:
