@@ -111,7 +111,8 @@ class TargetConfig:
     """One head's target, the shorthand for ``heads: [{target: NAME, options: ...}]``."""
 
     name: str = "norm_pixels"
-    """`pixels`, `norm_pixels`, `hog`, `rgb_diff`, `tokens` (null section: norm_pixels)"""
+    """a name of `maskvid.targets.available()`: `pixels`, `norm_pixels`, `hog`, `rgb_diff`, `tokens`, MME's
+    `trajectory`, `flow`, `hof`, `mbh`, `dense_hog` (null section: norm_pixels)"""
     options: dict = field(default_factory=dict)
     """the target's options, e.g. `{bins: 9}` for hog"""
 
