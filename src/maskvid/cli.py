@@ -242,18 +242,9 @@ def cmd_visualize(args: argparse.Namespace) -> int:
         report = trajectory_clip(args.video, args.size, frames=args.frames, stride=args.stride, start=args.start,
                                  tubelet=args.tubelet)
         title = f"{os.path.basename(args.video)} frames {report.indices[0]}+: camera removal on / off"
-    summary = report.summary()
-    if args.out:
-        summary["picture"] = draw_trajectories(report.frames, report.starts, report.tracks, args.out,
-                                               report.masked, title)
-    if args.json:
-        print(json.dumps(summary))
-        return 0
-    print(f"{args.video}: {summary['points']} points from slice {args.tubelet} (frames {report.indices})")
-    for name in report.tracks:
-        print(f"  {name}: {summary[name]['valid']} valid, mean path {summary[name]['mean_path_px']:.2f} px")
-    if args.out:
-        print(f"  picture: {summary['picture']}")
+    picture = draw_trajectories(report.frames, report.starts, report.tracks, args.out, report.masked,
+                                title) if args.out else None
+    print(json.dumps({**report.summary(), "picture": picture}) if args.json else report.describe(picture))
     return 0
 
 

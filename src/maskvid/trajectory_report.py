@@ -37,6 +37,14 @@ class TrajectoryReport:
     tracks: dict[str, tuple[torch.Tensor, torch.Tensor]]
     masked: torch.Tensor | None = None
 
+    def describe(self, picture: str | None = None) -> str:
+        """What ``maskvid visualize trajectories`` prints."""
+        summary = self.summary()
+        lines = [f"{self.video}: {summary['points']} points from slice {self.tubelet} (frames {self.indices})"]
+        lines += [f"  {name}: {summary[name]['valid']} valid, mean path {summary[name]['mean_path_px']:.2f} px"
+                  for name in self.tracks]
+        return "\n".join(lines + ([f"  picture: {picture}"] if picture else []))
+
     def summary(self) -> dict:
         out = {"video": self.video, "indices": self.indices, "tubelet": self.tubelet, "points": len(self.starts)}
         for name, (deltas, valid) in self.tracks.items():

@@ -12,18 +12,17 @@ the measured paths clip by clip so that a busy machine slows them alike.
 
 from __future__ import annotations
 
-import os
 import statistics
 import tempfile
 import time
 
-import cv2
 import torch
 
 from maskvid import masking
+from maskvid.bench.threads import one_core
+from maskvid.bench.videos import synthetic_videos
 from maskvid.data.decode import decode_clip, frame_count
 from maskvid.motion import dis_flow, slice_magnitude
-from maskvid.synth import SynthConfig, synthesize
 
 CLIP_LEN, STRIDE, SIZE, TUBELET = 16, 4, 224, 2
 GRID = (CLIP_LEN // TUBELET, SIZE // 16, SIZE // 16)
@@ -64,20 +63,9 @@ def _clip_timings(path: str, start: int, mgm, g: torch.Generator) -> dict[str, f
 
 
 def bench_masking(clips: int = 40, videos: int = 8, workdir: str | None = None, draws: int = 200) -> dict:
-    threads = torch.get_num_threads(), cv2.getNumThreads()
-    torch.set_num_threads(1)
-    cv2.setNumThreads(1)
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            root = workdir or tmp
-            config = SynthConfig(preset="motion", classes=videos, train_per_class=1, val_per_class=0, size=SIZE,
-                                 frames=96, seed=0)
-            synthesize(root, config)
-            paths = sorted(os.path.join(root, "videos", f) for f in os.listdir(os.path.join(root, "videos")))
-            return _measure(paths, clips, draws)
-    finally:
-        torch.set_num_threads(threads[0])
-        cv2.setNumThreads(threads[1])
+    with one_core(), tempfile.TemporaryDirectory() as tmp:
+        paths = synthetic_videos(workdir or tmp, videos, SIZE, 96)
+        return _measure(paths, clips, draws)
 
 
 def _measure(paths: list[str], clips: int, draws: int) -> dict:

@@ -19,17 +19,17 @@ import statistics
 import tempfile
 import time
 
-import cv2
 import torch
 
 from maskvid import targets
+from maskvid.bench.threads import one_core
+from maskvid.bench.videos import synthetic_videos
 from maskvid.data import ClipTransform, VideoDataset
 from maskvid.data.annotations import VideoRecord
 from maskvid.data.decode import decode_clip, frame_count
 from maskvid.data.flow_cache import FlowCache, extract
 from maskvid.motion.flow_fields import FlowFieldSpec, clip_flow_fields
 from maskvid.motion.trajectory_features import TrajectorySpec, clip_trajectories
-from maskvid.synth import SynthConfig, synthesize
 
 CLIP_LEN, STRIDE, SIZE, PATCH = 16, 2, 224, (2, 16, 16)
 SOURCE = 256  # decoded side of the benchmark videos (Kinetics' short side)
@@ -48,22 +48,12 @@ def _ms(fn, *args, **kwargs) -> tuple[float, object]:
 
 
 def bench_targets(clips: int = 20, videos: int = 4, workdir: str | None = None) -> dict:
-    threads = torch.get_num_threads(), cv2.getNumThreads()
-    torch.set_num_threads(1)
-    cv2.setNumThreads(1)
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            root = workdir or tmp
-            config = SynthConfig(preset="motion", classes=videos, train_per_class=1, val_per_class=0, size=SOURCE,
-                                 frames=64, seed=0)
-            synthesize(root, config)
-            paths = sorted(os.path.join(root, "videos", f) for f in os.listdir(os.path.join(root, "videos")))
-            cache = FlowCache(os.path.join(root, "flow-cache"), VARIANTS["dis_medium_camera_klt"])
-            extract(paths, cache.root, cache.spec)
-            return _measure(paths, clips, cache)
-    finally:
-        torch.set_num_threads(threads[0])
-        cv2.setNumThreads(threads[1])
+    with one_core(), tempfile.TemporaryDirectory() as tmp:
+        root = workdir or tmp
+        paths = synthetic_videos(root, videos, SOURCE, 64)
+        cache = FlowCache(os.path.join(root, "flow-cache"), VARIANTS["dis_medium_camera_klt"])
+        extract(paths, cache.root, cache.spec)
+        return _measure(paths, clips, cache)
 
 
 def _from_cache(cache: FlowCache, path: str, frames, starts, geometry):

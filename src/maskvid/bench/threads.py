@@ -17,3 +17,18 @@ def torch_threads(threads: int | None):
         yield
     finally:
         torch.set_num_threads(previous)
+
+
+@contextlib.contextmanager
+def one_core():
+    """torch and OpenCV on one thread each inside the block, as one data-loader worker runs."""
+    import cv2
+
+    previous = torch.get_num_threads(), cv2.getNumThreads()
+    torch.set_num_threads(1)
+    cv2.setNumThreads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous[0])
+        cv2.setNumThreads(previous[1])

@@ -199,8 +199,9 @@ class VideoDataset(torch.utils.data.Dataset):
         """One clip of ``record`` at display ``indices`` through the samples' path: decode → motion → transform →
         mask (``maskvid mask`` shows exactly what a worker would make)."""
         source = self.motion_source if self.needs_motion else None
-        last = frame_count(record.path) - 1
-        raw = self.raw_motion.frames_needed([list(indices)], last) if self.raw_motion is not None else {}
+        raw = {}
+        if self.raw_motion is not None:
+            raw = self.raw_motion.frames_needed([list(indices)], frame_count(record.path) - 1)
         decoded = decode_clip(record.path, list(indices) + list(raw.values()), self.decode_size, source == "codec",
                               self.decode_threads)
         sample = {"label": record.label, "path": record.path}
