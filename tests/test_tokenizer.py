@@ -1,0 +1,79 @@
+"""The trainable VQ-VAE tokenizer (MAM², VIMPAC): the EMA codebook by hand, dead-code restarts, reconstruction
+that improves with training, codebook usage, and bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import moving_square_frames
+from maskvid.errors import ConfigError, InputError
+from maskvid.methods.vqvae import VQVAETraining
+from maskvid.models.tokenizer import VQVAE, EMAQuantizer, VQVAEConfig
+
+
+def test_the_ema_codebook_moves_to_the_mean_of_its_assigned_vectors_by_hand():
+    config = VQVAEConfig(codebook_size=2, code_dim=2, decay=0.5, dead_threshold=0.0, eps=0.0)
+    quantizer = EMAQuantizer(config).train()
+    quantizer.codebook.copy_(torch.tensor([[0.0, 0.0], [10.0, 10.0]]))
+    quantizer.sums.copy_(quantizer.codebook)
+    z = torch.tensor([[1.0, 1.0], [3.0, 1.0], [9.0, 9.0]])  # two vectors near code 0, one near code 1
+    quantized, ids = quantizer(z.t().reshape(1, 2, 1, 3))
+    assert ids.flatten().tolist() == [0, 0, 1]
+    torch.testing.assert_close(quantized.reshape(2, 3).t(), torch.tensor([[0.0, 0.0], [0.0, 0.0], [10.0, 10.0]]))
+    # counts: 0.5·1 + 0.5·(2, 1) = (1.5, 1.0); sums: 0.5·codebook + 0.5·(Σ assigned) → codebook = sums / counts
+    torch.testing.assert_close(quantizer.counts, torch.tensor([1.5, 1.0]))
+    expected = torch.stack([(0.5 * torch.tensor([0.0, 0.0]) + 0.5 * torch.tensor([4.0, 2.0])) / 1.5,
+                            (0.5 * torch.tensor([10.0, 10.0]) + 0.5 * torch.tensor([9.0, 9.0])) / 1.0])
+    torch.testing.assert_close(quantizer.codebook, expected)
+    quantizer.eval()
+    before = quantizer.codebook.clone()
+    quantizer(z.t().reshape(1, 2, 1, 3))
+    assert torch.equal(quantizer.codebook, before)  # evaluation never moves the codebook
+
+
+def test_an_unused_code_is_restarted_on_an_encoder_output():
+    config = VQVAEConfig(codebook_size=3, code_dim=2, decay=0.9, dead_threshold=0.5)
+    quantizer = EMAQuantizer(config).train()
+    quantizer.codebook.copy_(torch.tensor([[0.0, 0.0], [1.0, 1.0], [100.0, 100.0]]))  # code 2: far from all data
+    quantizer.sums.copy_(quantizer.codebook)
+    quantizer.counts.fill_(0.6)
+    z = torch.tensor([[0.1, 0.0], [0.9, 1.1], [0.0, 0.2], [1.0, 0.8]])
+    quantizer(z.t().reshape(1, 2, 1, 4))  # code 2's count: 0.9·0.6 = 0.54 → still alive
+    assert float(quantizer.codebook[2, 0]) > 50
+    quantizer(z.t().reshape(1, 2, 1, 4))  # 0.486 < 0.5 → restarted on one of the batch's vectors
+    assert any(torch.allclose(quantizer.codebook[2], v) for v in z) and float(quantizer.counts[2]) == 1.0
+
+
+def test_training_improves_reconstruction_and_reports_codebook_usage():
+    torch.manual_seed(0)
+    frames = torch.from_numpy(np.stack(moving_square_frames(n=32, size=32))).permute(0, 3, 1, 2).float() / 255
+    model = VQVAETraining(VQVAEConfig(factor=8, codebook_size=32, code_dim=8, width=16))
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    g = torch.Generator().manual_seed(0)
+    recon = []
+    for _ in range(40):
+        step = model(frames[torch.randint(32, (8,), generator=g)])
+        optimizer.zero_grad()
+        step.loss.backward()
+        optimizer.step()
+        recon.append(float(step.metrics["recon"]))
+    assert np.mean(recon[-5:]) < 0.6 * np.mean(recon[:3])
+    usage = model.tokenizer.quantizer.usage(model.tokenizer.encode(frames))
+    assert 0 < usage["codes_used"] <= 1 and usage["perplexity"] >= 1
+    ids = model.tokenizer.encode(frames[:2])
+    assert ids.shape == (2, 4, 4) and ids.dtype == torch.long
+    assert model.tokenizer.decode(ids).shape == (2, 3, 32, 32)
+
+
+def test_bad_configs_and_inputs_are_refused():
+    with pytest.raises(ConfigError, match="tokenizer.factor"):
+        VQVAEConfig(factor=6)
+    with pytest.raises(ConfigError, match="tokenizer.codebook_size"):
+        VQVAEConfig(codebook_size=1)
+    vq = VQVAE(VQVAEConfig(codebook_size=16, code_dim=4, width=8))
+    with pytest.raises(InputError, match="frames"):
+        vq.encode(torch.rand(1, 3, 30, 32))
+    with pytest.raises(InputError, match="ids"):
+        vq.decode(torch.full((1, 2, 2), 16))
