@@ -188,3 +188,5 @@ def test_every_shipped_config_loads_and_its_method_builds():
         assert method.heads, name
     for name in finetune:
         load_config(os.path.join(root, "finetune", name), kind=FinetuneConfig)
+    for name in sorted(os.listdir(os.path.join(root, "tokenizer"))):
+        assert build_method(load_config(os.path.join(root, "tokenizer", name))).tokenizer.vocab_size > 1

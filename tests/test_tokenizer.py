@@ -3,14 +3,24 @@ that improves with training, codebook usage, and bad input."""
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import save_file
 
 from conftest import moving_square_frames
-from maskvid.errors import ConfigError, InputError
+from maskvid.config import load_config
+from maskvid.engine.logging import read_metrics
+from maskvid.errors import CheckpointError, ConfigError, InputError
 from maskvid.methods.vqvae import VQVAETraining
-from maskvid.models.tokenizer import VQVAE, EMAQuantizer, VQVAEConfig
+from maskvid.models.tokenizer import VQVAE, EMAQuantizer, VQVAEConfig, load_tokenizer
+from maskvid.recipes import build_method, train_tokenizer
+
+ROOT = os.path.join(os.path.dirname(__file__), "..", "configs")
+CONFIG = os.path.join(ROOT, "tokenizer", "vqvae_tiny.yaml")
+PRETRAIN = os.path.join(ROOT, "pretrain", "videomae_tiny.yaml")
 
 
 def test_the_ema_codebook_moves_to_the_mean_of_its_assigned_vectors_by_hand():
@@ -54,7 +64,7 @@ def test_training_improves_reconstruction_and_reports_codebook_usage():
     g = torch.Generator().manual_seed(0)
     recon = []
     for _ in range(40):
-        step = model(frames[torch.randint(32, (8,), generator=g)])
+        step = model(frames=frames[torch.randint(32, (8,), generator=g)])
         optimizer.zero_grad()
         step.loss.backward()
         optimizer.step()
@@ -77,3 +87,28 @@ def test_bad_configs_and_inputs_are_refused():
         vq.encode(torch.rand(1, 3, 30, 32))
     with pytest.raises(InputError, match="ids"):
         vq.decode(torch.full((1, 2, 2), 16))
+
+
+def test_train_tokenizer_runs_the_loop_reports_usage_and_writes_a_loadable_tokenizer(synth_motion, tmp_path):
+    config = load_config(CONFIG, [f"{k}={v}" for k, v in {
+        "output_dir": str(tmp_path / "run"), "data.train_list": os.path.join(synth_motion, "train.csv"),
+        "data.size": 32, "train.batch_size": 2, "train.num_workers": 0, "train.max_steps": 6,
+        "train.checkpoint_every": 3, "train.log_every": 1, "train.progress": False, "tokenizer.codebook_size": 32,
+        "tokenizer.code_dim": 8, "tokenizer.width": 16}.items()])
+    report = train_tokenizer(config)
+    assert report["status"] == "finished" and report["step"] == 6
+    assert 0 < report["codes_used"] <= 1 and report["recon_mse"] > 0
+    names = {k for r in read_metrics(report["run_dir"]) for k in r}
+    assert {"m_recon", "m_commitment", "m_codes_used", "m_perplexity"} <= names  # logged by name
+    tokenizer = load_tokenizer(report["tokenizer"])
+    assert tokenizer.vocab_size == 32 and not tokenizer.training
+    frames = torch.rand(2, 3, 32, 32)
+    assert tokenizer.encode(frames).shape == (2, 4, 4)
+    bare = tmp_path / "bare.safetensors"
+    save_file({"x": torch.zeros(1)}, str(bare))
+    with pytest.raises(CheckpointError, match="maskvid_vqvae"):
+        load_tokenizer(str(bare))
+    with pytest.raises(ConfigError, match="method"):
+        train_tokenizer(load_config(PRETRAIN, [f"output_dir={tmp_path / 'x'}"]))
+    with pytest.raises(ConfigError, match="mask"):
+        build_method(load_config(PRETRAIN, ["mask=null"]))

@@ -178,6 +178,20 @@ def _print_eval(report: dict) -> None:
     _print_bad_videos("evaluation", report["bad_videos"])
 
 
+def cmd_train_tokenizer(args: argparse.Namespace) -> int:
+    from maskvid.recipes import train_tokenizer
+
+    report = train_tokenizer(_run_config(args, where="configs/tokenizer/"), resume=bool(args.resume))
+    if args.json:
+        print(json.dumps(report))
+    else:
+        print(f"{report['status']} at step {report['step']}: loss {report['first_loss']} -> {report['last_loss']}")
+        print(f"  reconstruction MSE {report['recon_mse']:.5f}; codes used {100 * report['codes_used']:.1f}%, "
+              f"perplexity {report['perplexity']:.1f}")
+        print(f"  tokenizer: {report['tokenizer']}")
+    return 0 if report["status"] == "finished" else 3
+
+
 def cmd_finetune(args: argparse.Namespace) -> int:
     from maskvid.recipes import finetune
 
@@ -312,6 +326,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("pretrain", help="masked-video pretraining from a YAML config (configs/pretrain/)")
     _add_run_arguments(p, "optim.lr=1e-3 or train.max_steps=100")
     p.set_defaults(func=cmd_pretrain)
+
+    p = sub.add_parser("train-tokenizer", help="train the VQ-VAE tokenizer (method: vqvae) on the frames of a list")
+    _add_run_arguments(p, "tokenizer.codebook_size=512")
+    p.set_defaults(func=cmd_train_tokenizer)
 
     p = sub.add_parser("finetune", help="fine-tune, linear-probe or MAR from a YAML config (configs/finetune/)")
     _add_run_arguments(p, "init=runs/mgm_tiny or head.kind=probe")

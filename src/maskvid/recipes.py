@@ -14,6 +14,7 @@ from maskvid import masking, targets
 from maskvid.config import FinetuneConfig, PretrainConfig, encoder_config, target_geometry
 from maskvid.data import ClipTransform, VideoDataset, read_class_names
 from maskvid.data.annotations import read_label_map
+from maskvid.data.datasets import collate
 from maskvid.data.flow_cache import FlowCache
 from maskvid.engine.distributed import pick_device
 from maskvid.errors import ConfigError
@@ -21,12 +22,15 @@ from maskvid.methods.base import MaskedPrediction, PredictionHead, head_names
 from maskvid.methods.finetune import Classification, LinearProbe, build_mixup
 from maskvid.methods.mae import MAE
 from maskvid.methods.mar import MARNet
+from maskvid.methods.vqvae import VQVAETraining
 from maskvid.models import DecoderConfig, VideoClassifier, VideoViT
+from maskvid.models.tokenizer import save_tokenizer
 from maskvid.motion.flow_fields import FlowFieldSpec
 from maskvid.motion.hog_cells import DenseHOGSpec
 from maskvid.motion.trajectory_features import TrajectorySpec
 from maskvid.pretrained import load_pretrained
 from maskvid.registry import Registry
+from maskvid.targets import unnormalize
 
 # batch keys the data pipeline makes in its workers; a target that reads another key cannot be trained yet
 PRODUCED = ("video", "mask", "motion", "motion_valid", "label", "video2", "mask2", "trajectory", "trajectory_valid",
@@ -36,10 +40,17 @@ PRODUCED = ("video", "mask", "motion", "motion_valid", "label", "video2", "mask2
 def build_masked_prediction(config: PretrainConfig) -> MaskedPrediction:
     """VideoMAE, MGM and any mix of heads: an encoder and ``config.heads`` (or the one ``target``)."""
     encoder = encoder_config(config)
+    if config.mask is None:
+        raise ConfigError("mask", f"method {config.method!r} predicts masked tokens: give a mask strategy")
     return MaskedPrediction(encoder, build_heads(config))
 
 
-METHODS = Registry("method", "method", {"mae": build_masked_prediction})
+def build_tokenizer_training(config: PretrainConfig) -> VQVAETraining:
+    """The trainable VQ-VAE of ``config.tokenizer`` and its loss (``maskvid train-tokenizer``)."""
+    return VQVAETraining(config.tokenizer.vqvae(), config.tokenizer.commitment)
+
+
+METHODS = Registry("method", "method", {"mae": build_masked_prediction, "vqvae": build_tokenizer_training})
 
 
 def build_method(config: PretrainConfig) -> MaskedPrediction:
@@ -143,6 +154,36 @@ def pretrain(config: PretrainConfig, resume: bool = False):
     dataset = build_dataset(config, "train", method)
     os.makedirs(config.output_dir, exist_ok=True)
     return train(method, dataset, config, config.output_dir, resume=resume)
+
+
+def train_tokenizer(config: PretrainConfig, resume: bool = False) -> dict:
+    """Train the VQ-VAE of ``config.tokenizer`` on every frame of the training list's clips (the pretraining loop:
+    checkpoints, resume, metrics), write ``tokenizer.safetensors`` to the run directory, and report its
+    reconstruction error and codebook usage on up to 8 batches of the training clips."""
+    import torch
+
+    if config.method != "vqvae":
+        raise ConfigError("method", f"train-tokenizer trains method: vqvae, the config says {config.method!r}")
+    result = pretrain(config, resume=resume)
+    method = build_method(config)
+    from maskvid.engine.checkpoint import restore_model
+
+    restore_model(method, os.path.join(result.checkpoint, "model.safetensors"))
+    method.eval()
+    dataset = build_dataset(config, "train", method)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=config.train.batch_size, collate_fn=collate)
+    recon, ids = [], []
+    with torch.no_grad():
+        for _, batch in zip(range(8), loader, strict=False):
+            step = method(batch["video"])
+            recon.append(float(step.metrics["recon"]))
+            frames = unnormalize(batch["video"]).transpose(1, 2).flatten(0, 1)
+            ids.append(method.tokenizer.encode(frames))
+    usage = method.tokenizer.quantizer.usage(torch.cat([i.flatten() for i in ids]))
+    path = save_tokenizer(method.tokenizer, os.path.join(result.run_dir, "tokenizer.safetensors"))
+    return {"status": result.status, "step": result.step, "run_dir": result.run_dir, "tokenizer": path,
+            "recon_mse": sum(recon) / len(recon), **usage, "first_loss": result.first_loss,
+            "last_loss": result.last_loss}
 
 
 # ---- fine-tuning, linear probing, MAR ------------------------------------------------------------------------

@@ -26,12 +26,13 @@ from maskvid.config.sections import (
     OptimConfig,
     PredictionHeadConfig,
     TargetConfig,
+    TokenizerConfig,
     TrainConfig,
 )
 
 __all__ = [
     "CROPS", "MOTION_SOURCES", "SAMPLINGS", "DataConfig", "FinetuneConfig", "HeadConfig", "MaskConfig",
     "MixupConfig", "ModelConfig", "OptimConfig", "PredictionHeadConfig", "PretrainConfig", "TargetConfig",
-    "TrainConfig", "apply_overrides", "encoder_config", "from_dict", "load_config", "plain", "save_config",
-    "target_geometry",
+    "TokenizerConfig", "TrainConfig", "apply_overrides", "encoder_config", "from_dict", "load_config", "plain",
+    "save_config", "target_geometry",
 ]

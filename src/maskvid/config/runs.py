@@ -12,6 +12,7 @@ from maskvid.config.sections import (
     OptimConfig,
     PredictionHeadConfig,
     TargetConfig,
+    TokenizerConfig,
     TrainConfig,
     within_section,
 )
@@ -29,12 +30,15 @@ class PretrainConfig:
     method: str = "mae"
     """a name of `maskvid.recipes.METHODS`"""
     data: DataConfig = field(default_factory=DataConfig)
-    mask: MaskConfig = field(default_factory=MaskConfig)
+    mask: MaskConfig | None = field(default_factory=MaskConfig)
+    """the mask strategy (null only for `method: vqvae`, which masks nothing)"""
     target: TargetConfig | None = None
     """one head's target (the shorthand for a one-entry `heads`); null with no `heads`: norm_pixels"""
     heads: tuple[PredictionHeadConfig, ...] = ()
     """prediction heads, each `{target, options, weight, loss, name, decoder_width/depth/heads}`"""
     model: ModelConfig = field(default_factory=ModelConfig)
+    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
+    """the trainable VQ-VAE (`method: vqvae`)"""
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
 

@@ -12,6 +12,7 @@ import torch
 
 from maskvid.data.datasets import MOTION_SOURCES
 from maskvid.errors import ConfigError
+from maskvid.models.tokenizer import VQVAEConfig
 from maskvid.validation import at_least, check_fields, one_of, positive, within
 
 CROPS = ("multiscale", "random_resized", "centre", "none")
@@ -148,6 +149,35 @@ class PredictionHeadConfig:
         at_least("heads[]", 0, weight=self.weight)
         if self.loss is not None:
             one_of("heads[].loss", self.loss, ("mse", "cross_entropy"))
+
+
+@dataclass
+class TokenizerConfig:
+    """The trainable VQ-VAE of `method: vqvae` (`maskvid train-tokenizer`): MAM²'s and VIMPAC's appearance tokens."""
+
+    factor: int = 8
+    """pixels per token side: 4, 8 or 16"""
+    codebook_size: int = 1024
+    """codes (MAM²'s tokenizers: 1024–16384)"""
+    code_dim: int = 64
+    """the codes' dimension"""
+    width: int = 64
+    """channels of the first conv stage (doubled per downsampling, at most 4×)"""
+    decay: float = 0.99
+    """the EMA codebook's decay"""
+    dead_threshold: float = 1.0
+    """a code whose assignment-count EMA falls below this is restarted on an encoder output"""
+    commitment: float = 0.25
+    """β of the commitment term"""
+
+    def __post_init__(self):
+        check_fields(self, "tokenizer")
+        at_least("tokenizer", 0, commitment=self.commitment, dead_threshold=self.dead_threshold)
+        self.vqvae()  # factor, codebook size, widths and decay checked now
+
+    def vqvae(self) -> VQVAEConfig:
+        return VQVAEConfig(self.factor, self.codebook_size, self.code_dim, self.width, self.decay,
+                           self.dead_threshold)
 
 
 @dataclass

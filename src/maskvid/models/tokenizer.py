@@ -44,8 +44,10 @@ class VQVAEConfig:
             raise ConfigError("tokenizer.factor", f"must be 4, 8 or 16, got {self.factor}")
         if not 2 <= self.codebook_size <= 65536:
             raise ConfigError("tokenizer.codebook_size", f"must be in [2, 65536], got {self.codebook_size}")
-        if self.code_dim < 1 or self.width < 1:
-            raise ConfigError("tokenizer.width", f"code_dim and width must be positive, got {self.code_dim}, "
+        if self.code_dim < 1:
+            raise ConfigError("tokenizer.code_dim", f"must be positive, got {self.code_dim}")
+        if self.width < 8 or self.width % 8:
+            raise ConfigError("tokenizer.width", f"must be a positive multiple of 8 (8-group GroupNorm), got "
                               f"{self.width}")
         if not 0.0 < self.decay < 1.0:
             raise ConfigError("tokenizer.decay", f"must be in (0, 1), got {self.decay}")
@@ -212,3 +214,44 @@ class VQVAE(nn.Module):
             raise InputError("ids", f"ids must be in [0, {self.vocab_size}), got [{int(ids.min())}, {int(ids.max())}]")
         codes = self.quantizer.codebook[ids].permute(0, 3, 1, 2)
         return ((self.decoder(codes) + 1.0) / 2.0).clamp(0, 1)
+
+
+def save_tokenizer(tokenizer: VQVAE, path: str) -> str:
+    """Write the tokenizer's weights and config to one ``.safetensors`` (the config in its metadata)."""
+    import dataclasses
+    import json
+    import os
+
+    from safetensors.torch import save_file
+
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in tokenizer.state_dict().items()}
+    save_file(state, path, metadata={"maskvid_vqvae": json.dumps(dataclasses.asdict(tokenizer.config))})
+    return path
+
+
+def load_tokenizer(path: str) -> VQVAE:
+    """A VQ-VAE written by :func:`save_tokenizer`, in eval mode; anything else is a CheckpointError naming the
+    file and what is wrong."""
+    import json
+
+    from safetensors import safe_open
+
+    from maskvid.errors import CheckpointError
+
+    try:
+        with safe_open(path, framework="pt") as f:
+            meta = f.metadata() or {}
+            state = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 — safe_open has no items()
+    except Exception as e:  # noqa: BLE001 — a missing or unreadable file is one problem to the user
+        raise CheckpointError(f"{path}: not a readable tokenizer file ({type(e).__name__}: {e})") from None
+    if "maskvid_vqvae" not in meta:
+        raise CheckpointError(f"{path}: no maskvid_vqvae config in its metadata (not written by save_tokenizer)")
+    tokenizer = VQVAE(VQVAEConfig(**json.loads(meta["maskvid_vqvae"])))
+    own = tokenizer.state_dict()
+    missing = [k for k in own if k not in state]
+    if missing or any(tuple(state[k].shape) != tuple(own[k].shape) for k in own):
+        first = missing[0] if missing else next(k for k in own if tuple(state[k].shape) != tuple(own[k].shape))
+        raise CheckpointError(f"{path}: {first} is missing or of another shape")
+    tokenizer.load_state_dict(state)
+    return tokenizer.eval()
