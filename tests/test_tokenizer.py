@@ -11,12 +11,14 @@ import torch
 from safetensors.torch import save_file
 
 from conftest import moving_square_frames
+from maskvid import targets
 from maskvid.config import load_config
 from maskvid.engine.logging import read_metrics
 from maskvid.errors import CheckpointError, ConfigError, InputError
 from maskvid.methods.vqvae import VQVAETraining
-from maskvid.models.tokenizer import VQVAE, EMAQuantizer, VQVAEConfig, load_tokenizer
-from maskvid.recipes import build_method, train_tokenizer
+from maskvid.models.tokenizer import VQVAE, EMAQuantizer, VQVAEConfig, load_tokenizer, save_tokenizer
+from maskvid.recipes import build_method, pretrain, train_tokenizer
+from maskvid.targets import unnormalize
 
 ROOT = os.path.join(os.path.dirname(__file__), "..", "configs")
 CONFIG = os.path.join(ROOT, "tokenizer", "vqvae_tiny.yaml")
@@ -112,3 +114,28 @@ def test_train_tokenizer_runs_the_loop_reports_usage_and_writes_a_loadable_token
         train_tokenizer(load_config(PRETRAIN, [f"output_dir={tmp_path / 'x'}"]))
     with pytest.raises(ConfigError, match="mask"):
         build_method(load_config(PRETRAIN, ["mask=null"]))
+
+
+def test_a_tokens_target_reads_a_frozen_tokenizer_online_and_pretrains(synth_motion, tmp_path):
+    torch.manual_seed(0)
+    path = save_tokenizer(VQVAE(VQVAEConfig(factor=8, codebook_size=64, code_dim=8, width=16)),
+                          str(tmp_path / "tokenizer.safetensors"))
+    target = targets.build("tokens", tokenizer=path, patch=(1, 8, 8))
+    assert target.inputs == ("video",) and target.dim == 64 and target.kind == "classes"
+    video = torch.randn(2, 3, 4, 16, 16)
+    frames = (unnormalize(video)).transpose(1, 2).flatten(0, 1)  # (B·T, 3, H, W) in [0, 1]
+    expected = load_tokenizer(path).encode(frames).reshape(2, 4 * 2 * 2)
+    assert torch.equal(target(video=video), expected)
+    with pytest.raises(ConfigError, match="target.tokenizer"):
+        targets.build("tokens", tokenizer=path, patch=(2, 8, 8))  # a tubelet spans 2 frames: no single id
+    with pytest.raises(ConfigError, match="target.tokenizer"):
+        targets.build("tokens", tokenizer=str(tmp_path / "missing.safetensors"), patch=(1, 8, 8))
+    config = load_config(PRETRAIN, [f"{k}={v}" for k, v in {
+        "output_dir": str(tmp_path / "run"), "data.train_list": os.path.join(synth_motion, "train.csv"),
+        "data.num_frames": 4, "data.size": 32, "model.patch": "[1, 8, 8]", "model.attention": "divided",
+        "target.name": "tokens", "target.options": f"{{tokenizer: {path}}}", "train.batch_size": 2,
+        "train.num_workers": 0, "train.max_steps": 2, "train.progress": False, "train.checkpoint_every": 2}.items()])
+    method = build_method(config)
+    assert method.heads[0].loss_name == "cross_entropy" and method.heads[0].decoder.head.out_features == 64
+    assert pretrain(config).step == 2
+    assert not any(k.startswith("heads.0.target") for k in method.state_dict())  # frozen: never checkpointed

@@ -1,7 +1,10 @@
 """Class-id targets: each token's id in a vocabulary (a VQ codebook: MAM²'s appearance target, VIMPAC's tokens).
 
-The ids come with the batch (``tokens``, one id per token on the model's grid), made in the data pipeline or by a
-frozen tokenizer; a head predicts them with a masked cross-entropy over ``vocab_size`` classes.
+The ids come with the batch (``tokens``, one id per token on the model's grid, from the data pipeline or a cache),
+or — with ``tokenizer: PATH`` — from a frozen VQ-VAE (``maskvid train-tokenizer``'s ``tokenizer.safetensors``) run
+on the clip's frames on the training device: one id per frame patch, so the patch must be ``(1, f, f)`` for a
+tokenizer of factor ``f`` (MAM²'s 1×16×16 frame patches with a 16× tokenizer). A head predicts the ids with a
+masked cross-entropy over ``vocab_size`` classes.
 """
 
 from __future__ import annotations
@@ -9,31 +12,61 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+from einops import rearrange
 
 from maskvid.errors import ConfigError, InputError
+from maskvid.models.frozen import Frozen
+from maskvid.models.tokenizer import load_tokenizer
 from maskvid.targets.base import Target
+from maskvid.targets.patchify import unnormalize
 
 
 @dataclass(eq=False)
 class TokenIds(Target):
-    """``tokens`` ``(B, T', H', W')`` or ``(B, N)`` integer ids in ``[0, vocab_size)`` → ``(B, N)`` class ids."""
+    """``tokens`` ``(B, T', H', W')`` or ``(B, N)`` integer ids in ``[0, vocab_size)`` → ``(B, N)`` class ids; or,
+    with ``tokenizer``, the ids of the clip's frame patches."""
 
     name = "tokens"
     inputs = ("tokens",)
     kind = "classes"
     vocab_size: int = 8192
+    tokenizer: str | None = None
+    patch: tuple[int, int, int] = (1, 16, 16)
 
     def __post_init__(self):
         super().__init__()
+        self.patch = tuple(self.patch)
+        self.frozen = None
+        if self.tokenizer is not None:
+            self._load_tokenizer()
         if isinstance(self.vocab_size, bool) or not isinstance(self.vocab_size, int) or self.vocab_size < 2:
             raise ConfigError("target.vocab_size", f"need an integer >= 2, got {self.vocab_size!r}")
+
+    def _load_tokenizer(self) -> None:
+        from maskvid.errors import CheckpointError
+
+        try:
+            tokenizer = load_tokenizer(self.tokenizer)
+        except CheckpointError as e:
+            raise ConfigError("target.tokenizer", str(e)) from None
+        factor = tokenizer.config.factor
+        if self.patch != (1, factor, factor):
+            raise ConfigError("target.tokenizer", f"a factor-{factor} tokenizer gives one id per 1×{factor}×{factor} "
+                              f"frame patch; the model's patch is {self.patch}")
+        self.vocab_size = tokenizer.vocab_size
+        self.frozen = Frozen(tokenizer, self.tokenizer)
+        self.inputs = ("video",)
 
     @property
     def dim(self) -> int:
         return self.vocab_size
 
     @torch.no_grad()
-    def forward(self, tokens: torch.Tensor, **aux) -> torch.Tensor:
+    def forward(self, tokens: torch.Tensor | None = None, video: torch.Tensor | None = None, **aux) -> torch.Tensor:
+        if self.frozen is not None:
+            frames = rearrange(unnormalize(video).float(), "b c t h w -> (b t) c h w")
+            ids = self.frozen.module.encode(frames)  # (B·T, H', W')
+            return rearrange(ids, "(b t) h w -> b (t h w)", b=video.shape[0])
         if tokens.dtype.is_floating_point or tokens.dtype == torch.bool or tokens.dim() < 2:
             raise InputError("tokens", f"expected integer ids (B, N) or (B, T', H', W'), got {tokens.dtype} "
                              f"{tuple(tokens.shape)}")
