@@ -21,6 +21,7 @@ from maskvid.errors import ConfigError
 from maskvid.methods.base import MaskedPrediction, PredictionHead, head_names
 from maskvid.methods.finetune import Classification, LinearProbe, build_mixup
 from maskvid.methods.mae import MAE
+from maskvid.methods.mam2 import MAM2, MAM2Head, MAM2Options
 from maskvid.methods.mar import MARNet
 from maskvid.methods.vqvae import VQVAETraining
 from maskvid.models import DecoderConfig, VideoClassifier, VideoViT
@@ -50,7 +51,24 @@ def build_tokenizer_training(config: PretrainConfig) -> VQVAETraining:
     return VQVAETraining(config.tokenizer.vqvae(), config.tokenizer.commitment)
 
 
-METHODS = Registry("method", "method", {"mae": build_masked_prediction, "vqvae": build_tokenizer_training})
+def build_mam2(config: PretrainConfig) -> MAM2:
+    """MAM²: an encoder, the latent regressor and a decoder per entry of ``config.heads`` (appearance, motion)."""
+    encoder, m, o = encoder_config(config), config.model, config.mam2
+    if config.mask is None:
+        raise ConfigError("mask", "MAM² predicts masked tokens: give a mask strategy")
+    specs = config.head_configs()
+    heads = []
+    for spec, generated in zip(specs, head_names([s.target for s in specs]), strict=True):
+        target = targets.build(spec.target, **target_geometry(spec.target, encoder, config.data.stride),
+                               **spec.options)
+        heads.append(MAM2Head(spec.name or generated, target, spec.loss, spec.weight,
+                              spec.decoder_depth or m.decoder_depth))
+    options = MAM2Options(o.regressor_depth, o.width, o.heads, o.alpha, o.regressor, o.alignment, o.coupled)
+    return MAM2(encoder, heads, options)
+
+
+METHODS = Registry("method", "method", {"mae": build_masked_prediction, "vqvae": build_tokenizer_training,
+                                        "mam2": build_mam2})
 
 
 def build_method(config: PretrainConfig) -> MaskedPrediction:
@@ -135,7 +153,8 @@ def _method_inputs(method) -> tuple[str, ...]:
 def _worker_spec(method, kind: type):
     """How the workers make trajectories or flows: the ``spec`` of the method's targets of that ``kind`` (one per
     run: the workers make one set per clip)."""
-    specs = {head.target.spec for head in method.heads if isinstance(getattr(head.target, "spec", None), kind)}
+    owned = [head.target for head in getattr(method, "heads", ())] or list(getattr(method, "targets", ()))
+    specs = {target.spec for target in owned if isinstance(getattr(target, "spec", None), kind)}
     if len(specs) > 1:
         raise ConfigError("heads", f"two targets ask the workers for different {kind.__name__} options "
                           f"({', '.join(map(str, specs))}); give them the same")

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from maskvid.config.sections import (
     DataConfig,
+    Mam2Config,
     MaskConfig,
     ModelConfig,
     OptimConfig,
@@ -39,6 +40,8 @@ class PretrainConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
     """the trainable VQ-VAE (`method: vqvae`)"""
+    mam2: Mam2Config = field(default_factory=Mam2Config)
+    """MAM²'s regressor and switches (`method: mam2`)"""
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
 

@@ -181,6 +181,34 @@ class TokenizerConfig:
 
 
 @dataclass
+class Mam2Config:
+    """MAM²'s regressor and Table 2's switches (`method: mam2`); the decoders are `heads` (appearance, motion)."""
+
+    regressor_depth: int = 4
+    """cross-attention blocks of the latent regressor (Tab. 9: 4)"""
+    width: int | None = None
+    """regressor and decoder width (null: the encoder's; else a projection, Tab. 1c)"""
+    heads: int | None = None
+    """their attention heads (null: the encoder's)"""
+    alpha: float = 2.0
+    """the alignment term's weight (eq. 4)"""
+    regressor: bool = True
+    """Tab. 2 "w/o regressor": false (the decoders then read all tokens, MAE-style; no alignment)"""
+    alignment: bool = True
+    """Tab. 2 "w/o alignment": false"""
+    coupled: bool = False
+    """Tab. 2 MAM²-c: one decoder with a linear head per target"""
+
+    def __post_init__(self):
+        check_fields(self, "mam2")
+        at_least("mam2", 1, regressor_depth=self.regressor_depth, width=self.width, heads=self.heads)
+        at_least("mam2", 0, alpha=self.alpha)
+        if self.alignment and not self.regressor:
+            raise ConfigError("mam2.alignment", "the alignment constrains the regressor's output: set it false "
+                              "without a regressor")
+
+
+@dataclass
 class ModelConfig:
     preset: str = "base"
     """`tiny` (96×2, 3 heads), `small`, `base`, `large`, `huge`"""

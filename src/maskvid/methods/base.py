@@ -76,15 +76,22 @@ class PredictionHead(nn.Module):
     def loss(self, pred: torch.Tensor, batch: dict, masked_ids: torch.Tensor,
              pred_valid: torch.Tensor | None) -> torch.Tensor:
         """This head's loss on the masked tokens, from the target's values and validity."""
-        values = self.target.compute(batch)
-        target = gather_tokens(values.values, masked_ids)  # (B, M, D) or (B, M)
-        valid = pred_valid
-        if values.valid is not None:
-            own = gather_tokens(values.valid, masked_ids)  # (B, M) or (B, M, D)
-            if pred_valid is not None:
-                own = own & (pred_valid if own.dim() == 2 else pred_valid[..., None])
-            valid = own
-        return self.loss_fn(pred.float(), target, valid)
+        return masked_target_loss(self.target, self.loss_fn, pred, batch, masked_ids, pred_valid)
+
+
+def masked_target_loss(target: Target, loss_fn, pred: torch.Tensor, batch: dict, masked_ids: torch.Tensor,
+                       pred_valid: torch.Tensor | None) -> torch.Tensor:
+    """``loss_fn`` between predictions ``(B, M, D)`` of the masked tokens and ``target``'s values there, counting
+    only what both the padding (``pred_valid``) and the target's own validity allow."""
+    values = target.compute(batch)
+    expected = gather_tokens(values.values, masked_ids)  # (B, M, D) or (B, M)
+    valid = pred_valid
+    if values.valid is not None:
+        own = gather_tokens(values.valid, masked_ids)  # (B, M) or (B, M, D)
+        if pred_valid is not None:
+            own = own & (pred_valid if own.dim() == 2 else pred_valid[..., None])
+        valid = own
+    return loss_fn(pred.float(), expected, valid)
 
 
 class MaskedPrediction(nn.Module):

@@ -1,4 +1,5 @@
-"""The MAE decoder: a few joint blocks over all N tokens (visible ones and mask tokens), a norm, a linear head."""
+"""Decoders: MAE's (a few joint blocks over all N tokens — visible ones and mask tokens —, a norm, a linear head)
+and MAM²'s (blocks over the masked tokens only)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from maskvid.models.blocks import Block, TokenLayout, init_weights
+from maskvid.models.blocks import LAYOUTS, Block, TokenLayout, init_weights
 
 
 @dataclass
@@ -44,3 +45,26 @@ class MAEDecoder(nn.Module):
         for blk in self.blocks:
             x = blk(x, layout)
         return self.head(self.norm(x))
+
+
+class MaskedDecoder(nn.Module):
+    """MAM²'s decoders: blocks of the encoder's layout (``joint`` or ``divided``) over the masked tokens only —
+    ``(B, M, width)`` at ``layout.ids`` — then a norm and one linear head per output (two for MAM²-c's coupled
+    decoder)."""
+
+    def __init__(self, config: DecoderConfig, out_dims: tuple[int, ...], attention: str = "joint"):
+        super().__init__()
+        c = config
+        self.blocks = nn.ModuleList(
+            LAYOUTS[attention](c.width, c.heads, mlp_ratio=c.mlp_ratio, qv_bias=c.qv_bias, eps=c.eps)
+            for _ in range(c.depth)
+        )
+        self.norm = nn.LayerNorm(c.width, eps=c.head_eps)
+        self.heads = nn.ModuleList(nn.Linear(c.width, d) for d in out_dims)
+        self.apply(init_weights)
+
+    def forward(self, x: torch.Tensor, layout: TokenLayout) -> list[torch.Tensor]:
+        for blk in self.blocks:
+            x = blk(x, layout)
+        x = self.norm(x)
+        return [head(x) for head in self.heads]
