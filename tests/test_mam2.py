@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from maskvid import targets
-from maskvid.config import load_config
+from maskvid.config import Mam2Config, load_config
 from maskvid.engine.logging import read_metrics
 from maskvid.errors import ConfigError
-from maskvid.methods.mam2 import MAM2, MAM2Head, MAM2Options
+from maskvid.methods.mam2 import MAM2, MAM2Head
 from maskvid.models import ViTConfig
 from maskvid.models.tokenizer import VQVAE, VQVAEConfig, save_tokenizer
 from maskvid.models.tokens import order_ids
@@ -27,7 +27,7 @@ def tiny_mam2(**options) -> MAM2:
     torch.manual_seed(0)
     heads = [MAM2Head("appearance", targets.build("pixels", patch=(1, 8, 8)), depth=2),
              MAM2Head("motion", targets.build("rgb_diff", patch=(1, 8, 8)), depth=1)]
-    return MAM2(ENCODER, heads, MAM2Options(**options))
+    return MAM2(ENCODER, heads, Mam2Config(**options))
 
 
 def batch(seed: int = 0):
@@ -104,6 +104,6 @@ def test_bad_mam2_configs_are_refused():
     with pytest.raises(ConfigError, match="mam2.alignment"):
         load_config(PRETRAIN, ["method=mam2", "mam2.regressor=false"])
     with pytest.raises(ConfigError, match="heads"):
-        MAM2(ENCODER, [], MAM2Options())
+        MAM2(ENCODER, [], Mam2Config())
     with pytest.raises(ConfigError, match="mask"):
         build_method(load_config(PRETRAIN, ["method=mam2", "mask=null"]))

@@ -21,7 +21,7 @@ from maskvid.errors import ConfigError
 from maskvid.methods.base import MaskedPrediction, PredictionHead, head_names
 from maskvid.methods.finetune import Classification, LinearProbe, build_mixup
 from maskvid.methods.mae import MAE
-from maskvid.methods.mam2 import MAM2, MAM2Head, MAM2Options
+from maskvid.methods.mam2 import MAM2, MAM2Head
 from maskvid.methods.mar import MARNet
 from maskvid.methods.vqvae import VQVAETraining
 from maskvid.models import DecoderConfig, VideoClassifier, VideoViT
@@ -63,8 +63,7 @@ def build_mam2(config: PretrainConfig) -> MAM2:
                                **spec.options)
         heads.append(MAM2Head(spec.name or generated, target, spec.loss, spec.weight,
                               spec.decoder_depth or m.decoder_depth))
-    options = MAM2Options(o.regressor_depth, o.width, o.heads, o.alpha, o.regressor, o.alignment, o.coupled)
-    return MAM2(encoder, heads, options)
+    return MAM2(encoder, heads, o)
 
 
 METHODS = Registry("method", "method", {"mae": build_masked_prediction, "vqvae": build_tokenizer_training,

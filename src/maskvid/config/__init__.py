@@ -21,6 +21,7 @@ from maskvid.config.sections import (
     MOTION_SOURCES,
     SAMPLINGS,
     DataConfig,
+    Mam2Config,
     MaskConfig,
     ModelConfig,
     OptimConfig,
@@ -31,7 +32,7 @@ from maskvid.config.sections import (
 )
 
 __all__ = [
-    "CROPS", "MOTION_SOURCES", "SAMPLINGS", "DataConfig", "FinetuneConfig", "HeadConfig", "MaskConfig",
+    "CROPS", "MOTION_SOURCES", "SAMPLINGS", "DataConfig", "Mam2Config", "FinetuneConfig", "HeadConfig", "MaskConfig",
     "MixupConfig", "ModelConfig", "OptimConfig", "PredictionHeadConfig", "PretrainConfig", "TargetConfig",
     "TokenizerConfig", "TrainConfig", "apply_overrides", "encoder_config", "from_dict", "load_config", "plain",
     "save_config", "target_geometry",

@@ -79,6 +79,22 @@ class PredictionHead(nn.Module):
         return masked_target_loss(self.target, self.loss_fn, pred, batch, masked_ids, pred_valid)
 
 
+def method_inputs(input_key: str, targets) -> tuple[str, ...]:
+    """The encoder's input, the mask, then every key the targets declare, each once."""
+    keys = [input_key, "mask"]
+    for target in targets:
+        keys += [k for k in target.inputs if k not in keys]
+    return tuple(keys)
+
+
+def prepare_inputs(inputs: tuple[str, ...], batch: dict, device: torch.device) -> dict:
+    """Exactly the keys ``inputs`` of ``batch``, on ``device``; a missing key is an InputError naming it."""
+    missing = [k for k in inputs if k not in batch]
+    if missing:
+        raise InputError(missing[0], f"the method reads {', '.join(inputs)}; the batch lacks it")
+    return {k: batch[k].to(device, non_blocking=True) for k in inputs}
+
+
 def masked_target_loss(target: Target, loss_fn, pred: torch.Tensor, batch: dict, masked_ids: torch.Tensor,
                        pred_valid: torch.Tensor | None) -> torch.Tensor:
     """``loss_fn`` between predictions ``(B, M, D)`` of the masked tokens and ``target``'s values there, counting
@@ -125,17 +141,11 @@ class MaskedPrediction(nn.Module):
     @property
     def inputs(self) -> tuple[str, ...]:
         """Every batch key this method reads: the encoder's input, the mask, and what each target declares."""
-        keys = [self.input_key, "mask"]
-        for head in self.heads:
-            keys += [k for k in head.target.inputs if k not in keys]
-        return tuple(keys)
+        return method_inputs(self.input_key, [head.target for head in self.heads])
 
     def prepare(self, batch: dict, device: torch.device) -> dict:
         """The loop's batch → this method's arguments on ``device``: exactly the keys in :attr:`inputs`."""
-        missing = [k for k in self.inputs if k not in batch]
-        if missing:
-            raise InputError(missing[0], f"the method reads {', '.join(self.inputs)}; the batch lacks it")
-        return {k: batch[k].to(device, non_blocking=True) for k in self.inputs}
+        return prepare_inputs(self.inputs, batch, device)
 
     def forward(self, x: torch.Tensor | None = None, mask: torch.Tensor | None = None, **inputs) -> MaskedOutput:
         if x is not None:

@@ -8,7 +8,8 @@ regressor → two decoders that see only the masked tokens.
     L = L_app + L_mot + α · L_align, α = 2                                                       (eq. 4)
 
 The heads come from ``config.heads`` (their targets, losses, weights and decoder depths); dropping one is Tab. 2's
-"w/o appearance" / "w/o motion". :class:`MAM2Options` switches the rest of Tab. 2: ``coupled`` (MAM²-c: one
+"w/o appearance" / "w/o motion". The ``mam2`` config section (:class:`~maskvid.config.Mam2Config`) switches the
+rest of Tab. 2: ``coupled`` (MAM²-c: one
 decoder, one linear head per target), ``regressor: false`` (the decoders read the encoder's tokens with mask
 tokens at the masked positions, MAE-style; no alignment then), ``alignment: false``.
 The alignment term is the mean squared error over entries (as CAE's implementation), not eq. 1's sum over the
@@ -23,8 +24,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from maskvid.config import Mam2Config
 from maskvid.errors import ConfigError, InputError
-from maskvid.methods.base import MaskedOutput, masked_target_loss
+from maskvid.methods.base import MaskedOutput, masked_target_loss, method_inputs, prepare_inputs
 from maskvid.methods.losses import DEFAULT_LOSS, HEAD_LOSSES
 from maskvid.models import DecoderConfig, PositionEmbedding, VideoViT, ViTConfig
 from maskvid.models.blocks import TokenLayout
@@ -33,20 +35,6 @@ from maskvid.models.frozen import frozen_parts
 from maskvid.models.regressor import LatentRegressor
 from maskvid.models.tokens import fill_masked, gather_tokens, order_ids
 from maskvid.targets import Target
-
-
-@dataclass
-class MAM2Options:
-    """regressor_depth: cross-attention blocks (4); width: regressor and decoder width (None: the encoder's; else a
-    projection, Tab. 1c); alpha: the alignment weight (2); regressor, alignment, coupled: Tab. 2's switches."""
-
-    regressor_depth: int = 4
-    width: int | None = None
-    heads: int | None = None
-    alpha: float = 2.0
-    regressor: bool = True
-    alignment: bool = True
-    coupled: bool = False
 
 
 @dataclass
@@ -61,9 +49,9 @@ class MAM2Head:
 
 
 class MAM2(nn.Module):
-    def __init__(self, encoder: ViTConfig, heads: list[MAM2Head], options: MAM2Options | None = None):
+    def __init__(self, encoder: ViTConfig, heads: list[MAM2Head], options: Mam2Config | None = None):
         super().__init__()
-        o = self.options = options or MAM2Options()
+        o = self.options = options or Mam2Config()
         if not heads:
             raise ConfigError("heads", "MAM² needs an appearance or a motion head (or both)")
         if o.alignment and not o.regressor:
@@ -91,16 +79,10 @@ class MAM2(nn.Module):
 
     @property
     def inputs(self) -> tuple[str, ...]:
-        keys = [self.input_key, "mask"]
-        for target in self.targets:
-            keys += [k for k in target.inputs if k not in keys]
-        return tuple(keys)
+        return method_inputs(self.input_key, self.targets)
 
     def prepare(self, batch: dict, device: torch.device) -> dict:
-        missing = [k for k in self.inputs if k not in batch]
-        if missing:
-            raise InputError(missing[0], f"the method reads {', '.join(self.inputs)}; the batch lacks it")
-        return {k: batch[k].to(device, non_blocking=True) for k in self.inputs}
+        return prepare_inputs(self.inputs, batch, device)
 
     def _apply(self, fn, recurse: bool = True):
         super()._apply(fn, recurse)
