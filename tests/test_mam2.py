@@ -11,7 +11,7 @@ import torch
 from maskvid import targets
 from maskvid.config import Mam2Config, load_config
 from maskvid.engine.logging import read_metrics
-from maskvid.errors import ConfigError
+from maskvid.errors import ConfigError, InputError
 from maskvid.methods.mam2 import MAM2, MAM2Head
 from maskvid.models import ViTConfig
 from maskvid.models.tokenizer import VQVAE, VQVAEConfig, save_tokenizer
@@ -83,7 +83,7 @@ def test_every_table2_switch_builds_and_trains(switch, synth_motion, tmp_path):
     appearance = f"{{target: tokens, options: {{tokenizer: {tokenizer}}}, decoder_depth: 2, name: appearance}}"
     motion = "{target: rgb_diff, decoder_depth: 1, name: motion}"
     heads = {"no_appearance": f"[{motion}]", "no_motion": f"[{appearance}]"}.get(switch, f"[{appearance}, {motion}]")
-    mam2 = {"coupled": {"mam2.coupled": "true"}, "no_regressor": {"mam2.regressor": "false", "mam2.alignment": "false"},
+    mam2 = {"coupled": {"mam2.coupled": "true"}, "no_regressor": {"mam2.regressor": "false"},
             "no_alignment": {"mam2.alignment": "false"}, "narrow": {"mam2.width": 64, "mam2.heads": 4}}.get(switch, {})
     overrides = {"output_dir": str(tmp_path / "run"), "method": "mam2", "data.train_list":
                  os.path.join(synth_motion, "train.csv"), "data.num_frames": 4, "data.size": 32,
@@ -101,9 +101,16 @@ def test_every_table2_switch_builds_and_trains(switch, synth_motion, tmp_path):
 
 
 def test_bad_mam2_configs_are_refused():
-    with pytest.raises(ConfigError, match="mam2.alignment"):
-        load_config(PRETRAIN, ["method=mam2", "mam2.regressor=false"])
+    with pytest.raises(ConfigError, match="mam2.alpha"):
+        load_config(PRETRAIN, ["method=mam2", "mam2.alpha=-1"])
     with pytest.raises(ConfigError, match="heads"):
         MAM2(ENCODER, [], Mam2Config())
+    video, mask = batch()
+    with pytest.raises(InputError, match="video"):
+        tiny_mam2()(mask=mask)
+    with pytest.raises(InputError, match="mask"):
+        tiny_mam2()(video, torch.zeros_like(mask))
     with pytest.raises(ConfigError, match="mask"):
         build_method(load_config(PRETRAIN, ["method=mam2", "mask=null"]))
+    with pytest.raises(ConfigError, match="mam2.width"):
+        build_method(load_config(PRETRAIN, ["method=mam2", "mam2.width=100", "mam2.heads=3"]))

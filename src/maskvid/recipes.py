@@ -56,6 +56,9 @@ def build_mam2(config: PretrainConfig) -> MAM2:
     encoder, m, o = encoder_config(config), config.model, config.mam2
     if config.mask is None:
         raise ConfigError("mask", "MAM² predicts masked tokens: give a mask strategy")
+    width, heads = o.width or encoder.width, o.heads or encoder.heads
+    if width % heads:
+        raise ConfigError("mam2.width", f"{width} is not divisible by {heads} attention heads (mam2.heads)")
     specs = config.head_configs()
     heads = []
     for spec, generated in zip(specs, head_names([s.target for s in specs]), strict=True):

@@ -193,9 +193,9 @@ class Mam2Config:
     alpha: float = 2.0
     """the alignment term's weight (eq. 4)"""
     regressor: bool = True
-    """Tab. 2 "w/o regressor": false (the decoders then read all tokens, MAE-style; no alignment)"""
+    """Tab. 2 "w/o regressor": false (the decoders then read all tokens, MAE-style; there is nothing to align)"""
     alignment: bool = True
-    """Tab. 2 "w/o alignment": false"""
+    """Tab. 2 "w/o alignment": false (only means something with a regressor)"""
     coupled: bool = False
     """Tab. 2 MAM²-c: one decoder with a linear head per target"""
 
@@ -203,9 +203,6 @@ class Mam2Config:
         check_fields(self, "mam2")
         at_least("mam2", 1, regressor_depth=self.regressor_depth, width=self.width, heads=self.heads)
         at_least("mam2", 0, alpha=self.alpha)
-        if self.alignment and not self.regressor:
-            raise ConfigError("mam2.alignment", "the alignment constrains the regressor's output: set it false "
-                              "without a regressor")
 
 
 @dataclass

@@ -11,7 +11,8 @@ The heads come from ``config.heads`` (their targets, losses, weights and decoder
 "w/o appearance" / "w/o motion". The ``mam2`` config section (:class:`~maskvid.config.Mam2Config`) switches the
 rest of Tab. 2: ``coupled`` (MAM²-c: one
 decoder, one linear head per target), ``regressor: false`` (the decoders read the encoder's tokens with mask
-tokens at the masked positions, MAE-style; no alignment then), ``alignment: false``.
+tokens at the masked positions, MAE-style; nothing to align then, whatever ``alignment`` says),
+``alignment: false``.
 The alignment term is the mean squared error over entries (as CAE's implementation), not eq. 1's sum over the
 width, which at width 768 would outweigh the other terms ~700×.
 """
@@ -54,9 +55,6 @@ class MAM2(nn.Module):
         o = self.options = options or Mam2Config()
         if not heads:
             raise ConfigError("heads", "MAM² needs an appearance or a motion head (or both)")
-        if o.alignment and not o.regressor:
-            raise ConfigError("mam2.alignment", "the alignment constrains the regressor's output: turn it off "
-                              "without a regressor")
         self.encoder = VideoViT(encoder)
         width, n_heads = o.width or encoder.width, o.heads or encoder.heads
         self.proj = nn.Linear(encoder.width, width) if width != encoder.width else nn.Identity()
@@ -123,6 +121,8 @@ class MAM2(nn.Module):
     def forward(self, x: torch.Tensor | None = None, mask: torch.Tensor | None = None, **inputs) -> MaskedOutput:
         if x is not None:
             inputs[self.input_key] = x
+        if self.input_key not in inputs:
+            raise InputError(self.input_key, "the encoder's input is missing")
         if mask is None or not bool(mask.any()):
             raise InputError("mask", "masked prediction needs at least one masked token per batch")
         masked_ids, pred_valid = order_ids(mask)
