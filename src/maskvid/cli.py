@@ -8,26 +8,15 @@ import json
 import os
 import sys
 
+from maskvid.cli_output import (
+    extract_text,
+    print_bad_videos,
+    print_eval,
+    progress_callback,
+    score_text,
+    tokenizer_text,
+)
 from maskvid.errors import ConfigError, MaskvidError
-
-
-def _progress(description: str):
-    """A rich progress callback ``(done, total)``; silent when stdout is not a terminal."""
-    from rich.progress import Progress
-
-    progress = Progress(disable=not sys.stderr.isatty())
-    task = None
-
-    def update(done: int, total: int) -> None:
-        nonlocal task
-        if task is None:
-            progress.start()
-            task = progress.add_task(description, total=total)
-        progress.update(task, completed=done)
-        if done == total:
-            progress.stop()
-
-    return update
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
@@ -42,7 +31,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
         frames=args.frames,
         seed=args.seed,
     )
-    summary = synthesize(args.out, config, workers=args.workers, progress=_progress("synthesizing"))
+    summary = synthesize(args.out, config, workers=args.workers, progress=progress_callback("synthesizing"))
     if args.json:
         print(json.dumps(summary))
     else:
@@ -111,18 +100,12 @@ def cmd_mask(args: argparse.Namespace) -> int:
     print(f"  masked {summary['masked']} of {summary['tokens']} tokens, ratio {summary['ratio']:.4f}")
     print(f"  per slice: {summary['masked_per_slice']}")
     print(f"  motion inside / outside: {summary['motion_inside']} / {summary['motion_outside']}"
-          f" -> score {_score_text(score, summary['motion_inside'])}")
+          f" -> score {score_text(score, summary['motion_inside'])}")
     if summary["fallbacks"]:
         print("  no motion in this clip: the guided mask fell back to smm")
     if args.out:
         print(f"  picture: {summary['picture']}")
     return 0
-
-
-def _score_text(score: float | None, inside: float | None) -> str:
-    if score is not None:
-        return f"{score:.3f}"
-    return "inf (nothing visible moves)" if inside else "n/a (no motion to judge by)"
 
 
 def _run_config(args: argparse.Namespace, kind=None, where: str = "configs/pretrain/"):
@@ -157,38 +140,15 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
         print(f"{result.status} at step {result.step} in {result.seconds:.1f} s ({result.clips_per_s:.1f} clips/s): "
               f"loss {result.first_loss} -> {result.last_loss}")
         print(f"  run directory: {result.run_dir}   checkpoint: {result.checkpoint}")
-        _print_bad_videos("training", result.bad_videos)
+        print_bad_videos("training", result.bad_videos)
     return 0 if result.status == "finished" else 3
-
-
-def _print_bad_videos(where: str, bad: dict[str, str]) -> None:
-    """Every video a run skipped, once, with why (also in --json as ``bad_videos`` and in metrics.jsonl)."""
-    if not bad:
-        print(f"  bad videos in {where}: none")
-        return
-    print(f"  bad videos in {where}: {len(bad)} skipped")
-    for path, reason in bad.items():
-        print(f"    {path}: {reason}")
-
-
-def _print_eval(report: dict) -> None:
-    print(f"  top-1 {report['top1']:.4f}  top-5 {report['top5']:.4f}  on {report['videos']} videos x "
-          f"{report['views_per_video']} views ({report['clips_per_s']:.1f} clips/s)")
-    print(f"  confusion matrix: {report['confusion_png']}")
-    _print_bad_videos("evaluation", report["bad_videos"])
 
 
 def cmd_train_tokenizer(args: argparse.Namespace) -> int:
     from maskvid.recipes import train_tokenizer
 
     report = train_tokenizer(_run_config(args, where="configs/tokenizer/"), resume=bool(args.resume))
-    if args.json:
-        print(json.dumps(report))
-    else:
-        print(f"{report['status']} at step {report['step']}: loss {report['first_loss']} -> {report['last_loss']}")
-        print(f"  reconstruction MSE {report['recon_mse']:.5f}; codes used {100 * report['codes_used']:.1f}%, "
-              f"perplexity {report['perplexity']:.1f}")
-        print(f"  tokenizer: {report['tokenizer']}")
+    print(json.dumps(report) if args.json else tokenizer_text(report))
     return 0 if report["status"] == "finished" else 3
 
 
@@ -207,9 +167,9 @@ def cmd_finetune(args: argparse.Namespace) -> int:
         if report["init"]:
             print(f"  initialised from {report['init']['source']} ({report['init']['loaded']} tensors)")
         print(f"  run directory: {t['run_dir']}")
-        _print_bad_videos("training", t["bad_videos"])
+        print_bad_videos("training", t["bad_videos"])
         if "eval" in report:
-            _print_eval(report["eval"])
+            print_eval(report["eval"])
     return 0 if report["train"]["status"] == "finished" else 3
 
 
@@ -222,7 +182,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         print(json.dumps(report))
     else:
         print(f"{report['checkpoint']}:")
-        _print_eval(report)
+        print_eval(report)
     return 0
 
 
@@ -233,15 +193,13 @@ def cmd_extract(args: argparse.Namespace) -> int:
     config = load_config(args.config, args.set, PretrainConfig) if args.config else None
     shard = shard_of(args.shard)
     report = extract_flows(args.kind, args.list, args.out, config, args.root, args.decode_size, shard,
-                           progress=_progress(f"extract {args.kind} (shard {shard[0]}/{shard[1]})"),
+                           progress=progress_callback(f"extract {args.kind} (shard {shard[0]}/{shard[1]})"),
                            device=args.device)
     if args.json:
         print(json.dumps(report))
     else:
-        print(f"extract {args.kind}: {report['built']} built ({report['rebuilt_stale']} were stale), "
-              f"{report['already_valid']} already valid, of {report['videos']} videos in shard {shard[0]}/{shard[1]}"
-              f" -> {args.out}")
-        _print_bad_videos("extraction", dict(report["bad"]))
+        print(extract_text(report))
+        print_bad_videos("extraction", dict(report["bad"]))
     return 0
 
 

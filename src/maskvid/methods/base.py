@@ -87,6 +87,18 @@ def method_inputs(input_key: str, targets) -> tuple[str, ...]:
     return tuple(keys)
 
 
+def checked_inputs(input_key: str, x: torch.Tensor | None, mask: torch.Tensor | None, inputs: dict) -> dict:
+    """``inputs`` with the encoder's input (given positionally as ``x`` or by its key) and a mask hiding something;
+    an InputError naming what is missing otherwise."""
+    if x is not None:
+        inputs[input_key] = x
+    if input_key not in inputs:
+        raise InputError(input_key, "the encoder's input is missing")
+    if mask is None or not bool(mask.any()):
+        raise InputError("mask", "masked prediction needs at least one masked token per batch")
+    return inputs
+
+
 def prepare_inputs(inputs: tuple[str, ...], batch: dict, device: torch.device) -> dict:
     """Exactly the keys ``inputs`` of ``batch``, on ``device``; a missing key is an InputError naming it."""
     missing = [k for k in inputs if k not in batch]
@@ -148,12 +160,7 @@ class MaskedPrediction(nn.Module):
         return prepare_inputs(self.inputs, batch, device)
 
     def forward(self, x: torch.Tensor | None = None, mask: torch.Tensor | None = None, **inputs) -> MaskedOutput:
-        if x is not None:
-            inputs[self.input_key] = x
-        if self.input_key not in inputs:
-            raise InputError(self.input_key, "the encoder's input is missing")
-        if mask is None or not bool(mask.any()):
-            raise InputError("mask", "masked prediction needs at least one masked token per batch")
+        inputs = checked_inputs(self.input_key, x, mask, inputs)
         tokens, layout = self.encoder(inputs[self.input_key], mask)  # (B, K, D)
         return self.predict_masked(tokens, layout, mask, inputs)
 

@@ -26,8 +26,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from maskvid.config import Mam2Config
-from maskvid.errors import ConfigError, InputError
-from maskvid.methods.base import MaskedOutput, masked_target_loss, method_inputs, prepare_inputs
+from maskvid.errors import ConfigError
+from maskvid.methods.base import MaskedOutput, checked_inputs, masked_target_loss, method_inputs, prepare_inputs
 from maskvid.methods.losses import DEFAULT_LOSS, HEAD_LOSSES
 from maskvid.models import DecoderConfig, PositionEmbedding, VideoViT, ViTConfig
 from maskvid.models.blocks import TokenLayout
@@ -119,12 +119,7 @@ class MAM2(nn.Module):
         return regressed + positions[masked_ids], masked_layout, False, extra
 
     def forward(self, x: torch.Tensor | None = None, mask: torch.Tensor | None = None, **inputs) -> MaskedOutput:
-        if x is not None:
-            inputs[self.input_key] = x
-        if self.input_key not in inputs:
-            raise InputError(self.input_key, "the encoder's input is missing")
-        if mask is None or not bool(mask.any()):
-            raise InputError("mask", "masked prediction needs at least one masked token per batch")
+        inputs = checked_inputs(self.input_key, x, mask, inputs)
         masked_ids, pred_valid = order_ids(mask)
         decoder_in, layout, gather, extra = self.latents(inputs[self.input_key], mask)
         outputs = [out for decoder in self.decoders for out in decoder(decoder_in, layout)]
