@@ -9,6 +9,9 @@ STAMP  := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet -e '.[dev]'
+	# the published DALL-E and taming-transformers encoders: references the tokenizer converter is tested against;
+	# --no-deps leaves out what they do not need for that (mypy, blobfile, pytorch-lightning, omegaconf)
+	$(PY) -m pip install --quiet --no-deps 'DALL-E==0.1' 'taming-transformers==0.0.1'
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -12,8 +12,8 @@ import pytest
 from maskvid.cli import main
 from video_corpus import encode, scene
 
-COMMANDS = ["synth", "probe-video", "mask", "pretrain", "train-tokenizer", "finetune", "evaluate", "extract",
-            "visualize", "bench", "demo"]
+COMMANDS = ["synth", "probe-video", "mask", "pretrain", "train-tokenizer", "convert-tokenizer", "finetune",
+            "evaluate", "extract", "visualize", "bench", "demo"]
 
 
 def run(*args: str) -> subprocess.CompletedProcess:

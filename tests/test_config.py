@@ -180,7 +180,8 @@ def test_every_shipped_config_loads_and_its_method_builds(tmp_path, monkeypatch)
     import yaml
 
     from maskvid.config import FinetuneConfig
-    from maskvid.models.tokenizer import VQVAE, VQVAEConfig, save_tokenizer
+    from maskvid.models.tokenizer import VQVAE, VQVAEConfig
+    from maskvid.models.tokenizers import save_tokenizer
     from maskvid.recipes import build_method
 
     root = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "configs"))

@@ -14,7 +14,8 @@ from maskvid.engine.logging import read_metrics
 from maskvid.errors import ConfigError, InputError
 from maskvid.methods.mam2 import MAM2, MAM2Head
 from maskvid.models import ViTConfig
-from maskvid.models.tokenizer import VQVAE, VQVAEConfig, save_tokenizer
+from maskvid.models.tokenizer import VQVAE, VQVAEConfig
+from maskvid.models.tokenizers import save_tokenizer
 from maskvid.models.tokens import order_ids
 from maskvid.recipes import build_method, pretrain
 

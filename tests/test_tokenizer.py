@@ -16,7 +16,8 @@ from maskvid.config import load_config
 from maskvid.engine.logging import read_metrics
 from maskvid.errors import CheckpointError, ConfigError, InputError
 from maskvid.methods.vqvae import VQVAETraining
-from maskvid.models.tokenizer import VQVAE, EMAQuantizer, VQVAEConfig, load_tokenizer, save_tokenizer
+from maskvid.models.tokenizer import VQVAE, EMAQuantizer, VQVAEConfig
+from maskvid.models.tokenizers import load_tokenizer, save_tokenizer
 from maskvid.recipes import build_method, pretrain, train_tokenizer
 from maskvid.targets import unnormalize
 
@@ -108,7 +109,7 @@ def test_train_tokenizer_runs_the_loop_reports_usage_and_writes_a_loadable_token
     assert tokenizer.encode(frames).shape == (2, 4, 4)
     bare = tmp_path / "bare.safetensors"
     save_file({"x": torch.zeros(1)}, str(bare))
-    with pytest.raises(CheckpointError, match="maskvid_vqvae"):
+    with pytest.raises(CheckpointError, match="maskvid_tokenizer"):
         load_tokenizer(str(bare))
     with pytest.raises(ConfigError, match="method"):
         train_tokenizer(load_config(PRETRAIN, [f"output_dir={tmp_path / 'x'}"]))

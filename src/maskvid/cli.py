@@ -152,6 +152,16 @@ def cmd_train_tokenizer(args: argparse.Namespace) -> int:
     return 0 if report["status"] == "finished" else 3
 
 
+def cmd_convert_tokenizer(args: argparse.Namespace) -> int:
+    from maskvid.tokenizer_convert import convert_tokenizer
+
+    report = convert_tokenizer(args.src, args.out, args.format, trust_pickle=args.trust_pickle)
+    print(json.dumps(report) if args.json else
+          f"{report['format']}: factor {report['factor']}, {report['vocab_size']} codes, {report['tensors']} tensors "
+          f"kept ({report['dropped']} dropped: decoder, loss, ...) -> {report['out']}")
+    return 0
+
+
 def cmd_finetune(args: argparse.Namespace) -> int:
     from maskvid.recipes import finetune
 
@@ -288,6 +298,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train-tokenizer", help="train the VQ-VAE tokenizer (method: vqvae) on the frames of a list")
     _add_run_arguments(p, "tokenizer.codebook_size=512")
     p.set_defaults(func=cmd_train_tokenizer)
+
+    p = sub.add_parser("convert-tokenizer", help="a published VQGAN (taming) or DALL-E dVAE checkpoint -> one "
+                       "maskvid .safetensors (target option tokenizer: PATH)")
+    p.add_argument("src", help="taming's last.ckpt, DALL-E's encoder.pkl, a state dict or a .safetensors")
+    p.add_argument("out", help="the .safetensors to write")
+    p.add_argument("--format", required=True, choices=["vqgan", "dalle"])
+    p.add_argument("--trust-pickle", action="store_true",
+                   help="allow unpickling SRC (it can run code): needed for the published pickles, once")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_convert_tokenizer)
 
     p = sub.add_parser("finetune", help="fine-tune, linear-probe or MAR from a YAML config (configs/finetune/)")
     _add_run_arguments(p, "init=runs/mgm_tiny or head.kind=probe")

@@ -25,7 +25,7 @@ from maskvid.methods.mam2 import MAM2, MAM2Head
 from maskvid.methods.mar import MARNet
 from maskvid.methods.vqvae import VQVAETraining
 from maskvid.models import DecoderConfig, VideoClassifier, VideoViT
-from maskvid.models.tokenizer import save_tokenizer
+from maskvid.models.tokenizers import save_tokenizer
 from maskvid.motion.flow_fields import FlowFieldSpec
 from maskvid.motion.hog_cells import DenseHOGSpec
 from maskvid.motion.trajectory_features import TrajectorySpec

@@ -175,6 +175,8 @@ class TokenizerOutput:
 class VQVAE(nn.Module):
     """Encoder → EMA quantizer → decoder. Frames in [0, 1]; sides divisible by ``factor``."""
 
+    can_decode = True
+
     def __init__(self, config: VQVAEConfig | None = None):
         super().__init__()
         self.config = config or VQVAEConfig()
@@ -185,6 +187,10 @@ class VQVAE(nn.Module):
     @property
     def vocab_size(self) -> int:
         return self.config.codebook_size
+
+    @property
+    def factor(self) -> int:
+        return self.config.factor
 
     def _checked(self, frames: torch.Tensor) -> torch.Tensor:
         f = self.config.factor
@@ -214,44 +220,3 @@ class VQVAE(nn.Module):
             raise InputError("ids", f"ids must be in [0, {self.vocab_size}), got [{int(ids.min())}, {int(ids.max())}]")
         codes = self.quantizer.codebook[ids].permute(0, 3, 1, 2)
         return ((self.decoder(codes) + 1.0) / 2.0).clamp(0, 1)
-
-
-def save_tokenizer(tokenizer: VQVAE, path: str) -> str:
-    """Write the tokenizer's weights and config to one ``.safetensors`` (the config in its metadata)."""
-    import dataclasses
-    import json
-    import os
-
-    from safetensors.torch import save_file
-
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    state = {k: v.detach().cpu().contiguous() for k, v in tokenizer.state_dict().items()}
-    save_file(state, path, metadata={"maskvid_vqvae": json.dumps(dataclasses.asdict(tokenizer.config))})
-    return path
-
-
-def load_tokenizer(path: str) -> VQVAE:
-    """A VQ-VAE written by :func:`save_tokenizer`, in eval mode; anything else is a CheckpointError naming the
-    file and what is wrong."""
-    import json
-
-    from safetensors import safe_open
-
-    from maskvid.errors import CheckpointError
-
-    try:
-        with safe_open(path, framework="pt") as f:
-            meta = f.metadata() or {}
-            state = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 — safe_open has no items()
-    except Exception as e:  # noqa: BLE001 — a missing or unreadable file is one problem to the user
-        raise CheckpointError(f"{path}: not a readable tokenizer file ({type(e).__name__}: {e})") from None
-    if "maskvid_vqvae" not in meta:
-        raise CheckpointError(f"{path}: no maskvid_vqvae config in its metadata (not written by save_tokenizer)")
-    tokenizer = VQVAE(VQVAEConfig(**json.loads(meta["maskvid_vqvae"])))
-    own = tokenizer.state_dict()
-    missing = [k for k in own if k not in state]
-    if missing or any(tuple(state[k].shape) != tuple(own[k].shape) for k in own):
-        first = missing[0] if missing else next(k for k in own if tuple(state[k].shape) != tuple(own[k].shape))
-        raise CheckpointError(f"{path}: {first} is missing or of another shape")
-    tokenizer.load_state_dict(state)
-    return tokenizer.eval()

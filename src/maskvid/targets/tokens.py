@@ -1,10 +1,12 @@
 """Class-id targets: each token's id in a vocabulary (a VQ codebook: MAM²'s appearance target, VIMPAC's tokens).
 
 The ids come with the batch (``tokens``, one id per token on the model's grid, from the data pipeline or a cache),
-or — with ``tokenizer: PATH`` — from a frozen VQ-VAE (``maskvid train-tokenizer``'s ``tokenizer.safetensors``) run
-on the clip's frames on the training device: one id per frame patch, so the patch must be ``(1, f, f)`` for a
-tokenizer of factor ``f`` (MAM²'s 1×16×16 frame patches with a 16× tokenizer). A head predicts the ids with a
-masked cross-entropy over ``vocab_size`` classes.
+or — with ``tokenizer: PATH`` — from a frozen tokenizer (``maskvid train-tokenizer``'s ``tokenizer.safetensors`` or
+a VQGAN / DALL-E dVAE converted by ``maskvid convert-tokenizer``) run on the clip's frames on the training device:
+one id per frame patch, so the patch must be one frame deep. A tokenizer of factor ``f`` sees each frame resized by
+``f / p`` for ``p × p`` patches, so that it gives one id per patch — as BEiT feeds DALL-E's f8 tokenizer 112² views
+of 224² images for 16² patches; with ``f = p`` (MAM²'s f16 VQGAN and 16² patches) the frames go in as they are. A
+head predicts the ids with a masked cross-entropy over ``vocab_size`` classes.
 """
 
 from __future__ import annotations
@@ -12,11 +14,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from einops import rearrange
 
 from maskvid.errors import ConfigError, InputError
 from maskvid.models.frozen import Frozen
-from maskvid.models.tokenizer import load_tokenizer
+from maskvid.models.tokenizers import load_tokenizer
 from maskvid.targets.base import Target
 from maskvid.targets.patchify import unnormalize
 
@@ -49,10 +52,9 @@ class TokenIds(Target):
             tokenizer = load_tokenizer(self.tokenizer)
         except CheckpointError as e:
             raise ConfigError("target.tokenizer", str(e)) from None
-        factor = tokenizer.config.factor
-        if self.patch != (1, factor, factor):
-            raise ConfigError("target.tokenizer", f"a factor-{factor} tokenizer gives one id per 1×{factor}×{factor} "
-                              f"frame patch; the model's patch is {self.patch}")
+        if self.patch[0] != 1 or self.patch[1] != self.patch[2]:
+            raise ConfigError("target.tokenizer", f"an image tokenizer gives one id per square frame patch (1, p, "
+                              f"p); the model's patch is {self.patch}")
         self.vocab_size = tokenizer.vocab_size
         self.frozen = Frozen(tokenizer, self.tokenizer)
         self.inputs = ("video",)
@@ -64,8 +66,13 @@ class TokenIds(Target):
     @torch.no_grad()
     def forward(self, tokens: torch.Tensor | None = None, video: torch.Tensor | None = None, **aux) -> torch.Tensor:
         if self.frozen is not None:
+            tokenizer = self.frozen.module
             frames = rearrange(unnormalize(video).float(), "b c t h w -> (b t) c h w")
-            ids = self.frozen.module.encode(frames)  # (B·T, H', W')
+            p, f = self.patch[1], tokenizer.factor
+            if p != f:  # one id per patch: the tokenizer sees the frame at f/p of its size
+                size = (frames.shape[-2] // p * f, frames.shape[-1] // p * f)
+                frames = F.interpolate(frames, size=size, mode="bilinear", antialias=True, align_corners=False)
+            ids = tokenizer.encode(frames)  # (B·T, H', W')
             return rearrange(ids, "(b t) h w -> b (t h w)", b=video.shape[0])
         if tokens.dtype.is_floating_point or tokens.dtype == torch.bool or tokens.dim() < 2:
             raise InputError("tokens", f"expected integer ids (B, N) or (B, T', H', W'), got {tokens.dtype} "
