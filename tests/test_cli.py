@@ -196,3 +196,18 @@ def test_probe_video_verify_checks_against_a_sequential_decode(tmp_path, capsys,
     assert main(["probe-video", path, "--verify"]) == 1
     out = capsys.readouterr().out
     assert "differs: frame 0" in out and "addressing: decoded" in out
+
+
+def test_bench_tokens_json(capsys):
+    assert main(["bench", "tokens", "--shape", "tiny", "--steps", "1", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert set(report["clips_per_s"]) == {"vqvae_f16", "dalle_f8_64", "dalle_f8_32", "videomae_step"}
+    assert report["gmac_per_clip"]["dalle_f8_64"] == pytest.approx(4 * report["gmac_per_clip"]["dalle_f8_32"])
+
+
+def test_the_dalle_shaped_tokenizer_costs_what_the_published_one_does():
+    from maskvid.bench.tokens import gmac_per_clip
+    from maskvid.models.dalle import DALLEConfig, DALLETokenizer
+
+    # 16 frames at 112² (one id per 16² patch of a 224² clip): the ≈417 GMAC the published encoder costs there
+    assert gmac_per_clip(lambda: DALLETokenizer(DALLEConfig()), 16, 112) == pytest.approx(417, rel=0.01)

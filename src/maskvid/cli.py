@@ -351,13 +351,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_visualize)
 
     p = sub.add_parser("bench", help="speed ratios against a reference, measured in the same run")
-    p.add_argument("what", choices=["data", "masking", "targets", "model", "mar"])
+    p.add_argument("what", choices=["data", "masking", "targets", "tokens", "model", "mar"])
     p.add_argument("--clips", type=int, default=40, help="clips per loader")
     p.add_argument("--videos", type=int, default=8, help="source videos to generate")
     p.add_argument("--workdir", default=None, help="where the benchmark videos go (default: a temporary dir)")
     p.add_argument("--shape", choices=["tiny", "small", "base"], default=None,
-                   help="model/mar: ViT size at 16x224² (tiny: 8x64², CPU test size); default small (model), "
-                        "base (mar)")
+                   help="model/mar/tokens: ViT size at 16x224² (tiny: CPU test size); default small (model), "
+                        "base (mar, tokens)")
     p.add_argument("--batch", type=int, default=None, help="model/mar: clips per step (default 2 / 1)")
     p.add_argument("--steps", type=int, default=None, help="model/mar: timed steps per variant (default 5 / 2)")
     p.add_argument("--json", action="store_true")

@@ -5,12 +5,14 @@
 ``mar``: MAR's masked fine-tuning and inference vs full-token fine-tuning (:mod:`maskvid.bench.mar`).
 ``targets``: what each prediction target costs per clip on one core, MME's trajectories included
 (:mod:`maskvid.bench.targets`).
+``tokens``: online tokenization (the trainable VQ-VAE, a DALL-E-shaped dVAE) vs a VideoMAE-B training step
+(:mod:`maskvid.bench.tokens`).
 ``model``: a pretraining step of maskvid's MAE vs transformers' VideoMAEForPreTraining (:mod:`maskvid.bench.model`).
 """
 
 from __future__ import annotations
 
-BENCHMARKS = ("data", "masking", "targets", "model", "mar")
+BENCHMARKS = ("data", "masking", "targets", "tokens", "model", "mar")
 
 
 def run(what: str, args) -> dict:
@@ -26,6 +28,10 @@ def run(what: str, args) -> dict:
         from maskvid.bench.targets import bench_targets
 
         return bench_targets(clips=args.clips, videos=args.videos, workdir=args.workdir)
+    if what == "tokens":
+        from maskvid.bench.tokens import bench_tokens
+
+        return bench_tokens(shape=args.shape or "base", steps=args.steps or 2)
     if what == "model":
         from maskvid.bench.model import bench_model
 
@@ -46,6 +52,10 @@ def format_result(what: str, result: dict) -> str:
         from maskvid.bench.targets import format_targets
 
         return format_targets(result)
+    if what == "tokens":
+        from maskvid.bench.tokens import format_tokens
+
+        return format_tokens(result)
     if what == "model":
         from maskvid.bench.model import format_model
 
