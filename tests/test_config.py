@@ -187,7 +187,7 @@ def test_every_shipped_config_loads_and_its_method_builds(tmp_path, monkeypatch)
     root = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "configs"))
     pretrain = sorted(f for f in os.listdir(os.path.join(root, "pretrain")) if f.endswith(".yaml"))
     finetune = sorted(f for f in os.listdir(os.path.join(root, "finetune")) if f.endswith(".yaml"))
-    assert {"mme_vit_b.yaml", "mme_tiny.yaml", "mam2_tiny.yaml"} <= set(pretrain)
+    assert {"mme_vit_b.yaml", "mme_tiny.yaml", "mam2_tiny.yaml", "mam2_vit_b.yaml"} <= set(pretrain)
     monkeypatch.chdir(tmp_path)
     for name in pretrain:
         with open(os.path.join(root, "pretrain", name)) as f:
