@@ -198,13 +198,19 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_extract(args: argparse.Namespace) -> int:
     from maskvid.config import PretrainConfig, load_config
-    from maskvid.extract import extract_flows, shard_of
+    from maskvid.extract import TokenOptions, extract_flows, extract_tokens, shard_of
 
     config = load_config(args.config, args.set, PretrainConfig) if args.config else None
     shard = shard_of(args.shard)
-    report = extract_flows(args.kind, args.list, args.out, config, args.root, args.decode_size, shard,
-                           progress=progress_callback(f"extract {args.kind} (shard {shard[0]}/{shard[1]})"),
-                           device=args.device)
+    progress = progress_callback(f"extract {args.kind} (shard {shard[0]}/{shard[1]})")
+    if args.kind == "tokens":
+        options = TokenOptions(args.tokenizer, args.size, args.patch, tuple(float(s) for s in args.scales.split(",")),
+                               tuple(args.crops.split(",")), args.flip)
+        report = extract_tokens(args.list, args.out, options, config, args.root, args.decode_size, shard, progress,
+                                args.device)
+    else:
+        report = extract_flows(args.kind, args.list, args.out, config, args.root, args.decode_size, shard,
+                               progress=progress, device=args.device)
     if args.json:
         print(json.dumps(report))
     else:
@@ -320,10 +326,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser("extract", help="precompute the flow cache trajectory targets read (data.cache)")
-    p.add_argument("kind", choices=["trajectories", "flow"],
+    p = sub.add_parser("extract", help="precompute the flow cache of trajectory targets (data.cache) or the token "
+                       "cache (data.tokens_cache)")
+    p.add_argument("kind", choices=["trajectories", "flow", "tokens"],
                    help="trajectories: flow + camera homographies with the config's tracking options; flow: no "
-                        "camera removal")
+                        "camera removal; tokens: VQ ids of every frame in fixed views")
     p.add_argument("--list", required=True, help="annotation list of the videos (labels optional)")
     p.add_argument("--out", required=True, help="the cache directory (data.cache)")
     p.add_argument("--config", default=None, help="the pretraining config whose trajectory target it serves")
@@ -332,7 +339,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--decode-size", type=int, default=None, help="short side to decode at (default: the "
                    "config's data.decode_size, else native) — must match the run's")
     p.add_argument("--shard", default=None, metavar="I/N", help="this process's share (default: torchrun's rank)")
-    p.add_argument("--device", default="cpu", help="where RAFT flow runs (cuda for raft_small/raft_large)")
+    p.add_argument("--device", default="cpu", help="where RAFT flow or the tokenizer runs (cuda)")
+    p.add_argument("--tokenizer", default=None, help="tokens: a maskvid tokenizer .safetensors (default: the "
+                   "config's tokens head's)")
+    p.add_argument("--size", type=int, default=None, help="tokens: the clips' side (default: data.size)")
+    p.add_argument("--patch", type=int, default=None, help="tokens: patch side, one id each (default: the model's)")
+    p.add_argument("--scales", default="1.0", help="tokens: short side at these × size, e.g. 1.0,1.25 (VIMPAC)")
+    p.add_argument("--crops", default="center", help="tokens: crop positions, of center,top_left,bottom_right")
+    p.add_argument("--flip", action="store_true", help="tokens: every view flipped too")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_extract)
 

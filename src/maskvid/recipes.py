@@ -16,6 +16,7 @@ from maskvid.data import ClipTransform, VideoDataset, read_class_names
 from maskvid.data.annotations import read_label_map
 from maskvid.data.datasets import collate
 from maskvid.data.flow_cache import FlowCache
+from maskvid.data.token_cache import TokenCache
 from maskvid.engine.distributed import pick_device
 from maskvid.errors import ConfigError
 from maskvid.methods.base import MaskedPrediction, PredictionHead, head_names
@@ -35,7 +36,7 @@ from maskvid.targets import unnormalize
 
 # batch keys the data pipeline makes in its workers; a target that reads another key cannot be trained yet
 PRODUCED = ("video", "mask", "motion", "motion_valid", "label", "video2", "mask2", "trajectory", "trajectory_valid",
-            "flow", "dense_hog")
+            "flow", "dense_hog", "tokens")
 
 
 def build_masked_prediction(config: PretrainConfig) -> MaskedPrediction:
@@ -125,6 +126,7 @@ def build_dataset(config: PretrainConfig | FinetuneConfig, split: str = "train",
     spec = _worker_spec(method, TrajectorySpec) if "trajectory" in inputs else None
     if d.cache and spec is None:
         raise ConfigError("data.cache", "a flow cache is read only for a trajectory target; this method has none")
+    tokens = _token_cache(config, inputs) if split == "train" else None
     common = {"root": d.root, "num_frames": d.num_frames, "stride": d.stride, "decode_size": d.decode_size,
               "seed": config.seed, "patch": config.model.patch, "motion_source": d.motion_source,
               "flow_preset": d.flow_preset, "mask": build_mask(config, inference=split == "val"),
@@ -139,7 +141,23 @@ def build_dataset(config: PretrainConfig | FinetuneConfig, split: str = "train",
     transform = ClipTransform(size=d.size, crop=d.crop, flip=d.flip, randaugment=d.randaugment, erase=d.erase)
     return VideoDataset.from_list(path, classes=d.classes, require_labels=isinstance(config, FinetuneConfig),
                                   transform=transform, sampling=d.sampling, pair_distance=d.pair_max_distance,
-                                  num_repeats=d.num_repeats, **common)
+                                  num_repeats=d.num_repeats, tokens=tokens, **common)
+
+
+def _token_cache(config: PretrainConfig | FinetuneConfig, inputs: tuple[str, ...]) -> TokenCache | None:
+    """The token cache the training set reads (``data.tokens_cache``), checked against the run's clip geometry;
+    a method reading ``tokens`` without one is a ConfigError now, not a KeyError in the first batch."""
+    d = config.data
+    if not d.tokens_cache:
+        if "tokens" in inputs:
+            raise ConfigError("data.tokens_cache", "the method reads token ids from the batch: give a cache from "
+                              "maskvid extract tokens (or a tokenizer option on the tokens target)")
+        return None
+    if not os.path.isdir(d.tokens_cache):
+        raise ConfigError("data.tokens_cache", f"{d.tokens_cache}: no such directory")
+    cache = TokenCache(d.tokens_cache)
+    cache.check_run(d.size, config.model.patch, d.decode_size)
+    return cache
 
 
 def _method_inputs(method) -> tuple[str, ...]:

@@ -55,6 +55,8 @@ class DataConfig:
     """DIS preset for `motion_source: flow` (`ultrafast`, `fast`, `medium`)"""
     cache: str | None = None
     """a flow cache from `maskvid extract trajectories` for a trajectory target (null: flow computed online)"""
+    tokens_cache: str | None = None
+    """a token cache from `maskvid extract tokens`: batches carry `tokens`, each clip cropped as one cached view"""
     randaugment: tuple[int, int] | None = None
     """`[ops, magnitude]`, torchvision RandAugment, identical on every frame"""
     erase: float = 0.0

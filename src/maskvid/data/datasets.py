@@ -28,6 +28,7 @@ from maskvid.data.annotations import VideoRecord, read_annotation_list, read_cla
 from maskvid.data.decode import decode_clip, frame_count
 from maskvid.data.flow_cache import FlowCache
 from maskvid.data.raw_motion import RawMotion
+from maskvid.data.token_cache import TokenCache
 from maskvid.data.transforms import ClipTransform
 from maskvid.errors import ConfigError, DataError, VideoDecodeError
 from maskvid.masking import MaskStrategy
@@ -56,7 +57,9 @@ class VideoDataset(torch.utils.data.Dataset):
     trajectories: MME's dense trajectories to compute in the worker (a target's ``spec``), or None; cache: a
     :class:`~maskvid.data.flow_cache.FlowCache` their flows are read from (None: computed online); flow_fields:
     the per-pixel flows of the ``flow``/``hof``/``mbh`` targets (``flow``), or None; dense_hog: the per-frame
-    patch HOG of every raw frame (``dense_hog``), or None.
+    patch HOG of every raw frame (``dense_hog``), or None; tokens: a
+    :class:`~maskvid.data.token_cache.TokenCache` — each clip is cropped and flipped as one of its views, drawn at
+    random, and carries that view's ``tokens`` ``(T, g, g)`` — or None.
     """
 
     records: Sequence[VideoRecord]
@@ -81,6 +84,7 @@ class VideoDataset(torch.utils.data.Dataset):
     cache: FlowCache | None = None
     flow_fields: FlowFieldSpec | None = None
     dense_hog: DenseHOGSpec | None = None
+    tokens: TokenCache | None = None
 
     def __post_init__(self):
         if self.sampling not in SAMPLINGS:
@@ -178,6 +182,7 @@ class VideoDataset(torch.utils.data.Dataset):
                               self.decode_threads)
         n = self.num_frames
         parts = [self._part(decoded, k, n, source) for k in range(len(clips))]
+        origins = [(record.path, [start + i for i in clip]) for clip in clips]
         if raw:  # raw frame index → its decoded frame (past the end: the last frame)
             frames = dict(zip(raw, decoded.frames[len(flat):].numpy(), strict=True))
             parts = [(*part, ([start + i for i in clip], frames, record.path))
@@ -190,8 +195,8 @@ class VideoDataset(torch.utils.data.Dataset):
                 if self.mask is not None:
                     sample["mask"] = torch.stack([self.mask(self.grid, g) for _ in range(len(sample["video"]))])
             else:
-                for suffix, part in zip(("", "2"), parts, strict=False):
-                    self._add_clip(sample, suffix, *part, g=g)
+                for suffix, part, origin in zip(("", "2"), parts, origins, strict=False):
+                    self._add_clip(sample, suffix, *part, g=g, origin=origin)
             samples.append(sample)
         return samples
 
@@ -209,7 +214,7 @@ class VideoDataset(torch.utils.data.Dataset):
         if raw:
             part = (*part, (list(indices), dict(zip(raw, decoded.frames[len(indices):].numpy(), strict=True)),
                             record.path))
-        self._add_clip(sample, "", *part, g=g)
+        self._add_clip(sample, "", *part, g=g, origin=(record.path, list(indices)))
         return sample
 
     def _part(self, decoded, k: int, n: int, source: str | None):
@@ -223,8 +228,15 @@ class VideoDataset(torch.utils.data.Dataset):
             motion = valid = None
         return frames, motion, valid
 
-    def _add_clip(self, sample: dict, suffix: str, frames, motion, valid, raw=None, *, g: torch.Generator) -> None:
-        geometry = self.transform.geometry(*frames.shape[1:3], g)
+    def _add_clip(self, sample: dict, suffix: str, frames, motion, valid, raw=None, *, g: torch.Generator,
+                  origin: tuple[str, list[int]]) -> None:
+        """Transform one clip into ``sample`` (keys suffixed ``suffix``); ``origin``: its path and frame indices."""
+        if self.tokens is not None:  # the clip takes a cached view's crop and flip, and that view's ids
+            view = int(torch.randint(len(self.tokens.views), (), generator=g))
+            geometry = self.tokens.views[view].geometry(*frames.shape[1:3], self.transform.size)
+            sample["tokens" + suffix] = self.tokens.load(*origin, view)
+        else:
+            geometry = self.transform.geometry(*frames.shape[1:3], g)
         video, motion = self.transform(frames, g, motion, geometry=geometry)
         sample["video" + suffix] = video
         if raw is not None:  # (the clip's absolute indices, raw frames, path): trajectories, flows

@@ -19,16 +19,14 @@ Entries are written to a temporary directory and renamed into place, so a killed
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import shutil
-import tempfile
 from collections.abc import Callable, Sequence
 
 import cv2
 import numpy as np
 
+from maskvid.data.cache_entries import entry_dir, fill, write_entry
 from maskvid.data.decode import decode_clip, frame_count
 from maskvid.motion.trajectory_features import PairFlow, TrajectorySpec, pair_flow
 
@@ -44,8 +42,7 @@ class FlowCache:
         self.problems: list[tuple[str, str]] = []  # (video path, what was wrong with its entry), rebuilt since
 
     def entry(self, path: str) -> str:
-        key = hashlib.sha1(os.path.abspath(path).encode()).hexdigest()
-        return os.path.join(self.root, key[:2], key)
+        return entry_dir(self.root, path)
 
     def _meta(self, path: str) -> dict:
         stat = os.stat(path)
@@ -116,9 +113,9 @@ class FlowCache:
             gray = {i: g for i, g in gray.items() if i >= len(flows)}  # keep what later pairs still read
         meta = {**self._meta(path), "frames": total}
         height, width = gray_shape(flows, path, self.decode_size)
-        _write_entry(self.entry(path), meta, np.stack(flows) if flows else np.zeros((0, height, width, 2),
-                                                                                          np.float16),
-                     np.stack(matrices) if matrices else np.zeros((0, 3, 3)))
+        write_entry(self.entry(path), meta, {
+            "flows": np.stack(flows) if flows else np.zeros((0, height, width, 2), np.float16),
+            "homographies": np.stack(matrices) if matrices else np.zeros((0, 3, 3))})
         return self.entry(path)
 
 
@@ -129,47 +126,9 @@ def gray_shape(flows: list[np.ndarray], path: str, decode_size: int | None) -> t
     return decode_clip(path, [0], decode_size).frames.shape[1:3]
 
 
-def _write_entry(entry: str, meta: dict, flows: np.ndarray, matrices: np.ndarray) -> None:
-    parent = os.path.dirname(entry)
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=".tmp-", dir=parent)
-    try:
-        np.save(os.path.join(tmp, "flows.npy"), flows)
-        np.save(os.path.join(tmp, "homographies.npy"), matrices)
-        with open(os.path.join(tmp, "meta.json"), "w") as f:
-            json.dump(meta, f)
-        if os.path.isdir(entry):  # a stale entry: replace it (another worker may be doing the same)
-            shutil.rmtree(entry, ignore_errors=True)
-        os.replace(tmp, entry)
-    except OSError:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if not os.path.isdir(entry):
-            raise
-
-
 def extract(paths: Sequence[str], root: str, spec: TrajectorySpec, decode_size: int | None = None,
             shard: tuple[int, int] = (0, 1), progress: Callable[[int, int], None] | None = None,
             device: str = "cpu") -> dict:
-    """Build the entries of this shard's videos (``paths[i::n]`` for shard ``(i, n)``); videos whose entry is
-    already valid are skipped, so an interrupted extraction resumes where it stopped. Bad videos are reported,
-    never fatal. Returns counts and the bad videos."""
-    from maskvid.errors import VideoDecodeError
-
-    index, count = shard
-    mine = list(paths)[index::count]
-    cache = FlowCache(root, spec, decode_size, device)  # RAFT flows on `device` (a GPU for raft_large)
-    report = {"videos": len(mine), "built": 0, "already_valid": 0, "rebuilt_stale": 0, "bad": []}
-    for done, path in enumerate(mine, 1):
-        problem = cache.check(path)
-        try:
-            if problem is None:
-                report["already_valid"] += 1
-            else:
-                cache.build(path)
-                report["built"] += 1
-                report["rebuilt_stale"] += problem != "no entry"
-        except (VideoDecodeError, OSError) as e:
-            report["bad"].append((path, getattr(e, "reason", str(e))))
-        if progress is not None:
-            progress(done, len(mine))
-    return report
+    """Build the entries of this shard's videos (:func:`~maskvid.data.cache_entries.fill`): RAFT flows run on
+    ``device`` (a GPU for raft_large)."""
+    return fill(FlowCache(root, spec, decode_size, device), paths, shard, progress)

@@ -1,0 +1,70 @@
+"""What the on-disk caches of ``maskvid extract`` share: one directory per video named by a hash of its path,
+written atomically, and a sharded, resumable fill that reports bad videos instead of stopping.
+
+A cache is any object with ``check(path) -> str | None`` (why the video's entry cannot be used; None: it can) and
+``build(path)`` (compute and write it): :class:`~maskvid.data.flow_cache.FlowCache`,
+:class:`~maskvid.data.token_cache.TokenCache`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+
+def entry_dir(root: str, path: str) -> str:
+    """``root/ab/abcdef…``: the entry of the video at ``path`` (sha1 of its absolute path)."""
+    key = hashlib.sha1(os.path.abspath(path).encode()).hexdigest()
+    return os.path.join(root, key[:2], key)
+
+
+def write_entry(entry: str, meta: dict, arrays: dict[str, np.ndarray]) -> None:
+    """Write ``meta.json`` and one ``NAME.npy`` per array into a temporary directory, then rename it into place,
+    so a killed writer leaves no half entry; a stale entry there is replaced."""
+    parent = os.path.dirname(entry)
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=".tmp-", dir=parent)
+    try:
+        for name, array in arrays.items():
+            np.save(os.path.join(tmp, f"{name}.npy"), array)
+        with open(os.path.join(tmp, "meta.json"), "w") as f:
+            json.dump(meta, f)
+        if os.path.isdir(entry):  # a stale entry: replace it (another worker may be doing the same)
+            shutil.rmtree(entry, ignore_errors=True)
+        os.replace(tmp, entry)
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not os.path.isdir(entry):
+            raise
+
+
+def fill(cache, paths: Sequence[str], shard: tuple[int, int] = (0, 1),
+         progress: Callable[[int, int], None] | None = None) -> dict:
+    """Build the entries of this shard's videos (``paths[i::n]`` for shard ``(i, n)``); videos whose entry is
+    already valid are skipped, so an interrupted extraction resumes where it stopped. Bad videos are reported,
+    never fatal. Returns counts and the bad videos."""
+    from maskvid.errors import VideoDecodeError
+
+    index, count = shard
+    mine = list(paths)[index::count]
+    report = {"videos": len(mine), "built": 0, "already_valid": 0, "rebuilt_stale": 0, "bad": []}
+    for done, path in enumerate(mine, 1):
+        problem = cache.check(path)
+        try:
+            if problem is None:
+                report["already_valid"] += 1
+            else:
+                cache.build(path)
+                report["built"] += 1
+                report["rebuilt_stale"] += problem != "no entry"
+        except (VideoDecodeError, OSError) as e:
+            report["bad"].append((path, getattr(e, "reason", str(e))))
+        if progress is not None:
+            progress(done, len(mine))
+    return report
