@@ -77,19 +77,22 @@ def test_the_decoders_receive_exactly_the_masked_tokens():
 
 
 @pytest.mark.parametrize("switch", ["default", "coupled", "no_regressor", "no_alignment", "no_appearance",
-                                    "no_motion", "narrow"])
+                                    "no_motion", "narrow", "clip_order"])
 def test_every_table2_switch_builds_and_trains(switch, synth_motion, tmp_path):
     tokenizer = save_tokenizer(VQVAE(VQVAEConfig(factor=8, codebook_size=32, code_dim=8, width=16)),
                                str(tmp_path / "tokenizer.safetensors"))
     appearance = f"{{target: tokens, options: {{tokenizer: {tokenizer}}}, decoder_depth: 2, name: appearance}}"
     motion = "{target: rgb_diff, decoder_depth: 1, name: motion}"
-    heads = {"no_appearance": f"[{motion}]", "no_motion": f"[{appearance}]"}.get(switch, f"[{appearance}, {motion}]")
+    order = "{target: clip_order, decoder_depth: 1, name: motion}"  # Tab. 1f's clip-order motion target
+    heads = {"no_appearance": f"[{motion}]", "no_motion": f"[{appearance}]",
+             "clip_order": f"[{appearance}, {order}]"}.get(switch, f"[{appearance}, {motion}]")
     mam2 = {"coupled": {"mam2.coupled": "true"}, "no_regressor": {"mam2.regressor": "false"},
             "no_alignment": {"mam2.alignment": "false"}, "narrow": {"mam2.width": 64, "mam2.heads": 4}}.get(switch, {})
     overrides = {"output_dir": str(tmp_path / "run"), "method": "mam2", "data.train_list":
                  os.path.join(synth_motion, "train.csv"), "data.num_frames": 4, "data.size": 32,
                  "model.patch": "[1, 8, 8]", "model.attention": "divided", "model.pos_embed": "separable",
-                 "model.stem": "frame", "mask.ratio": 0.75, "heads": heads, "train.batch_size": 2,
+                 "model.stem": "frame", "mask.strategy": "tube", "mask.ratio": 0.75, "heads": heads,
+                 "train.batch_size": 2,
                  "train.num_workers": 0, "train.max_steps": 2, "train.log_every": 1, "train.progress": False,
                  "train.checkpoint_every": 2, **mam2}
     config = load_config(PRETRAIN, [f"{k}={v}" for k, v in overrides.items()] + ["target=null"])
@@ -99,6 +102,48 @@ def test_every_table2_switch_builds_and_trains(switch, synth_motion, tmp_path):
     for name, absent in expected.items():
         assert (f"m_loss_{name}" in logged) == (switch != absent)
     assert ("m_loss_alignment" in logged) == (switch not in ("no_regressor", "no_alignment"))
+    assert ("m_acc_motion" in logged) == (switch == "clip_order")
+
+
+def tube_batch(seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    tube = torch.zeros(2, 16, dtype=torch.bool)
+    tube[:, torch.randperm(16, generator=g)[:12]] = True
+    return torch.randn(2, 3, 4, 32, 32, generator=g), tube.repeat(1, 4), torch.randint(2, (2, 16), generator=g)
+
+
+@pytest.mark.parametrize("regressor", [True, False])
+def test_clip_order_shuffles_each_masked_tube_by_its_label(regressor):
+    from maskvid.models.decoders import ClipOrderDecoder
+
+    tubes = torch.arange(2 * 4 * 1.0).reshape(2, 4, 1)
+    shuffled = ClipOrderDecoder.shuffled(tubes, torch.tensor([0, 1]))
+    assert shuffled[0, :, 0].tolist() == [0, 1, 2, 3] and shuffled[1, :, 0].tolist() == [6, 7, 4, 5]
+    torch.manual_seed(0)
+    heads = [MAM2Head("appearance", targets.build("pixels", patch=(1, 8, 8)), depth=1),
+             MAM2Head("order", targets.build("clip_order"), depth=1)]
+    method = MAM2(ENCODER, heads, Mam2Config(regressor=regressor))
+    video, mask, order = tube_batch()
+    out = method(video, mask, clip_order=order)
+    assert out.preds["order"].shape == (2 * 12, 2)  # one prediction per masked tube
+    assert 0 <= float(out.metrics["acc_order"]) <= 1
+    out.loss.backward()
+    assert all(p.grad is not None for p in method.order_decoders.parameters())
+    flipped = method(video, mask, clip_order=1 - order).preds["order"]
+    assert not torch.allclose(flipped, out.preds["order"])  # the decoder reads the shuffled tubes
+
+
+def test_clip_order_configs_that_cannot_work_are_refused():
+    heads = [MAM2Head("order", targets.build("clip_order"), depth=1)]
+    with pytest.raises(ConfigError, match="mam2.coupled"):
+        MAM2(ENCODER, heads, Mam2Config(coupled=True))
+    with pytest.raises(ConfigError, match="temporal"):
+        MAM2(ViTConfig.preset("tiny", patch=(4, 8, 8), num_frames=4, size=32), heads)
+    base = ["method=mam2", "target=null", "heads=[{target: clip_order}]", "model.patch=[1, 16, 16]", "model.stem=frame"]
+    with pytest.raises(ConfigError, match="mask.strategy"):
+        build_method(load_config(PRETRAIN, base + ["mask.strategy=random"]))
+    with pytest.raises(ConfigError, match="method: mam2"):
+        build_method(load_config(PRETRAIN, ["target=null", "heads=[{target: clip_order}]"]))
 
 
 def test_bad_mam2_configs_are_refused():

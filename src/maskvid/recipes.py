@@ -36,7 +36,7 @@ from maskvid.targets import unnormalize
 
 # batch keys the data pipeline makes in its workers; a target that reads another key cannot be trained yet
 PRODUCED = ("video", "mask", "motion", "motion_valid", "label", "video2", "mask2", "trajectory", "trajectory_valid",
-            "flow", "dense_hog", "tokens")
+            "flow", "dense_hog", "tokens", "clip_order")
 
 
 def build_masked_prediction(config: PretrainConfig) -> MaskedPrediction:
@@ -67,6 +67,9 @@ def build_mam2(config: PretrainConfig) -> MAM2:
                                **spec.options)
         heads.append(MAM2Head(spec.name or generated, target, spec.loss, spec.weight,
                               spec.decoder_depth or m.decoder_depth))
+    if any(spec.target == "clip_order" for spec in specs) and config.mask.strategy != "tube":
+        raise ConfigError("mask.strategy", f"clip order shuffles whole masked tubes: it needs tube masking, not "
+                          f"{config.mask.strategy}")
     return MAM2(encoder, heads, o)
 
 
@@ -93,6 +96,9 @@ def build_heads(config: PretrainConfig) -> list[PredictionHead]:
                               f"{decoder.heads} heads")
         geometry = target_geometry(spec.target, encoder, config.data.stride)
         target = targets.build(spec.target, **geometry, **spec.options)
+        if getattr(target, "per_tube", False):
+            raise ConfigError("heads", f"{spec.target} predicts one label per masked tube, with MAM²'s clip-order "
+                              "decoder: use method: mam2")
         heads.append(PredictionHead(name, encoder, decoder, target, loss=spec.loss, weight=spec.weight))
     return heads
 
@@ -130,7 +136,7 @@ def build_dataset(config: PretrainConfig | FinetuneConfig, split: str = "train",
     common = {"root": d.root, "num_frames": d.num_frames, "stride": d.stride, "decode_size": d.decode_size,
               "seed": config.seed, "patch": config.model.patch, "motion_source": d.motion_source,
               "flow_preset": d.flow_preset, "mask": build_mask(config, inference=split == "val"),
-              "motion_vectors": bool({"motion", "motion_valid"} & set(inputs)),
+              "motion_vectors": bool({"motion", "motion_valid"} & set(inputs)), "clip_order": "clip_order" in inputs,
               "trajectories": spec, "cache": FlowCache(d.cache, spec, d.decode_size) if d.cache else None,
               "flow_fields": _worker_spec(method, FlowFieldSpec) if "flow" in inputs else None,
               "dense_hog": _worker_spec(method, DenseHOGSpec) if "dense_hog" in inputs else None}

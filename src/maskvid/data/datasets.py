@@ -59,7 +59,8 @@ class VideoDataset(torch.utils.data.Dataset):
     the per-pixel flows of the ``flow``/``hof``/``mbh`` targets (``flow``), or None; dense_hog: the per-frame
     patch HOG of every raw frame (``dense_hog``), or None; tokens: a
     :class:`~maskvid.data.token_cache.TokenCache` — each clip is cropped and flipped as one of its views, drawn at
-    random, and carries that view's ``tokens`` ``(T, g, g)`` — or None.
+    random, and carries that view's ``tokens`` ``(T, g, g)`` — or None; clip_order: each clip carries
+    ``clip_order`` ``(H'·W',)``, a random order (0 or 1) per spatial position for MAM²'s clip-order target.
     """
 
     records: Sequence[VideoRecord]
@@ -85,6 +86,7 @@ class VideoDataset(torch.utils.data.Dataset):
     flow_fields: FlowFieldSpec | None = None
     dense_hog: DenseHOGSpec | None = None
     tokens: TokenCache | None = None
+    clip_order: bool = False
 
     def __post_init__(self):
         if self.sampling not in SAMPLINGS:
@@ -247,6 +249,8 @@ class VideoDataset(torch.utils.data.Dataset):
         if self.mask is not None:
             guide = slice_magnitude(motion, valid, self.patch[0]) if self.mask.needs_motion else None
             sample["mask" + suffix] = self.mask(self.grid, g, guide)
+        if self.clip_order:
+            sample["clip_order" + suffix] = torch.randint(2, (self.grid[1] * self.grid[2],), generator=g)
 
     def _views(self, parts, g: torch.Generator) -> torch.Tensor:
         """(clips × crops, C, T, S, S): each temporal view at each spatial crop position."""

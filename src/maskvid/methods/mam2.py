@@ -31,7 +31,7 @@ from maskvid.methods.base import MaskedOutput, checked_inputs, masked_target_los
 from maskvid.methods.losses import DEFAULT_LOSS, HEAD_LOSSES
 from maskvid.models import DecoderConfig, PositionEmbedding, VideoViT, ViTConfig
 from maskvid.models.blocks import TokenLayout
-from maskvid.models.decoders import MaskedDecoder
+from maskvid.models.decoders import ClipOrderDecoder, MaskedDecoder
 from maskvid.models.frozen import frozen_parts
 from maskvid.models.regressor import LatentRegressor
 from maskvid.models.tokens import fill_masked, gather_tokens, order_ids
@@ -62,14 +62,30 @@ class MAM2(nn.Module):
         self.mask_query = nn.Parameter(torch.zeros(1, 1, width))
         nn.init.trunc_normal_(self.mask_query, std=0.02)
         self.regressor = LatentRegressor(width, o.regressor_depth, n_heads, eps=encoder.eps) if o.regressor else None
-        self.tasks = heads
-        self.losses = [HEAD_LOSSES.get_entry(h.loss or DEFAULT_LOSS[h.target.kind]) for h in heads]
-        self.targets = nn.ModuleList(h.target for h in heads)
-        groups = [heads] if o.coupled else [[h] for h in heads]  # MAM²-c: one decoder, a head per target
-        self.decoders = nn.ModuleList(
-            MaskedDecoder(DecoderConfig(width=width, depth=max(h.depth for h in g), heads=n_heads, eps=encoder.eps),
-                          tuple(h.target.dim for h in g), encoder.attention)
-            for g in groups)
+        self.token_tasks = per_token = [h for h in heads if not getattr(h.target, "per_tube", False)]
+        self.order_tasks = [h for h in heads if getattr(h.target, "per_tube", False)]
+        self._check_clip_order(encoder)
+        self.tasks = per_token + self.order_tasks
+        self.losses = [HEAD_LOSSES.get_entry(h.loss or DEFAULT_LOSS[h.target.kind]) for h in per_token]
+        self.targets = nn.ModuleList(h.target for h in self.tasks)
+        groups = [per_token] if o.coupled and per_token else [[h] for h in per_token]  # MAM²-c: one decoder
+        def config(depth: int) -> DecoderConfig:
+            return DecoderConfig(width=width, depth=depth, heads=n_heads, eps=encoder.eps)
+
+        self.decoders = nn.ModuleList(MaskedDecoder(config(max(h.depth for h in g)), tuple(h.target.dim for h in g),
+                                                    encoder.attention) for g in groups)
+        self.order_decoders = nn.ModuleList(ClipOrderDecoder(config(h.depth), encoder.grid[0])
+                                            for h in self.order_tasks)
+
+    def _check_clip_order(self, encoder: ViTConfig) -> None:
+        if not self.order_tasks:
+            return
+        if self.options.coupled:
+            raise ConfigError("mam2.coupled", "clip order has its own decoder (a [CLS] over each masked tube); it "
+                              "cannot share the coupled one")
+        if encoder.grid[0] < 2:
+            raise ConfigError("heads", f"clip order splits each tube into 2 clips: it needs >= 2 temporal slices, "
+                              f"the grid is {encoder.grid}")
 
     @property
     def input_key(self) -> str:
@@ -126,13 +142,36 @@ class MAM2(nn.Module):
         if gather:
             outputs = [gather_tokens(out, masked_ids) for out in outputs]
         total, metrics, preds = 0.0, {}, {}
-        for task, loss_fn, pred in zip(self.tasks, self.losses, outputs, strict=True):
+        for task, loss_fn, pred in zip(self.token_tasks, self.losses, outputs, strict=True):
             term = masked_target_loss(task.target, loss_fn, pred, inputs, masked_ids, pred_valid)
             total = total + task.weight * term
             metrics[f"loss_{task.name}"] = term.detach()
             preds[task.name] = pred
+        for task, decoder in zip(self.order_tasks, self.order_decoders, strict=True):
+            logits, order = self._clip_order(decoder, task, decoder_in, gather, mask, inputs)
+            term = F.cross_entropy(logits.float(), order) if len(order) else logits.sum() * 0.0
+            total = total + task.weight * term
+            metrics[f"loss_{task.name}"] = term.detach()
+            metrics[f"acc_{task.name}"] = (logits.argmax(-1) == order).float().mean().detach() if len(order) \
+                else term.detach()
+            preds[task.name] = logits
         if "loss_alignment" in extra:
             total = total + self.options.alpha * extra["loss_alignment"]
             metrics["loss_alignment"] = extra["loss_alignment"].detach()
         metrics["loss"] = total.detach()
-        return MaskedOutput(total, outputs[0], pred_valid, metrics, preds)
+        return MaskedOutput(total, outputs[0] if outputs else logits, pred_valid, metrics, preds)
+
+    def _clip_order(self, decoder: ClipOrderDecoder, task: MAM2Head, decoder_in: torch.Tensor, full: bool,
+                    mask: torch.Tensor, inputs: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """The decoder's logits ``(K, 2)`` over the K masked tubes of the batch (positions masked in every temporal
+        slice) and their orders ``(K,)``; ``full``: ``decoder_in`` holds all N tokens, else the masked ones."""
+        b, n = mask.shape
+        t = self.encoder.config.grid[0]
+        if not full:  # the regressed latents of the masked tokens, back in place among N
+            masked_ids, pred_valid = order_ids(mask)
+            blank = torch.zeros(1, 1, decoder_in.shape[-1], dtype=decoder_in.dtype, device=decoder_in.device)
+            decoder_in = fill_masked(decoder_in, masked_ids, pred_valid, blank, n)
+        tube = mask.view(b, t, -1).all(1)  # (B, S)
+        tubes = decoder_in.view(b, t, -1, decoder_in.shape[-1]).transpose(1, 2)[tube]  # (K, T', W)
+        order = task.target(**{k: inputs[k] for k in task.target.inputs})[tube]  # (K,)
+        return decoder(tubes, order), order

@@ -68,3 +68,40 @@ class MaskedDecoder(nn.Module):
             x = blk(x, layout)
         x = self.norm(x)
         return [head(x) for head in self.heads]
+
+
+class ClipOrderDecoder(nn.Module):
+    """MAM²'s clip-order decoder (§2.2): each masked tube's latents ``(K, T', width)`` are split in time into two
+    clips, swapped where its ``order`` is 1, and read with a [CLS] by joint blocks; the [CLS] output is projected
+    onto the 2 orders. The blocks know each slot of the shuffled sequence by a learned slot embedding (without one,
+    attention is blind to order and no order can be told); the latents also still carry the position the regressor
+    gave them — the leak the paper blames for the task's collapse (Tab. 1f)."""
+
+    def __init__(self, config: DecoderConfig, length: int, orders: int = 2):
+        super().__init__()
+        c = config
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, c.width))
+        self.slot_embed = nn.Parameter(torch.zeros(1, 1 + length, c.width))  # [CLS] + T' slots
+        nn.init.trunc_normal_(self.cls_token, std=0.02)
+        nn.init.trunc_normal_(self.slot_embed, std=0.02)
+        self.blocks = nn.ModuleList(
+            Block(c.width, c.heads, mlp_ratio=c.mlp_ratio, qv_bias=c.qv_bias, eps=c.eps) for _ in range(c.depth)
+        )
+        self.norm = nn.LayerNorm(c.width, eps=c.head_eps)
+        self.head = nn.Linear(c.width, orders)
+        self.apply(init_weights)
+
+    @staticmethod
+    def shuffled(tubes: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
+        """``(K, T', d)`` tubes with their two temporal halves swapped where ``order`` ``(K,)`` is 1."""
+        half = tubes.shape[1] // 2
+        swapped = torch.cat([tubes[:, half:], tubes[:, :half]], 1)
+        return torch.where(order.bool()[:, None, None], swapped, tubes)
+
+    def forward(self, tubes: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
+        """``(K, T', width)`` tubes, ``(K,)`` orders → ``(K, 2)`` logits over the orders."""
+        x = torch.cat([self.cls_token.expand(len(tubes), -1, -1), self.shuffled(tubes, order)], 1) + self.slot_embed
+        layout = TokenLayout((x.shape[1], 1, 1))
+        for blk in self.blocks:
+            x = blk(x, layout)
+        return self.head(self.norm(x[:, 0]))

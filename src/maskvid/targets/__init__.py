@@ -12,6 +12,7 @@ from __future__ import annotations
 from maskvid.constants import IMAGENET_MEAN, IMAGENET_STD
 from maskvid.registry import Registry
 from maskvid.targets.base import KINDS, Target, TargetValues
+from maskvid.targets.clip_order import ClipOrder
 from maskvid.targets.flow import HOF, MBH, Flow
 from maskvid.targets.hog import HOG, DenseHOG
 from maskvid.targets.motion import RGBDiff
@@ -23,7 +24,7 @@ from maskvid.targets.trajectory import Trajectory
 TARGETS = Registry("target", "target.name", {"pixels": Pixels, "norm_pixels": NormPixels, "hog": HOG,
                                              "rgb_diff": RGBDiff, "tokens": TokenIds,
                                              "trajectory": Trajectory, "flow": Flow, "hof": HOF, "mbh": MBH,
-                                             "dense_hog": DenseHOG})
+                                             "dense_hog": DenseHOG, "clip_order": ClipOrder})
 
 
 def available() -> list[str]:
@@ -35,6 +36,6 @@ def build(name: str, **options) -> Target:
     return TARGETS.build(name, **options)
 
 
-__all__ = ["HOF", "HOG", "IMAGENET_MEAN", "IMAGENET_STD", "KINDS", "MBH", "TARGETS", "DenseHOG", "Flow",
+__all__ = ["HOF", "HOG", "ClipOrder", "IMAGENET_MEAN", "IMAGENET_STD", "KINDS", "MBH", "TARGETS", "DenseHOG", "Flow",
            "NormPixels", "Pixels", "RGBDiff", "Target", "TargetValues", "TokenIds", "Trajectory", "available",
            "build", "patchify", "unnormalize"]
