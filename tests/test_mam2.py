@@ -160,3 +160,36 @@ def test_bad_mam2_configs_are_refused():
         build_method(load_config(PRETRAIN, ["method=mam2", "mask=null"]))
     with pytest.raises(ConfigError, match="mam2.width"):
         build_method(load_config(PRETRAIN, ["method=mam2", "mam2.width=100", "mam2.heads=3"]))
+
+
+def test_an_online_raft_flow_target_runs_on_the_clip_between_consecutive_frames(tmp_path):
+    from torchvision.models.optical_flow import raft_small
+
+    from maskvid.motion.raft import RaftFlow
+    from maskvid.targets.patchify import patchify
+
+    torch.manual_seed(0)
+    weights = tmp_path / "raft_small.pth"
+    torch.save(raft_small(weights=None).state_dict(), weights)  # random weights in torchvision's layout
+    target = targets.build("flow", patch=(1, 16, 16), stride=4, flow="raft_small", raft_weights=str(weights),
+                           online=True)
+    assert target.inputs == ("video",) and target.dim == 16 * 16 * 2
+    frames = torch.randint(0, 256, (3, 32, 48, 3), dtype=torch.uint8)  # (T, H, W, C)
+    mean, std = torch.tensor(targets.IMAGENET_MEAN), torch.tensor(targets.IMAGENET_STD)
+    video = ((frames.float() / 255 - mean) / std).permute(3, 0, 1, 2)[None]  # (1, C, T, H, W) normalized
+    values = target(video=video)
+    assert values.shape == (1, 3 * 2 * 3, 512)
+    by_pair = RaftFlow("raft_small", str(weights))  # the per-pair path the data workers use, on uint8 frames
+    expected = torch.stack([torch.from_numpy(by_pair(frames[t].numpy(), frames[t + 1].numpy())).permute(2, 0, 1)
+                            for t in range(2)] + [torch.zeros(2, 32, 48)])  # (T, 2, H, W), the last frame 0
+    expected = patchify(expected.permute(1, 0, 2, 3)[None], (1, 16, 16)).flatten(2)  # (1, N, p·p·2), (t p q c)
+    torch.testing.assert_close(values, expected, atol=1e-4, rtol=1e-4)
+    valid = target.validity(video=video)
+    assert valid[0, :12].all() and not valid[0, 12:].any()  # the last frame has no successor
+    method = MAM2(ENCODER, [MAM2Head("motion", targets.build(
+        "flow", patch=(1, 8, 8), flow="raft_small", raft_weights=str(weights), online=True), depth=1)])
+    video, mask = batch()
+    assert torch.isfinite(method(video, mask).loss)
+    assert not any("raft" in k or "target" in k for k in method.state_dict())  # frozen: never checkpointed
+    with pytest.raises(ConfigError, match="target.online"):
+        targets.build("flow", patch=(1, 16, 16), online=True)  # DIS runs in the workers, not on the device

@@ -63,6 +63,23 @@ def load_raft(name: str, weights: str | None, device: str | torch.device = "cpu"
     return model.eval().to(device)
 
 
+def pad_for_raft(images: torch.Tensor) -> torch.Tensor:
+    """``(K, 3, H, W)`` → padded on the right and bottom (replicating the border) to a multiple of 8, RAFT's
+    feature stride, and to at least 128, the least its correlation pyramid takes."""
+    height, width = images.shape[-2:]
+    pad_w, pad_h = max(MIN_SIDE, width + -width % 8) - width, max(MIN_SIDE, height + -height % 8) - height
+    return F.pad(images, (0, pad_w, 0, pad_h), mode="replicate")
+
+
+@torch.no_grad()
+def raft_pairs(model: torch.nn.Module, before: torch.Tensor, after: torch.Tensor, updates: int = 12) -> torch.Tensor:
+    """Batched RAFT on the model's device: ``(K, 3, H, W)`` frames in [0, 1] → ``(K, 2, H, W)`` forward flows
+    (x, y in pixels)."""
+    height, width = before.shape[-2:]
+    flow = model(pad_for_raft(before * 2.0 - 1.0), pad_for_raft(after * 2.0 - 1.0), num_flow_updates=updates)[-1]
+    return flow[..., :height, :width].float()
+
+
 class RaftFlow:
     """Forward flow between two uint8 frames (grayscale ``(H, W)`` or RGB ``(H, W, 3)``) → ``(H, W, 2)`` float32;
     frames are padded (replicating the border) to a multiple of 8, RAFT's feature stride, and to at least 128, the
@@ -75,10 +92,7 @@ class RaftFlow:
     def _prepare(self, frame: np.ndarray) -> torch.Tensor:
         image = torch.from_numpy(np.ascontiguousarray(frame)).to(self.device).float()
         image = image[..., None].expand(*image.shape, 3) if image.dim() == 2 else image
-        image = image.permute(2, 0, 1)[None] / 127.5 - 1.0  # RAFT's [-1, 1]
-        height, width = image.shape[-2:]
-        pad_w, pad_h = max(MIN_SIDE, width + -width % 8) - width, max(MIN_SIDE, height + -height % 8) - height
-        return F.pad(image, (0, pad_w, 0, pad_h), mode="replicate")
+        return pad_for_raft(image.permute(2, 0, 1)[None] / 127.5 - 1.0)  # RAFT's [-1, 1]
 
     @torch.no_grad()
     def __call__(self, before: np.ndarray, after: np.ndarray) -> np.ndarray:
