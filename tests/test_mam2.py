@@ -193,3 +193,30 @@ def test_an_online_raft_flow_target_runs_on_the_clip_between_consecutive_frames(
     assert not any("raft" in k or "target" in k for k in method.state_dict())  # frozen: never checkpointed
     with pytest.raises(ConfigError, match="target.online"):
         targets.build("flow", patch=(1, 16, 16), online=True)  # DIS runs in the workers, not on the device
+
+
+def test_visualize_mam2_draws_predicted_tokens_and_motion_of_a_run(synth_motion, tmp_path, capsys):
+    import json
+
+    from maskvid.cli import main
+
+    tokenizer = save_tokenizer(VQVAE(VQVAEConfig(factor=8, codebook_size=32, code_dim=8, width=16)),
+                               str(tmp_path / "tokenizer.safetensors"))
+    heads = (f"[{{target: tokens, options: {{tokenizer: {tokenizer}}}, decoder_depth: 1, name: appearance}}, "
+             "{target: rgb_diff, decoder_depth: 1, name: motion}]")
+    overrides = {"output_dir": str(tmp_path / "run"), "method": "mam2", "data.train_list":
+                 os.path.join(synth_motion, "train.csv"), "data.num_frames": 4, "data.size": 32,
+                 "model.patch": "[1, 8, 8]", "model.attention": "divided", "model.pos_embed": "separable",
+                 "model.stem": "frame", "mask.strategy": "tube", "mask.ratio": 0.75, "heads": heads,
+                 "train.batch_size": 2, "train.num_workers": 0, "train.max_steps": 2, "train.progress": False,
+                 "train.checkpoint_every": 2}
+    pretrain(load_config(PRETRAIN, [f"{k}={v}" for k, v in overrides.items()] + ["target=null"]))
+    video = os.path.join(synth_motion, "videos", "val_00000.mp4")
+    out = tmp_path / "mam2.png"
+    assert main(["visualize", "mam2", video, "--checkpoint", str(tmp_path / "run"), "--out", str(out),
+                 "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert out.stat().st_size > 0 and report["picture"] == str(out)
+    assert 0 <= report["appearance token accuracy"] <= 1
+    assert report["motion MSE"] > 0 and report["motion MSE predicting no motion"] > 0
+    assert main(["visualize", "mam2", video]) == 2  # a MAM² picture needs a trained run

@@ -221,8 +221,18 @@ def cmd_extract(args: argparse.Namespace) -> int:
 
 def cmd_visualize(args: argparse.Namespace) -> int:
     from maskvid.trajectory_report import predicted_trajectories, trajectory_clip
-    from maskvid.viz import draw_trajectories
+    from maskvid.viz import draw_panels, draw_trajectories
 
+    if args.what == "mam2":
+        from maskvid.mam2_report import mam2_clip
+
+        if not args.checkpoint:
+            raise ConfigError("--checkpoint", "visualize mam2 shows a trained MAM²'s predictions: give its run")
+        mam2 = mam2_clip(args.video, args.checkpoint, args.start)
+        picture = draw_panels(mam2.panels, args.out, f"{os.path.basename(args.video)}: MAM² on the masked "
+                              "patches") if args.out else None
+        print(json.dumps({**mam2.metrics, "picture": picture}) if args.json else mam2.describe(picture))
+        return 0
     if args.checkpoint:
         report = predicted_trajectories(args.video, args.checkpoint, args.start, args.tubelet)
         title = f"{os.path.basename(args.video)}: masked patches, true vs predicted (slice {args.tubelet})"
@@ -351,8 +361,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_extract)
 
     p = sub.add_parser("visualize", help="draw MME trajectories of a clip (camera removal on/off, or true vs "
-                       "predicted from a checkpoint)")
-    p.add_argument("what", choices=["trajectories"])
+                       "predicted from a checkpoint), or a MAM² run's predicted tokens and RGB difference")
+    p.add_argument("what", choices=["trajectories", "mam2"])
     p.add_argument("video")
     p.add_argument("--out", default=None, help="PNG (side by side) or GIF (step by step)")
     p.add_argument("--checkpoint", default=None, help="an MME run directory or checkpoint: true vs predicted")

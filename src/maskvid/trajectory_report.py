@@ -8,7 +8,6 @@ between sampled ones → centre crop → trajectories), so what is drawn is what
 from __future__ import annotations
 
 import dataclasses
-import os
 from dataclasses import dataclass
 
 import torch
@@ -107,18 +106,10 @@ def predicted_trajectories(video: str, run: str, start: int | None = None, tubel
     """True vs predicted trajectories of the masked patches of one clip, from a pretraining run (or checkpoint) whose
     method has a ``trajectory`` head. Predictions of a patch-normalized target are mapped back to pixels with the
     true trajectories' per-patch mean and std (as MAE shows normalized-pixel reconstructions)."""
-    from maskvid.config import load_config
-    from maskvid.engine.checkpoint import latest_checkpoint, restore_model
-    from maskvid.recipes import build_mask, build_method
+    from maskvid.recipes import build_mask
+    from maskvid.run_loading import load_run
 
-    run_dir = run if os.path.isdir(os.path.join(run, "checkpoints")) else os.path.dirname(os.path.dirname(run))
-    checkpoint = latest_checkpoint(run) if run_dir == run else run
-    if checkpoint is None:
-        raise ConfigError("--checkpoint", f"{run}: no checkpoint in this run directory")
-    config = load_config(os.path.join(run_dir, "config.yaml"))
-    method = build_method(config)
-    restore_model(method, os.path.join(checkpoint, "model.safetensors"))
-    method.eval()
+    config, method = load_run(run)
     head = next((h for h in method.heads if h.target.name == "trajectory"), None)
     if head is None:
         raise ConfigError("--checkpoint", f"{run}: the method has no trajectory head")

@@ -175,6 +175,26 @@ def _trajectory_gif(frames: torch.Tensor, paths: dict, keep: dict, path) -> str:
     return path
 
 
+def draw_panels(panels: dict[str, torch.Tensor], path: str | os.PathLike, title: str = "", columns: int = 4) -> str:
+    """Rows of pictures, one row per ``panels`` entry (``(T, 3, H, W)`` in [0, 1]), ``columns`` frames evenly
+    spaced through the clip."""
+    plt = _pyplot()
+    frames = next(iter(panels.values())).shape[0]
+    picks = np.linspace(0, frames - 1, min(columns, frames)).round().astype(int)
+    fig, axes = plt.subplots(len(panels), len(picks), figsize=(2.2 * len(picks), 2.2 * len(panels)), squeeze=False)
+    for row, (name, pictures) in zip(axes, panels.items(), strict=True):
+        for ax, t in zip(row, picks, strict=True):
+            ax.imshow(pictures[t].permute(1, 2, 0).clamp(0, 1).numpy())
+            ax.set_xticks([])
+            ax.set_yticks([])
+        row[0].set_ylabel(name, fontsize=8)
+    for ax, t in zip(axes[0], picks, strict=True):
+        ax.set_title(f"frame {t}", fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    return _save(fig, plt, path)
+
+
 def _save(fig, plt, path) -> str:
     fig.tight_layout()
     path = os.fspath(path)
