@@ -382,8 +382,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shape", choices=["tiny", "small", "base"], default=None,
                    help="model/mar/tokens: ViT size at 16x224² (tiny: CPU test size); default small (model), "
                         "base (mar, tokens)")
-    p.add_argument("--batch", type=int, default=None, help="model/mar: clips per step (default 2 / 1)")
+    p.add_argument("--batch", type=int, default=None, help="model/mar/tokens: clips per step (default 2 / 1 / 1)")
     p.add_argument("--steps", type=int, default=None, help="model/mar: timed steps per variant (default 5 / 2)")
+    p.add_argument("--device", default="cpu", help="tokens: where tokenizers and the model step run (cuda)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_bench)
 

@@ -31,7 +31,8 @@ def run(what: str, args) -> dict:
     if what == "tokens":
         from maskvid.bench.tokens import bench_tokens
 
-        return bench_tokens(shape=args.shape or "base", steps=args.steps or 2)
+        return bench_tokens(shape=args.shape or "base", steps=args.steps or 2, batch=args.batch or 1,
+                            device=args.device)
     if what == "model":
         from maskvid.bench.model import bench_model
 

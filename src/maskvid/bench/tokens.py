@@ -56,12 +56,15 @@ def _tokenize(tokenizer, frames: torch.Tensor):
     return run
 
 
-def _seconds(fn) -> float:
-    if torch.cuda.is_available():
+def _seconds(fn, device: str) -> float:
+    """Wall time of ``fn``; on a GPU under bf16 autocast (as training and extraction run there), synchronized."""
+    cuda = device.startswith("cuda")
+    if cuda:
         torch.cuda.synchronize()
     start = time.perf_counter()
-    fn()
-    if torch.cuda.is_available():
+    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
+        fn()
+    if cuda:
         torch.cuda.synchronize()
     return time.perf_counter() - start
 
@@ -78,14 +81,16 @@ def gmac_per_clip(build, frames: int, size: int) -> float:
     return counter.get_total_flops() / 2e9
 
 
-def bench_tokens(shape: str = "base", steps: int = 2, threads: int | None = None, device: str = "cpu") -> dict:
-    """Clips/s of each tokenizer on one clip's frames and of the VideoMAE step on one clip, alternated."""
+def bench_tokens(shape: str = "base", steps: int = 2, batch: int = 1, threads: int | None = None,
+                 device: str = "cpu") -> dict:
+    """Clips/s of each tokenizer on ``batch`` clips' frames and of the VideoMAE step on ``batch`` clips,
+    alternated."""
     if shape not in SHAPES:
         raise ConfigError("bench.shape", f"{shape!r} not in {tuple(SHAPES)}")
     preset, frames, size, width, n_hid, vocab = SHAPES[shape]
     with torch_threads(threads):
         torch.manual_seed(0)
-        clip = torch.rand(frames, 3, size, size).to(device)
+        clip = torch.rand(batch * frames, 3, size, size).to(device)
         half = torch.nn.functional.interpolate(clip, scale_factor=0.5, mode="bilinear", antialias=True)
         vqvae = VQVAE(VQVAEConfig(factor=16, codebook_size=1024, width=width)).to(device).eval()
         dalle = DALLETokenizer(DALLEConfig(n_hid=n_hid, vocab_size=vocab)).to(device).eval()
@@ -93,15 +98,15 @@ def bench_tokens(shape: str = "base", steps: int = 2, threads: int | None = None
             "vqvae_f16": _tokenize(vqvae, clip),
             f"dalle_f8_{size}": _tokenize(dalle, clip),
             f"dalle_f8_{size // 2}": _tokenize(dalle, half),
-            "videomae_step": _videomae_step(preset, frames, size, 1, device),
+            "videomae_step": _videomae_step(preset, frames, size, batch, device),
         }
         times: dict[str, list[float]] = {name: [] for name in runs}
         for k in range(steps + 1):  # alternate so a busy machine slows all alike; the first round warms up
             for name, fn in runs.items():
-                seconds = _seconds(fn)
+                seconds = _seconds(fn, device)
                 if k:
                     times[name].append(seconds)
-    rates = {name: 1 / statistics.median(t) for name, t in times.items()}
+    rates = {name: batch / statistics.median(t) for name, t in times.items()}
     step = rates["videomae_step"]
     gmac = {"vqvae_f16": gmac_per_clip(lambda: VQVAE(VQVAEConfig(factor=16, codebook_size=1024, width=width)),
                                        frames, size),
@@ -110,7 +115,8 @@ def bench_tokens(shape: str = "base", steps: int = 2, threads: int | None = None
     return {"clips_per_s": rates, "gmac_per_clip": gmac,
             "steps_per_tokenization": {n: step / r for n, r in rates.items() if n != "videomae_step"},
             "setup": {"shape": shape, "clip": f"{frames}x{size}x{size}", "model": f"ViT-{preset} VideoMAE, tube 0.9",
-                      "steps": steps, "threads": torch.get_num_threads(), "device": device}}
+                      "batch": batch, "steps": steps, "threads": torch.get_num_threads(), "device": device,
+                      "precision": "bf16 autocast" if device.startswith("cuda") else "fp32"}}
 
 
 def format_tokens(result: dict) -> str:
