@@ -144,3 +144,18 @@ def test_convert_tokenizer_cli(tmp_path, capsys):
     assert main(command + ["--trust-pickle"]) == 0
     printed = capsys.readouterr().out
     assert "512 codes" in printed and "factor 8" in printed
+
+
+def test_a_remapped_vqgan_numbers_its_ids_by_the_used_list(tmp_path):
+    _, state = published_vqgan("gumbel", 64, (1, 1, 2, 4))
+    used = torch.tensor([5, 3, 9, 40])
+    state["quantize.used"] = used  # taming's remap: only these codes, numbered in this order
+    torch.save(state, tmp_path / "remapped.pth")
+    report = convert_tokenizer(str(tmp_path / "remapped.pth"), str(tmp_path / "r.safetensors"), "vqgan")
+    assert report["vocab_size"] == 4
+    tokenizer = load_tokenizer(str(tmp_path / "r.safetensors"))
+    frames = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        z = tokenizer.quant_conv(tokenizer.encoder(2 * frames - 1))
+        logits = F.conv2d(z, state["quantize.proj.weight"], state["quantize.proj.bias"])  # all 64 codes
+    assert torch.equal(tokenizer.encode(frames), logits[:, used].argmax(1))

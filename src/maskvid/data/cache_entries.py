@@ -24,6 +24,23 @@ def entry_dir(root: str, path: str) -> str:
     return os.path.join(root, key[:2], key)
 
 
+def video_meta(path: str, layout: int) -> dict:
+    """What ties an entry to one file: the layout version, the absolute path, the file's size and mtime."""
+    stat = os.stat(path)
+    return {"layout": layout, "path": os.path.abspath(path), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+
+def stored_meta(entry: str, expected: dict) -> tuple[str | None, dict]:
+    """``(problem, meta)`` of ``entry``: "no entry", "stale entry (… changed)" against ``expected``, or None with
+    the stored ``meta.json``. Unreadable JSON raises (the caller reports a corrupted entry)."""
+    if not os.path.isdir(entry):
+        return "no entry", {}
+    with open(os.path.join(entry, "meta.json")) as f:
+        stored = json.load(f)
+    changed = [k for k, v in expected.items() if stored.get(k) != v]
+    return (f"stale entry ({', '.join(changed)} changed)" if changed else None), stored
+
+
 def write_entry(entry: str, meta: dict, arrays: dict[str, np.ndarray]) -> None:
     """Write ``meta.json`` and one ``NAME.npy`` per array into a temporary directory, then rename it into place,
     so a killed writer leaves no half entry; a stale entry there is replaced."""

@@ -26,7 +26,7 @@ from collections.abc import Callable, Sequence
 import cv2
 import numpy as np
 
-from maskvid.data.cache_entries import entry_dir, fill, write_entry
+from maskvid.data.cache_entries import entry_dir, fill, stored_meta, video_meta, write_entry
 from maskvid.data.decode import decode_clip, frame_count
 from maskvid.motion.trajectory_features import PairFlow, TrajectorySpec, pair_flow
 
@@ -45,22 +45,15 @@ class FlowCache:
         return entry_dir(self.root, path)
 
     def _meta(self, path: str) -> dict:
-        stat = os.stat(path)
-        return {"layout": LAYOUT_VERSION, "path": os.path.abspath(path), "size": stat.st_size,
-                "mtime_ns": stat.st_mtime_ns, "decode_size": self.decode_size, "flow": list(self.spec.flow_key)}
+        return {**video_meta(path, LAYOUT_VERSION), "decode_size": self.decode_size, "flow": list(self.spec.flow_key)}
 
     def check(self, path: str) -> str | None:
         """Why the entry of ``path`` cannot be used (None: it can)."""
         entry = self.entry(path)
-        if not os.path.isdir(entry):
-            return "no entry"
         try:
-            with open(os.path.join(entry, "meta.json")) as f:
-                stored = json.load(f)
-            expected = self._meta(path)
-            changed = [k for k in expected if stored.get(k) != expected[k]]
-            if changed:
-                return f"stale entry ({', '.join(changed)} changed)"
+            problem, stored = stored_meta(entry, self._meta(path))
+            if problem is not None:
+                return problem
             flows = np.load(os.path.join(entry, "flows.npy"), mmap_mode="r")
             matrices = np.load(os.path.join(entry, "homographies.npy"), mmap_mode="r")
             pairs = stored["frames"] - self.spec.flow_stride

@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
-from maskvid.data.cache_entries import entry_dir, write_entry
+from maskvid.data.cache_entries import entry_dir, stored_meta, video_meta, write_entry
 from maskvid.data.decode import decode_clip, frame_count
 from maskvid.data.transforms import Geometry
 from maskvid.errors import ConfigError
@@ -111,22 +111,13 @@ class TokenCache:
     def entry(self, path: str) -> str:
         return entry_dir(self.root, path)
 
-    def _meta(self, path: str) -> dict:
-        stat = os.stat(path)
-        return {"layout": LAYOUT_VERSION, "path": os.path.abspath(path), "size": stat.st_size,
-                "mtime_ns": stat.st_mtime_ns}
-
     def check(self, path: str) -> str | None:
         """Why the entry of ``path`` cannot be used (None: it can)."""
         entry = self.entry(path)
-        if not os.path.isdir(entry):
-            return "no entry"
         try:
-            with open(os.path.join(entry, "meta.json")) as f:
-                stored = json.load(f)
-            changed = [k for k, v in self._meta(path).items() if stored.get(k) != v]
-            if changed:
-                return f"stale entry ({', '.join(changed)} changed)"
+            problem, stored = stored_meta(entry, video_meta(path, LAYOUT_VERSION))
+            if problem is not None:
+                return problem
             tokens = np.load(os.path.join(entry, "tokens.npy"), mmap_mode="r")
             if tokens.shape != (len(self.views), stored["frames"], self.grid, self.grid):
                 return f"corrupted entry (tokens {tokens.shape})"
@@ -181,7 +172,7 @@ class TokenCache:
             frames = decode_clip(path, indices, self.decode_size).frames
             for v, view in enumerate(self.views):
                 tokens[v, indices] = self.tokenize(frames, view).numpy().astype(dtype)
-        write_entry(self.entry(path), {**self._meta(path), "frames": total}, {"tokens": tokens})
+        write_entry(self.entry(path), {**video_meta(path, LAYOUT_VERSION), "frames": total}, {"tokens": tokens})
         return self.entry(path)
 
     def check_run(self, size: int, patch: Sequence[int], decode_size: int | None) -> None:

@@ -20,7 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from maskvid.errors import ConfigError, InputError
+from maskvid.errors import ConfigError
+from maskvid.models.tokenizer import check_frames
 
 LOGIT_LAPLACE_EPS = 0.1  # DALL-E's map_pixels: the encoder was trained on pixels squeezed into [0.1, 0.9]
 GROUPS = 4
@@ -101,11 +102,7 @@ class DALLETokenizer(nn.Module):
     @torch.no_grad()
     def encode(self, frames: torch.Tensor) -> torch.Tensor:
         """``(B, 3, H, W)`` in [0, 1], sides divisible by 8 → ``(B, H/8, W/8)`` ids."""
-        f = self.factor
-        if frames.dim() != 4 or frames.shape[1] != 3 or frames.shape[-1] % f or frames.shape[-2] % f:
-            raise InputError("frames", f"expected (B, 3, H, W) with H and W divisible by {f}, got "
-                             f"{tuple(frames.shape)}")
-        mapped = (1 - 2 * LOGIT_LAPLACE_EPS) * frames.float() + LOGIT_LAPLACE_EPS
+        mapped = (1 - 2 * LOGIT_LAPLACE_EPS) * check_frames(frames, self.factor).float() + LOGIT_LAPLACE_EPS
         return self.blocks(mapped).argmax(1)
 
 

@@ -57,6 +57,15 @@ class VQVAEConfig:
         return int(math.log2(self.factor))
 
 
+def check_frames(frames: torch.Tensor, factor: int) -> torch.Tensor:
+    """``frames`` if they are ``(B, 3, H, W)`` with sides divisible by ``factor`` (every tokenizer's input), else an
+    InputError saying what they are."""
+    if frames.dim() != 4 or frames.shape[1] != 3 or frames.shape[-1] % factor or frames.shape[-2] % factor:
+        raise InputError("frames", f"expected (B, 3, H, W) with H and W divisible by {factor}, got "
+                         f"{tuple(frames.shape)}")
+    return frames
+
+
 class ResBlock(nn.Module):
     def __init__(self, channels: int):
         super().__init__()
@@ -193,11 +202,7 @@ class VQVAE(nn.Module):
         return self.config.factor
 
     def _checked(self, frames: torch.Tensor) -> torch.Tensor:
-        f = self.config.factor
-        if frames.dim() != 4 or frames.shape[1] != 3 or frames.shape[-1] % f or frames.shape[-2] % f:
-            raise InputError("frames", f"expected (B, 3, H, W) with H and W divisible by {f}, got "
-                             f"{tuple(frames.shape)}")
-        return frames * 2.0 - 1.0
+        return check_frames(frames, self.config.factor) * 2.0 - 1.0
 
     def forward(self, frames: torch.Tensor) -> TokenizerOutput:
         latents = self.encoder(self._checked(frames))

@@ -19,7 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from maskvid.errors import ConfigError, InputError
+from maskvid.errors import ConfigError
+from maskvid.models.tokenizer import check_frames
 
 QUANTIZERS = ("vq", "gumbel")
 
@@ -209,11 +210,7 @@ class VQGANTokenizer(nn.Module):
     @torch.no_grad()
     def encode(self, frames: torch.Tensor) -> torch.Tensor:
         """``(B, 3, H, W)`` in [0, 1], sides divisible by ``factor`` → ``(B, H/f, W/f)`` ids."""
-        f = self.factor
-        if frames.dim() != 4 or frames.shape[1] != 3 or frames.shape[-1] % f or frames.shape[-2] % f:
-            raise InputError("frames", f"expected (B, 3, H, W) with H and W divisible by {f}, got "
-                             f"{tuple(frames.shape)}")
-        return self.quantize(self.quant_conv(self.encoder(frames * 2.0 - 1.0)))
+        return self.quantize(self.quant_conv(self.encoder(check_frames(frames, self.factor) * 2.0 - 1.0)))
 
 
 def infer_vqgan_config(state: dict) -> VQGANConfig:
