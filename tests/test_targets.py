@@ -73,5 +73,5 @@ def test_build_errors_name_the_key():
     with pytest.raises(ConfigError, match="target.bins"):
         targets.build("hog", bins=1)
     assert set(targets.available()) == {"pixels", "norm_pixels", "hog", "rgb_diff", "tokens", "trajectory", "flow",
-                                        "dense_hog", "hof", "mbh"}
+                                        "dense_hog", "hof", "mbh", "clip_order"}
     assert targets.build("pixels").dim == 2 * 16 * 16 * 3 and math.isfinite(targets.build("hog").dim)
