@@ -11,6 +11,7 @@ import torch
 from maskvid.errors import ConfigError, InputError
 from maskvid.methods.base import MaskedPrediction, PredictionHead
 from maskvid.models import LAYOUTS, STEMS, DecoderConfig, VideoViT, ViTConfig, gather_tokens
+from maskvid.models.layouts import AXIAL
 from maskvid.targets import build as build_target
 
 COMBINATIONS = list(itertools.product(STEMS, LAYOUTS, (False, True), ("drop", "replace")))
@@ -18,7 +19,7 @@ COMBINATIONS = list(itertools.product(STEMS, LAYOUTS, (False, True), ("drop", "r
 
 def config(stem: str, attention: str = "joint", cls_token: bool = False, hide: str = "drop") -> ViTConfig:
     patch = (1, 8, 8) if stem == "frame" else (2, 8, 8)
-    return ViTConfig(width=32, depth=2, heads=2, patch=patch, num_frames=4, size=16, attention=attention,
+    return ViTConfig(width=48, depth=2, heads=6, patch=patch, num_frames=4, size=16, attention=attention,
                      pos_embed="learned", stem=stem, vocab_size=12 if stem == "token" else None, cls_token=cls_token,
                      hide=hide, drop_path=0.1)
 
@@ -39,13 +40,18 @@ def uneven_mask(c: ViTConfig, b: int) -> torch.Tensor:
 
 
 def test_every_registered_combination_is_covered():
-    assert set(STEMS) == {"tubelet", "frame", "token"} and set(LAYOUTS) == {"joint", "divided"}
-    assert len(COMBINATIONS) == 24
+    assert set(STEMS) == {"tubelet", "frame", "token"}
+    assert set(LAYOUTS) == {"joint", "divided", "t_hw", "thw_split"}
+    assert len(COMBINATIONS) == 48
 
 
 @pytest.mark.parametrize(("stem", "attention", "cls_token", "hide"), COMBINATIONS)
 def test_forward_backward_reaches_every_parameter(stem, attention, cls_token, hide):
     torch.manual_seed(0)
+    if attention in AXIAL and hide == "drop":
+        with pytest.raises(ConfigError, match="model.hide"):  # axial attention needs the whole grid
+            config(stem, attention, cls_token, hide)
+        return
     c = config(stem, attention, cls_token, hide)
     encoder = VideoViT(c).train()
     g = torch.Generator().manual_seed(1)
@@ -53,7 +59,7 @@ def test_forward_backward_reaches_every_parameter(stem, attention, cls_token, hi
     tokens, layout, prefix = encoder(x, mask, return_prefix=True)
     n = c.grid[0] * c.grid[1] * c.grid[2]
     expected = n if hide == "replace" else int((~mask).sum(1).max())
-    assert tokens.shape == (2, expected, 32) and (prefix is not None) == cls_token
+    assert tokens.shape == (2, expected, c.width) and (prefix is not None) == cls_token
     loss = tokens.square().mean() + (prefix.square().mean() if prefix is not None else 0)
     loss.backward()
     missing = [name for name, p in encoder.named_parameters() if p.grad is None or not torch.isfinite(p.grad).all()]

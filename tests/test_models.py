@@ -127,7 +127,7 @@ def test_bad_input_is_refused_with_the_key():
     with pytest.raises(ConfigError, match="model.patch"):
         ViTConfig(num_frames=15)
     with pytest.raises(ConfigError, match="model.attention.*t_hw"):
-        ViTConfig(attention="t_hw")
+        ViTConfig(attention="t_h_w")  # the error lists what exists
     with pytest.raises(ConfigError, match="model.preset"):
         ViTConfig.preset("gigantic")
     with pytest.raises(ConfigError, match="model.heads"):

@@ -212,7 +212,7 @@ class ModelConfig:
     preset: str = "base"
     """`tiny` (96×2, 3 heads), `small`, `base`, `large`, `huge`"""
     attention: str = "joint"
-    """`joint` or `divided` (TimeSformer); `t_hw` (VIMPAC) arrives with VIMPAC"""
+    """`joint`, `divided` (TimeSformer), `t_hw` (VIMPAC: time, then rows and columns; post-LN) or `thw_split`"""
     pos_embed: str = "sincos"
     """`sincos` (VideoMAE's fixed table), `learned`, `separable` (space + time)"""
     patch: tuple[int, int, int] = (2, 16, 16)

@@ -13,7 +13,6 @@ from timm.layers import DropPath
 from torch import nn
 
 from maskvid.models.tokens import fill_masked, gather_tokens
-from maskvid.registry import Registry
 
 
 @dataclass
@@ -188,6 +187,3 @@ def init_weights(module: nn.Module) -> None:
         if module.bias is not None:
             nn.init.zeros_(module.bias)
 
-
-# how the encoder's blocks attend over the grid ("t_hw", VIMPAC's, arrives with VIMPAC)
-LAYOUTS = Registry("attention layout", "model.attention", {"joint": Block, "divided": DividedBlock})

@@ -8,7 +8,8 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from maskvid.models.blocks import LAYOUTS, Block, TokenLayout, init_weights
+from maskvid.models.blocks import Block, TokenLayout, init_weights
+from maskvid.models.layouts import LAYOUTS
 
 
 @dataclass

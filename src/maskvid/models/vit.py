@@ -4,7 +4,7 @@ A mask hides tokens one of two ways (``hide``): ``drop`` encodes only the visibl
 different numbers, handled by padding to the largest count plus a key-padding mask — one batched call, no loop over
 samples — with a fast path when every sample keeps the same count), ``replace`` puts a [MASK] embedding in their
 place and encodes all N (BERT, VIMPAC). Stems (``tubelet``, ``frame``, ``token``) and block layouts (``joint``,
-``divided``) come from registries (:mod:`maskvid.models.stems`, :data:`maskvid.models.blocks.LAYOUTS`).
+``divided``) come from registries (:mod:`maskvid.models.stems`, :data:`maskvid.models.layouts.LAYOUTS`).
 
     enc = VideoViT(ViTConfig.preset("base"))
     tokens, layout = enc(video, mask)   # video (B, 3, 16, 224, 224), mask (B, 1568) bool True = hidden
@@ -21,7 +21,8 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from maskvid.errors import ConfigError, InputError
-from maskvid.models.blocks import LAYOUTS, TokenLayout, init_weights
+from maskvid.models.blocks import TokenLayout, init_weights
+from maskvid.models.layouts import AXIAL, LAYOUTS
 from maskvid.models.stems import STEMS
 from maskvid.models.tokens import order_ids, token_grid
 
@@ -71,8 +72,10 @@ class ViTConfig:
         self.patch = tuple(self.patch)
         token_grid(self.patch, self.num_frames, self.size)  # the tubelet divides the clip
         if self.attention not in LAYOUTS:
-            hint = " (t_hw arrives with VIMPAC)" if self.attention == "t_hw" else ""
-            raise ConfigError("model.attention", f"{self.attention!r} not in {tuple(LAYOUTS)}{hint}")
+            raise ConfigError("model.attention", f"{self.attention!r} not in {tuple(LAYOUTS)}")
+        if self.attention in AXIAL and self.hide != "replace":
+            raise ConfigError("model.hide", f"{self.attention} attends along grid lines, so every token must be there: "
+                              "hide masked tokens with replace (a [MASK] embedding), not drop")
         STEMS.get_entry(self.stem)
         if self.stem == "frame" and self.patch[0] != 1:
             raise ConfigError("model.patch", f"the frame stem embeds 1×p×p patches; got {self.patch}")
