@@ -3,6 +3,7 @@ targets under masked cross-entropy, losses against hand computation, frozen part
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
@@ -297,3 +298,23 @@ def test_pair_sampling_and_the_motion_source_reach_the_dataset_from_the_config(s
     assert batch["mask2"].shape == batch["mask"].shape == (2, 2 * 4 * 4)
     with pytest.raises(ConfigError, match="data.sampling"):
         load_config(CONFIG, ["data.sampling=sparse"])
+
+
+def test_vimpac_info_nce_equals_eq_19_and_20_computed_by_hand_on_3_pairs():
+    from maskvid.methods.losses import vimpac_info_nce
+
+    g = torch.Generator().manual_seed(3)
+    a, b = torch.randn(3, 5, generator=g), torch.randn(3, 5, generator=g)
+    gamma = 0.2
+    f = [v / v.norm() for v in a]
+    f2 = [v / v.norm() for v in b]
+
+    def e(x, y):
+        return math.exp(float(x @ y) / gamma)
+
+    eq19 = [-math.log(e(f[i], f2[i]) / (sum(e(f[i], f[k]) for k in range(3) if k != i)
+                                          + sum(e(f[i], f2[k]) for k in range(3)))) for i in range(3)]
+    eq20 = [-math.log(e(f2[i], f[i]) / (sum(e(f2[i], f[k]) for k in range(3))
+                                          + sum(e(f2[i], f2[k]) for k in range(3) if k != i))) for i in range(3)]
+    expected = sum(eq19) / 3 + sum(eq20) / 3  # eq. 5
+    assert float(vimpac_info_nce(a, b, temperature=gamma)) == pytest.approx(expected, rel=1e-5)

@@ -3,7 +3,8 @@
 - :func:`masked_mse`: VideoMAE's loss — the squared error averaged over each token's entries, then over the masked
   tokens of the whole batch (every token weighs the same), leaving out what a target marks invalid.
 - :func:`masked_cross_entropy`: cross-entropy over the masked tokens' class ids (MAM²'s VQ tokens, VIMPAC).
-- :func:`info_nce`: the symmetric InfoNCE between two views (VIMPAC §3.3), negatives from every rank under DDP.
+- :func:`info_nce`: the symmetric InfoNCE between two views (CLIP-style), negatives from every rank under DDP;
+  :func:`vimpac_info_nce`: VIMPAC's (eq. 19–20), whose negatives include the clip's own view.
 """
 
 from __future__ import annotations
@@ -69,18 +70,41 @@ def info_nce(a: torch.Tensor, b: torch.Tensor, temperature: float = 0.07, symmet
     if a.shape != b.shape or a.dim() != 2:
         raise InputError("b", f"expected two (B, D) tensors of one shape, got {tuple(a.shape)} and {tuple(b.shape)}")
     a, b = F.normalize(a.float(), dim=-1), F.normalize(b.float(), dim=-1)
-    offset = 0
-    all_a, all_b = a, b
-    if gather and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-        from torch.distributed.nn.functional import all_gather  # differentiable, unlike dist.all_gather
-
-        all_a, all_b = torch.cat(all_gather(a)), torch.cat(all_gather(b))
-        offset = dist.get_rank() * a.shape[0]
+    all_a, all_b, offset = _global_batch(a, b, gather)
     labels = torch.arange(a.shape[0], device=a.device) + offset
     loss = F.cross_entropy(a @ all_b.T / temperature, labels)
     if symmetric:
         loss = (loss + F.cross_entropy(b @ all_a.T / temperature, labels)) / 2
     return loss
+
+
+def vimpac_info_nce(a: torch.Tensor, b: torch.Tensor, temperature: float = 0.1, gather: bool = True) -> torch.Tensor:
+    """VIMPAC's contrastive loss (eq. 5, 19–20; SimCLR's NT-Xent): for clip i, its pair ``b_i`` is the positive
+    and every other clip of the global batch — of either view — a negative; ``L_cl`` is the mean over ``a`` of
+    eq. 19 plus the mean over ``b`` of eq. 20 (their sum, not their mean). Features are L2-normalized (as the
+    official code). Eq. 6's factor γ is the caller's (``L_mask + α·γ·L_cl``)."""
+    if a.shape != b.shape or a.dim() != 2:
+        raise InputError("b", f"expected two (B, D) tensors of one shape, got {tuple(a.shape)} and {tuple(b.shape)}")
+    a, b = F.normalize(a.float(), dim=-1), F.normalize(b.float(), dim=-1)
+    all_a, all_b, offset = _global_batch(a, b, gather)
+    labels = torch.arange(a.shape[0], device=a.device) + offset
+    self_pairs = F.one_hot(labels, all_a.shape[0]).bool()  # k = i: a clip is not its own negative
+
+    def one_side(x: torch.Tensor, same: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
+        logits_same = (x @ same.T / temperature).masked_fill(self_pairs, float("-inf"))
+        return F.cross_entropy(torch.cat([x @ other.T / temperature, logits_same], 1), labels)
+
+    return one_side(a, all_a, all_b) + one_side(b, all_b, all_a)
+
+
+def _global_batch(a: torch.Tensor, b: torch.Tensor, gather: bool) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Both views of every rank's batch (under DDP with ``gather``: an all-gather that carries gradients, so the
+    loss equals the single-process loss on the whole batch) and this rank's offset into them."""
+    if gather and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        from torch.distributed.nn.functional import all_gather  # differentiable, unlike dist.all_gather
+
+        return torch.cat(all_gather(a)), torch.cat(all_gather(b)), dist.get_rank() * a.shape[0]
+    return a, b, 0
 
 
 # losses a prediction head can name: (prediction, target, validity) -> scalar
