@@ -115,3 +115,40 @@ def test_t_hw_encoders_build_train_and_refuse_what_they_cannot_do():
     block = AxialBlock(96, 4)
     with pytest.raises(InputError, match="replace"):
         block(torch.randn(1, 3, 96), TokenLayout((2, 2, 2), ids=torch.tensor([[0, 3, 5]])))
+
+
+def test_the_token_head_is_tied_to_the_embedding_and_never_predicts_special_ids():
+    from maskvid.methods.losses import masked_cross_entropy
+    from maskvid.models.heads import TokenHead
+    from maskvid.models.stems import TokenStem
+
+    torch.manual_seed(0)
+    stem = TokenStem(3, 16, (1, 1, 1), vocab_size=10)  # 10 codes + [MASK]
+    head = TokenHead(stem, vocab_size=10)
+    assert head.weight.data_ptr() == stem.weight.data_ptr()  # the same storage, not a copy
+    assert not any(p is stem.weight for p in head.parameters())  # trained, moved and saved once, by the stem
+    hidden = torch.randn(2, 5, 16)
+    logits = head(hidden)
+    assert logits.shape == (2, 5, 10)  # [MASK] (id 10) is not a class
+    pad = -100  # positions of [PAD] frames carry the ignored id: they never enter the CE
+    ids = torch.tensor([[1, 2, 3, pad, pad], [4, 5, 6, 7, 8]])
+    loss = masked_cross_entropy(logits, ids)
+    kept = torch.nn.functional.cross_entropy(logits.reshape(-1, 10)[ids.flatten() != pad],
+                                             ids.flatten()[ids.flatten() != pad])
+    torch.testing.assert_close(loss, kept)
+    loss.backward()
+    assert stem.weight.grad is not None and stem.weight.grad[10].abs().sum() == 0  # [MASK]'s row untouched
+
+
+def test_the_contrastive_head_is_moco_v3s_projector():
+    from maskvid.models.heads import ContrastiveHead
+
+    head = ContrastiveHead(96)
+    linears = [m for m in head.modules() if isinstance(m, torch.nn.Linear)]
+    norms = [m for m in head.modules() if isinstance(m, torch.nn.BatchNorm1d)]
+    assert [(m.in_features, m.out_features) for m in linears] == [(96, 4096), (4096, 4096), (4096, 256)]
+    assert len(norms) == 3 and norms[-1].affine is False and norms[0].affine
+    out = head(torch.randn(4, 96))
+    assert out.shape == (4, 256)
+    out.square().mean().backward()
+    assert all(p.grad is not None for p in head.parameters())
