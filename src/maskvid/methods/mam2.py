@@ -13,6 +13,8 @@ rest of Tab. 2: ``coupled`` (MAM²-c: one
 decoder, one linear head per target), ``regressor: false`` (the decoders read the encoder's tokens with mask
 tokens at the masked positions, MAE-style; nothing to align then, whatever ``alignment`` says),
 ``alignment: false``.
+A ``clip_order`` head (Tab. 1f) gets a decoder of its own (:class:`~maskvid.models.decoders.ClipOrderDecoder`):
+one prediction per masked tube, scored by cross-entropy over the 2 orders, its accuracy logged beside the loss.
 The alignment term is the mean squared error over entries (as CAE's implementation), not eq. 1's sum over the
 width, which at width 768 would outweigh the other terms ~700×.
 """
@@ -69,6 +71,7 @@ class MAM2(nn.Module):
         self.losses = [HEAD_LOSSES.get_entry(h.loss or DEFAULT_LOSS[h.target.kind]) for h in per_token]
         self.targets = nn.ModuleList(h.target for h in self.tasks)
         groups = [per_token] if o.coupled and per_token else [[h] for h in per_token]  # MAM²-c: one decoder
+
         def config(depth: int) -> DecoderConfig:
             return DecoderConfig(width=width, depth=depth, heads=n_heads, eps=encoder.eps)
 
