@@ -211,3 +211,11 @@ def test_the_dalle_shaped_tokenizer_costs_what_the_published_one_does():
 
     # 16 frames at 112² (one id per 16² patch of a 224² clip): the ≈417 GMAC the published encoder costs there
     assert gmac_per_clip(lambda: DALLETokenizer(DALLEConfig()), 16, 112) == pytest.approx(417, rel=0.01)
+
+
+def test_every_subcommand_dispatches_to_a_command():
+    from maskvid.cli import COMMANDS as DISPATCH
+    from maskvid.cli_arguments import build_parser
+
+    subparsers = next(a for a in build_parser()._actions if a.dest == "command")
+    assert set(subparsers.choices) == set(DISPATCH) == set(COMMANDS)
