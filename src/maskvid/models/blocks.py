@@ -20,7 +20,8 @@ class TokenLayout:
     """Where a block's tokens sit on the grid.
 
     grid: ``(T', H', W')``. ids: ``(B, K)`` position in ``(t h w)`` order of each kept token, None when all N are
-    kept in order. valid: ``(B, K)`` bool, False on padding (samples keep different counts), None when none is.
+    kept in order. valid: ``(B, K)`` bool, False on padding (samples keep different counts; or, with all N kept,
+    [PAD] tokens past a short clip's end), None when none is. Padding is never a key of attention.
     prefix: how many tokens without a grid position ([CLS]) come first in the sequence.
     """
 
@@ -140,7 +141,7 @@ def _along(attn: Attention, x: torch.Tensor, layout: TokenLayout, time: bool) ->
     n, s = t * h * w, h * w
     prefix, x = x[:, : layout.prefix], x[:, layout.prefix :]
     if layout.ids is None:
-        full, present = x, None
+        full, present = x, layout.valid  # all N in place; valid (if any) marks [PAD]
     else:
         full = fill_masked(x, layout.ids, layout.valid, x.new_zeros(1, 1, d), n)  # (B, N, D), zeros elsewhere
         kept = torch.ones_like(layout.ids, dtype=torch.bool) if layout.valid is None else layout.valid

@@ -2,7 +2,7 @@
 
 - ``tubelet``: a ``t×p×p`` Conv3d over pixels (VideoMAE, MGM, MME);
 - ``frame``: a ``p×p`` Conv2d applied to every frame, i.e. ``1×p×p`` patches (MAM², TimeSformer);
-- ``token``: an embedding table over a vocabulary plus one [MASK] id (VIMPAC's VQ tokens).
+- ``token``: an embedding table over a vocabulary plus [MASK] and [PAD] (VIMPAC's VQ tokens).
 
 Every stem embeds the whole grid (``stem(x) -> (B, N, D)``) or only chosen positions (``stem.embed_at(x, ids)``,
 MAE's visible tokens: the masked 90% cost a copy, not a convolution), and reads the grid off its input. The module
@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
+from maskvid.constants import PAD_TOKEN
 from maskvid.errors import InputError
 from maskvid.models.tokens import gather_tokens
 from maskvid.registry import Registry
@@ -41,6 +42,11 @@ class TubeletStem(nn.Conv3d):
             raise InputError("video", f"{frames}x{height}x{width} is not divisible by the patch {self.patch}")
         return frames // t, height // p, width // q
 
+    @staticmethod
+    def real_of(video: torch.Tensor) -> None:
+        """Pixels have no [PAD]: every position is real."""
+        return None
+
     def forward(self, video: torch.Tensor) -> torch.Tensor:
         return super().forward(video).flatten(2).transpose(1, 2)  # (B, N, D), tokens in (t h w) order
 
@@ -61,6 +67,7 @@ class FrameStem(nn.Conv2d):
         self.patch = tuple(patch)
 
     grid_of = TubeletStem.grid_of
+    real_of = staticmethod(TubeletStem.real_of)
 
     def forward(self, video: torch.Tensor) -> torch.Tensor:
         b = video.shape[0]
@@ -75,14 +82,16 @@ class FrameStem(nn.Conv2d):
 
 
 class TokenStem(nn.Embedding):
-    """``(B, T', H', W')`` integer ids in ``[0, vocab_size)`` → embeddings; id ``vocab_size`` is [MASK]."""
+    """``(B, T', H', W')`` integer ids → embeddings. Ids ``[0, vocab_size)`` are codes, ``vocab_size`` is [MASK], and
+    ``-1`` (:data:`~maskvid.constants.PAD_TOKEN`, where a clip ran past its video's end) is [PAD], embedded by row
+    ``vocab_size + 1`` (:attr:`pad_id`)."""
 
     input_key = "tokens"
 
     def __init__(self, channels: int, width: int, patch: tuple[int, int, int], vocab_size: int | None = None):
         if not vocab_size:
             raise ValueError("the token stem needs vocab_size")
-        super().__init__(vocab_size + 1, width)
+        super().__init__(vocab_size + 2, width)
         self.vocab_size = vocab_size
         nn.init.trunc_normal_(self.weight, std=0.02)
 
@@ -90,11 +99,21 @@ class TokenStem(nn.Embedding):
     def mask_id(self) -> int:
         return self.vocab_size
 
+    @property
+    def pad_id(self) -> int:
+        return self.vocab_size + 1
+
     def grid_of(self, tokens: torch.Tensor) -> Grid:
         if tokens.dim() != 4 or tokens.dtype.is_floating_point or tokens.dtype == torch.bool:
             raise InputError("tokens", f"expected integer ids (B, T', H', W'), got {tokens.dtype} "
                              f"{tuple(tokens.shape)}")
         return tuple(tokens.shape[1:])
+
+    @staticmethod
+    def real_of(tokens: torch.Tensor) -> torch.Tensor | None:
+        """``(B, N)`` bool, False at [PAD]; None when the batch has none (the usual case: no key mask needed)."""
+        real = tokens.flatten(1) != PAD_TOKEN
+        return None if bool(real.all()) else real
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         return self._embed(tokens.flatten(1))  # (B, N, D)
@@ -103,10 +122,10 @@ class TokenStem(nn.Embedding):
         return self._embed(gather_tokens(tokens.flatten(1), ids))  # (B, K, D)
 
     def _embed(self, ids: torch.Tensor) -> torch.Tensor:
-        if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) > self.vocab_size):
-            raise InputError("tokens", f"ids must be in [0, {self.vocab_size}] ({self.vocab_size} = [MASK]), got "
-                             f"[{int(ids.min())}, {int(ids.max())}]")
-        return super().forward(ids.long())
+        if ids.numel() and (int(ids.min()) < PAD_TOKEN or int(ids.max()) > self.vocab_size):
+            raise InputError("tokens", f"ids must be in [{PAD_TOKEN}, {self.vocab_size}] ({self.vocab_size} = "
+                             f"[MASK], {PAD_TOKEN} = [PAD]), got [{int(ids.min())}, {int(ids.max())}]")
+        return super().forward(ids.long().masked_fill(ids == PAD_TOKEN, self.pad_id))
 
 
 STEMS = Registry("stem", "model.stem", {"tubelet": TubeletStem, "frame": FrameStem, "token": TokenStem})

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from maskvid.constants import PAD_TOKEN
 from maskvid.errors import ConfigError, InputError
 from maskvid.models.blocks import TokenLayout, init_weights
 from maskvid.models.layouts import AXIAL, LAYOUTS
@@ -33,14 +34,17 @@ PRESETS = {  # width, depth, heads (ViT sizes; VideoMAE's tiny is a 2-block CPU 
     "large": (1024, 24, 16),
     "huge": (1280, 32, 16),
 }
-POS_EMBED = ("sincos", "learned", "separable")
+POS_EMBED = ("sincos", "learned", "separable", "factorized")
 HIDE = ("drop", "replace")
 
 
 @dataclass
 class ViTConfig:
     """Encoder shape. ``pos_embed``: ``sincos`` (VideoMAE's fixed 1D table over the N flattened tokens),
-    ``learned`` (one table over the grid) or ``separable`` (learned space table + time table, MAM²/VIMPAC).
+    ``learned`` (one table over the grid), ``separable`` (learned space table + time table, MAM²) or ``factorized``
+    (time + height + width tables, VIMPAC eq. 8). ``embed_norm``: a LayerNorm after embedding + position (VIMPAC
+    eq. 7, BERT). ``attn_ratio``: the axial layouts' attention width over the model width (VIMPAC's "halved
+    attention": 0.5).
     ``stem``: ``tubelet`` (``patch`` = t×p×p), ``frame`` (patch (1, p, p)) or ``token`` (``vocab_size`` ids on a
     grid of ``num_frames/patch[0]`` × ``size/patch[1]`` × ``size/patch[2]``, the tokenizer's downsampling).
     ``cls_token``: a learned [CLS] prefix token. ``hide``: ``drop`` or ``replace`` masked tokens."""
@@ -67,6 +71,8 @@ class ViTConfig:
     vocab_size: int | None = None
     cls_token: bool = False
     hide: str = "drop"
+    embed_norm: bool = False
+    attn_ratio: float = 1.0
 
     def __post_init__(self):
         self.patch = tuple(self.patch)
@@ -76,6 +82,12 @@ class ViTConfig:
         if self.attention in AXIAL and self.hide != "replace":
             raise ConfigError("model.hide", f"{self.attention} attends along grid lines, so every token must be there: "
                               "hide masked tokens with replace (a [MASK] embedding), not drop")
+        if self.attn_ratio != 1.0 and self.attention not in AXIAL:
+            raise ConfigError("model.attn_ratio", f"only the axial layouts {AXIAL} take an attention width of their "
+                              f"own; {self.attention} attends at the model's width")
+        if self.attn_ratio != 1.0 and (not 0 < self.attn_ratio < 1 or (self.width * self.attn_ratio) % self.heads):
+            raise ConfigError("model.attn_ratio", f"width {self.width} × {self.attn_ratio} must be a positive "
+                              f"multiple of the {self.heads} heads, at most the width")
         STEMS.get_entry(self.stem)
         if self.stem == "frame" and self.patch[0] != 1:
             raise ConfigError("model.patch", f"the frame stem embeds 1×p×p patches; got {self.patch}")
@@ -140,6 +152,10 @@ class PositionEmbedding(nn.Module):
         elif kind == "separable":
             self.pos_embed_space = nn.Parameter(torch.zeros(h * w, dim))
             self.pos_embed_time = nn.Parameter(torch.zeros(t, dim))
+        elif kind == "factorized":
+            self.pos_embed_time = nn.Parameter(torch.zeros(t, dim))
+            self.pos_embed_height = nn.Parameter(torch.zeros(h, dim))
+            self.pos_embed_width = nn.Parameter(torch.zeros(w, dim))
         for p in self.parameters():
             nn.init.trunc_normal_(p, std=0.02)
 
@@ -150,8 +166,12 @@ class PositionEmbedding(nn.Module):
             return sincos_table(t * h * w, self.dim)
         if self.kind == "learned":
             return resize_grid_table(self.pos_embed, self.grid, grid)
-        space = resize_grid_table(self.pos_embed_space, self.grid[1:], (h, w))  # (H'W', D)
         time = resize_grid_table(self.pos_embed_time, self.grid[:1], (t,))  # (T', D)
+        if self.kind == "factorized":  # pos^T(t) + pos^H(i) + pos^W(j)
+            height = resize_grid_table(self.pos_embed_height, self.grid[1:2], (h,))
+            width = resize_grid_table(self.pos_embed_width, self.grid[2:], (w,))
+            return (time[:, None, None] + height[None, :, None] + width[None, None, :]).reshape(t * h * w, self.dim)
+        space = resize_grid_table(self.pos_embed_space, self.grid[1:], (h, w))  # (H'W', D)
         return (time[:, None, :] + space[None, :, :]).reshape(t * h * w, self.dim)
 
     def table_for(self, grid: tuple[int, int, int], like: torch.Tensor) -> torch.Tensor:
@@ -187,10 +207,12 @@ class VideoViT(nn.Module):
         self.cls_token = nn.Parameter(torch.zeros(1, 1, c.width)) if c.cls_token else None
         pixels = c.stem != "token"  # the token stem has its own [MASK] id
         self.mask_token = nn.Parameter(torch.zeros(1, 1, c.width)) if c.hide == "replace" and pixels else None
+        self.embed_norm = nn.LayerNorm(c.width, eps=c.eps) if c.embed_norm else None
         rates = torch.linspace(0, c.drop_path, c.depth).tolist()  # stochastic depth grows with depth
+        axial = {"attn_ratio": c.attn_ratio} if c.attention in AXIAL else {}
         self.blocks = nn.ModuleList(
             LAYOUTS[c.attention](c.width, c.heads, mlp_ratio=c.mlp_ratio, qv_bias=c.qv_bias, drop=c.drop,
-                                 attn_drop=c.attn_drop, drop_path=rate, layer_scale=c.layer_scale, eps=c.eps)
+                                 attn_drop=c.attn_drop, drop_path=rate, layer_scale=c.layer_scale, eps=c.eps, **axial)
             for rate in rates
         )
         self.norm = nn.LayerNorm(c.width, eps=c.eps) if c.final_norm else nn.Identity()
@@ -215,16 +237,19 @@ class VideoViT(nn.Module):
             if mask.shape != (x.shape[0], n) or mask.dtype != torch.bool:
                 got = f"{mask.dtype} {tuple(mask.shape)}"
                 raise InputError("mask", f"expected bool (B={x.shape[0]}, N={n}), got {got}")
+        real = self.patch_embed.real_of(x)  # (B, N) False at [PAD], or None
         if mask is not None and self.config.hide == "drop":
-            layout = visible_layout(mask, grid)
+            layout = visible_layout(mask if real is None else mask | ~real, grid)  # [PAD] is never encoded
             x = self.patch_embed.embed_at(x, layout.ids)  # (B, K, D)
             x = x + self.pos_embed.table_for(grid, x)[layout.ids]
         else:
-            layout = TokenLayout(grid)
+            layout = TokenLayout(grid, valid=real)  # [PAD] is no key of any attention
             x = self.pos_embed(self._embed_all(x, mask), grid)  # (B, N, D)
         if self.cls_token is not None:
             x = torch.cat([self.cls_token.to(x.dtype).expand(x.shape[0], -1, -1), x], 1)
             layout.prefix = 1
+        if self.embed_norm is not None:  # eq. 7: h⁰ = LN(embed(x) + pos)
+            x = self.embed_norm(x)
         for blk in self.blocks:
             if self.config.grad_checkpointing and self.training:
                 x = checkpoint(blk, x, layout, use_reentrant=False)
@@ -241,7 +266,8 @@ class VideoViT(nn.Module):
         if mask is None:
             return self.patch_embed(x)
         if self.mask_token is None:  # the token stem: [MASK] is an id of its vocabulary
-            return self.patch_embed(x.flatten(1).masked_fill(mask, self.patch_embed.mask_id))
+            ids = x.flatten(1)
+            return self.patch_embed(ids.masked_fill(mask & (ids != PAD_TOKEN), self.patch_embed.mask_id))
         e = self.patch_embed(x)
         return torch.where(mask[..., None], self.mask_token.to(e.dtype), e)
 
