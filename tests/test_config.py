@@ -192,15 +192,17 @@ def test_every_shipped_config_loads_and_its_method_builds(tmp_path, monkeypatch)
     for name in pretrain:
         with open(os.path.join(root, "pretrain", name)) as f:
             values = yaml.safe_load(f)
-        for head in values.get("heads") or []:
-            if "tokenizer" in head.get("options", {}):
-                factor = values["model"]["patch"][1]
-                save_tokenizer(VQVAE(VQVAEConfig(factor=factor, codebook_size=64, code_dim=8, width=16)),
-                               head["options"]["tokenizer"])
+        heads = values.get("heads") or []
+        tokenizers = [h["options"]["tokenizer"] for h in heads if "tokenizer" in h.get("options", {})]
+        tokenizers += [values["vimpac"]["tokenizer"]] if values.get("vimpac", {}).get("tokenizer") else []
+        for path in tokenizers:
+            codes = values["model"].get("vocab_size") or 64
+            save_tokenizer(VQVAE(VQVAEConfig(factor=values["model"]["patch"][1], codebook_size=codes, code_dim=8,
+                                             width=16)), path)
         config = load_config(os.path.join(root, "pretrain", name))
         method = build_method(config)
-        assert method.heads if hasattr(method, "heads") else method.tasks, name
-        assert method.encoder.config.width == {"tiny": 96, "base": 768}[config.model.preset]
+        assert getattr(method, "heads", None) or getattr(method, "tasks", None) or method.token_head, name
+        assert method.encoder.config.width == {"tiny": 96, "base": 768, "large": 1024}[config.model.preset]
         assert method.encoder.config.grid == tuple(n // p for n, p in zip(
             (config.data.num_frames, config.data.size, config.data.size), config.model.patch, strict=True))
     for name in finetune:

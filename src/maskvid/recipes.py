@@ -24,6 +24,7 @@ from maskvid.methods.finetune import Classification, LinearProbe, build_mixup
 from maskvid.methods.mae import MAE
 from maskvid.methods.mam2 import MAM2, MAM2Head
 from maskvid.methods.mar import MARNet
+from maskvid.methods.vimpac import VIMPAC
 from maskvid.methods.vqvae import VQVAETraining
 from maskvid.models import DecoderConfig, VideoClassifier, VideoViT
 from maskvid.models.tokenizers import save_tokenizer
@@ -33,6 +34,7 @@ from maskvid.motion.trajectory_features import TrajectorySpec
 from maskvid.pretrained import load_pretrained
 from maskvid.registry import Registry
 from maskvid.targets import unnormalize
+from maskvid.targets.tokens import TokenIds
 
 # batch keys the data pipeline makes in its workers; a target that reads another key cannot be trained yet
 PRODUCED = ("video", "mask", "motion", "motion_valid", "label", "video2", "mask2", "trajectory", "trajectory_valid",
@@ -73,8 +75,23 @@ def build_mam2(config: PretrainConfig) -> MAM2:
     return MAM2(encoder, heads, o)
 
 
+def build_vimpac(config: PretrainConfig) -> VIMPAC:
+    """VIMPAC: a token encoder, the tied token head and (``vimpac.alpha > 0``) the contrastive head; tokens from
+    ``data.tokens_cache`` or, with ``vimpac.tokenizer``, from a frozen tokenizer on the device."""
+    encoder, o = encoder_config(config), config.vimpac
+    if config.mask is None:
+        raise ConfigError("mask", "VIMPAC predicts masked tokens: give a mask strategy (block3d)")
+    if o.tokenizer is not None and not os.path.isfile(o.tokenizer):
+        raise ConfigError("vimpac.tokenizer", f"{o.tokenizer}: no such file")
+    try:
+        tokens = TokenIds(vocab_size=encoder.vocab_size or 2, tokenizer=o.tokenizer, patch=encoder.patch)
+    except ConfigError as e:
+        raise ConfigError("vimpac.tokenizer", e.problem) from None
+    return VIMPAC(encoder, tokens, o, pair=config.data.sampling == "pair")
+
+
 METHODS = Registry("method", "method", {"mae": build_masked_prediction, "vqvae": build_tokenizer_training,
-                                        "mam2": build_mam2})
+                                        "mam2": build_mam2, "vimpac": build_vimpac})
 
 
 def build_method(config: PretrainConfig) -> MaskedPrediction:
@@ -162,7 +179,7 @@ def _token_cache(config: PretrainConfig | FinetuneConfig, inputs: tuple[str, ...
     if not os.path.isdir(d.tokens_cache):
         raise ConfigError("data.tokens_cache", f"{d.tokens_cache}: no such directory")
     cache = TokenCache(d.tokens_cache)
-    cache.check_run(d.size, config.model.patch, d.decode_size)
+    cache.check_run(d.size, config.model.patch, d.decode_size, config.model.vocab_size)
     return cache
 
 
@@ -170,7 +187,7 @@ def _method_inputs(method) -> tuple[str, ...]:
     """The batch keys ``method`` reads, each one the data pipeline can make (else a ConfigError now)."""
     inputs = tuple(getattr(method, "inputs", ()))
     for key in inputs:
-        if key not in PRODUCED:
+        if key not in PRODUCED and key.removesuffix("2") not in PRODUCED:  # "…2": the pair's second clip
             raise ConfigError("heads", f"the method reads {key!r}, which the data pipeline does not make (it makes "
                               f"{', '.join(PRODUCED)})")
     return inputs

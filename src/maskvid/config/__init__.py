@@ -8,6 +8,7 @@ is read. Configs hold values only; :mod:`maskvid.recipes` builds the objects the
 """
 
 from maskvid.config.files import apply_overrides, from_dict, load_config, plain, save_config
+from maskvid.config.method_sections import Mam2Config, TokenizerConfig, VimpacConfig
 from maskvid.config.runs import (
     FinetuneConfig,
     HeadConfig,
@@ -21,19 +22,17 @@ from maskvid.config.sections import (
     MOTION_SOURCES,
     SAMPLINGS,
     DataConfig,
-    Mam2Config,
     MaskConfig,
     ModelConfig,
     OptimConfig,
     PredictionHeadConfig,
     TargetConfig,
-    TokenizerConfig,
     TrainConfig,
 )
 
 __all__ = [
     "CROPS", "MOTION_SOURCES", "SAMPLINGS", "DataConfig", "Mam2Config", "FinetuneConfig", "HeadConfig", "MaskConfig",
     "MixupConfig", "ModelConfig", "OptimConfig", "PredictionHeadConfig", "PretrainConfig", "TargetConfig",
-    "TokenizerConfig", "TrainConfig", "apply_overrides", "encoder_config", "from_dict", "load_config", "plain",
-    "save_config", "target_geometry",
+    "TokenizerConfig", "TrainConfig", "VimpacConfig", "apply_overrides", "encoder_config", "from_dict", "load_config",
+    "plain", "save_config", "target_geometry",
 ]

@@ -5,15 +5,14 @@ from __future__ import annotations
 import typing
 from dataclasses import dataclass, field
 
+from maskvid.config.method_sections import Mam2Config, TokenizerConfig, VimpacConfig
 from maskvid.config.sections import (
     DataConfig,
-    Mam2Config,
     MaskConfig,
     ModelConfig,
     OptimConfig,
     PredictionHeadConfig,
     TargetConfig,
-    TokenizerConfig,
     TrainConfig,
     within_section,
 )
@@ -42,6 +41,8 @@ class PretrainConfig:
     """the trainable VQ-VAE (`method: vqvae`)"""
     mam2: Mam2Config = field(default_factory=Mam2Config)
     """MAM²'s regressor and switches (`method: mam2`)"""
+    vimpac: VimpacConfig = field(default_factory=VimpacConfig)
+    """VIMPAC's contrastive term, noise and tokens (`method: vimpac`)"""
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
 

@@ -1,4 +1,5 @@
-"""The sections every run config shares: ``data``, ``mask``, ``target`` / ``heads``, ``model``, ``optim``, ``train``.
+"""The sections every run config shares: ``data``, ``mask``, ``target`` / ``heads``, ``model``, ``optim``, ``train``
+(the methods' own sections are in :mod:`maskvid.config.method_sections`).
 
 Each field's docstring is its documentation: ``configs/README.md``'s key tables are generated from them
 (:mod:`maskvid.config.docs`; a test fails when the two drift apart).
@@ -12,7 +13,6 @@ import torch
 
 from maskvid.data.datasets import MOTION_SOURCES
 from maskvid.errors import ConfigError
-from maskvid.models.tokenizer import VQVAEConfig
 from maskvid.validation import at_least, check_fields, one_of, positive, within
 
 CROPS = ("multiscale", "random_resized", "centre", "none")
@@ -151,60 +151,6 @@ class PredictionHeadConfig:
         at_least("heads[]", 0, weight=self.weight)
         if self.loss is not None:
             one_of("heads[].loss", self.loss, ("mse", "cross_entropy"))
-
-
-@dataclass
-class TokenizerConfig:
-    """The trainable VQ-VAE of `method: vqvae` (`maskvid train-tokenizer`): MAM²'s and VIMPAC's appearance tokens."""
-
-    factor: int = 8
-    """pixels per token side: 4, 8 or 16"""
-    codebook_size: int = 1024
-    """codes (MAM²'s tokenizers: 1024–16384)"""
-    code_dim: int = 64
-    """the codes' dimension"""
-    width: int = 64
-    """channels of the first conv stage (doubled per downsampling, at most 4×)"""
-    decay: float = 0.99
-    """the EMA codebook's decay"""
-    dead_threshold: float = 1.0
-    """a code whose assignment-count EMA falls below this is restarted on an encoder output"""
-    commitment: float = 0.25
-    """β of the commitment term"""
-
-    def __post_init__(self):
-        check_fields(self, "tokenizer")
-        at_least("tokenizer", 0, commitment=self.commitment, dead_threshold=self.dead_threshold)
-        self.vqvae()  # factor, codebook size, widths and decay checked now
-
-    def vqvae(self) -> VQVAEConfig:
-        return VQVAEConfig(self.factor, self.codebook_size, self.code_dim, self.width, self.decay,
-                           self.dead_threshold)
-
-
-@dataclass
-class Mam2Config:
-    """MAM²'s regressor and Table 2's switches (`method: mam2`); the decoders are `heads` (appearance, motion)."""
-
-    regressor_depth: int = 4
-    """cross-attention blocks of the latent regressor (Tab. 9: 4)"""
-    width: int | None = None
-    """regressor and decoder width (null: the encoder's; else a projection, Tab. 1c)"""
-    heads: int | None = None
-    """their attention heads (null: the encoder's)"""
-    alpha: float = 2.0
-    """the alignment term's weight (eq. 4)"""
-    regressor: bool = True
-    """Tab. 2 "w/o regressor": false (the decoders then read all tokens, MAE-style; there is nothing to align)"""
-    alignment: bool = True
-    """Tab. 2 "w/o alignment": false (only means something with a regressor)"""
-    coupled: bool = False
-    """Tab. 2 MAM²-c: one decoder with a linear head per target"""
-
-    def __post_init__(self):
-        check_fields(self, "mam2")
-        at_least("mam2", 1, regressor_depth=self.regressor_depth, width=self.width, heads=self.heads)
-        at_least("mam2", 0, alpha=self.alpha)
 
 
 @dataclass

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from maskvid.constants import PAD_TOKEN
 from maskvid.data import sampling
 from maskvid.data.annotations import VideoRecord, read_annotation_list, read_class_names, scan_class_folders
 from maskvid.data.decode import decode_clip, frame_count
@@ -59,7 +60,8 @@ class VideoDataset(torch.utils.data.Dataset):
     the per-pixel flows of the ``flow``/``hof``/``mbh`` targets (``flow``), or None; dense_hog: the per-frame
     patch HOG of every raw frame (``dense_hog``), or None; tokens: a
     :class:`~maskvid.data.token_cache.TokenCache` — each clip is cropped and flipped as one of its views, drawn at
-    random, and carries that view's ``tokens`` ``(T, g, g)`` — or None; clip_order: each clip carries
+    random, and carries that view's ``tokens`` ``(T, g, g)`` (frames past a short video's end: ``PAD_TOKEN``) —
+    or None; clip_order: each clip carries
     ``clip_order`` ``(H'·W',)``, a random order (0 or 1) per spatial position for MAM²'s clip-order target.
     """
 
@@ -236,7 +238,10 @@ class VideoDataset(torch.utils.data.Dataset):
         if self.tokens is not None:  # the clip takes a cached view's crop and flip, and that view's ids
             view = int(torch.randint(len(self.tokens.views), (), generator=g))
             geometry = self.tokens.views[view].geometry(*frames.shape[1:3], self.transform.size)
-            sample["tokens" + suffix] = self.tokens.load(*origin, view)
+            ids = self.tokens.load(*origin, view)
+            if self.sampling in ("dense", "pair"):  # frames past the video's end are [PAD]
+                ids[past_end(origin[1], self.stride)] = PAD_TOKEN
+            sample["tokens" + suffix] = ids
         else:
             geometry = self.transform.geometry(*frames.shape[1:3], g)
         video, motion = self.transform(frames, g, motion, geometry=geometry)
@@ -261,6 +266,13 @@ class VideoDataset(torch.utils.data.Dataset):
             for top, left in sampling.spatial_offsets(height, width, side, self.views[1]):
                 out.append(self.transform(frames, g, box=(top, left, side, side))[0])
         return torch.stack(out)
+
+
+def past_end(indices: list[int], stride: int) -> torch.Tensor:
+    """``(T,)`` bool, True where a strided clip ran past its video's end: the samplers clamp such indices to the
+    last frame (:func:`~maskvid.data.sampling.clamp`), so they differ from ``first + k·stride``."""
+    index = torch.tensor(indices)
+    return index != indices[0] + stride * torch.arange(len(indices))
 
 
 def collate(samples: list[dict | list[dict]]) -> dict:

@@ -28,7 +28,7 @@ import torch
 from maskvid.data.cache_entries import entry_dir, stored_meta, video_meta, write_entry
 from maskvid.data.decode import decode_clip, frame_count
 from maskvid.data.transforms import Geometry
-from maskvid.errors import ConfigError
+from maskvid.errors import CheckpointError, ConfigError
 
 LAYOUT_VERSION = 1
 CHUNK = 64  # frames decoded and tokenized at a time
@@ -175,12 +175,21 @@ class TokenCache:
         write_entry(self.entry(path), {**video_meta(path, LAYOUT_VERSION), "frames": total}, {"tokens": tokens})
         return self.entry(path)
 
-    def check_run(self, size: int, patch: Sequence[int], decode_size: int | None) -> None:
+    def check_run(self, size: int, patch: Sequence[int], decode_size: int | None,
+                  vocab_size: int | None = None) -> None:
         """A ConfigError naming ``data.tokens_cache`` unless the cache serves clips of this size, patch and decode
-        size (one id per ``(1, p, p)`` patch)."""
+        size (one id per ``(1, p, p)`` patch) from a vocabulary of ``vocab_size`` (None: any)."""
         expected = {"size": size, "grid": size // patch[-1] if patch[0] == 1 else None, "decode_size": decode_size}
         actual = {"size": self.size, "grid": self.grid, "decode_size": self.decode_size}
         if patch[0] != 1 or expected != actual:
             raise ConfigError("data.tokens_cache", f"{self.root} holds {actual} (one id per 1×p×p patch); this run "
                               f"needs {expected} for patch {tuple(patch)}")
+        if vocab_size is not None:
+            try:
+                held = self.tokenizer.vocab_size
+            except CheckpointError as e:
+                raise ConfigError("data.tokens_cache", f"{self.root}: its tokenizer cannot be read ({e})") from None
+            if held != vocab_size:
+                raise ConfigError("data.tokens_cache", f"{self.root} holds ids of {held} codes; the model embeds "
+                                  f"{vocab_size} (model.vocab_size)")
 

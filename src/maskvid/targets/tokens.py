@@ -3,7 +3,9 @@
 The ids come with the batch (``tokens``, one id per token on the model's grid, from the data pipeline or a cache),
 or — with ``tokenizer: PATH`` — from a frozen tokenizer (``maskvid train-tokenizer``'s ``tokenizer.safetensors`` or
 a VQGAN / DALL-E dVAE converted by ``maskvid convert-tokenizer``) run on the clip's frames on the training device:
-one id per frame patch, so the patch must be one frame deep. A tokenizer of factor ``f`` sees each frame resized by
+one id per frame patch, so the patch must be one frame deep. Cached ids may hold
+:data:`~maskvid.constants.PAD_TOKEN` where a clip ran past its video's end; those positions are invalid, never in
+the loss. A tokenizer of factor ``f`` sees each frame resized by
 ``f / p`` for ``p × p`` patches, so that it gives one id per patch — as BEiT feeds DALL-E's f8 tokenizer 112² views
 of 224² images for 16² patches; with ``f = p`` (MAM²'s f16 VQGAN and 16² patches) the frames go in as they are. A
 head predicts the ids with a masked cross-entropy over ``vocab_size`` classes.
@@ -17,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange
 
+from maskvid.constants import PAD_TOKEN
 from maskvid.errors import ConfigError, InputError
 from maskvid.models.frozen import Frozen
 from maskvid.models.tokenizers import load_tokenizer
@@ -78,7 +81,15 @@ class TokenIds(Target):
             raise InputError("tokens", f"expected integer ids (B, N) or (B, T', H', W'), got {tokens.dtype} "
                              f"{tuple(tokens.shape)}")
         ids = tokens.flatten(1).long()
-        if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= self.vocab_size):
-            raise InputError("tokens", f"ids must be in [0, {self.vocab_size}), got [{int(ids.min())}, "
-                             f"{int(ids.max())}]")
+        if ids.numel() and (int(ids.min()) < PAD_TOKEN or int(ids.max()) >= self.vocab_size):
+            raise InputError("tokens", f"ids must be in [0, {self.vocab_size}) or {PAD_TOKEN} ([PAD]), got "
+                             f"[{int(ids.min())}, {int(ids.max())}]")
         return ids
+
+    def validity(self, tokens: torch.Tensor | None = None, video: torch.Tensor | None = None,
+                 **aux) -> torch.Tensor | None:
+        """False at [PAD]; None when there is none (or the ids come from the clip's own frames)."""
+        if tokens is None or self.frozen is not None:
+            return None
+        real = tokens.flatten(1) != PAD_TOKEN
+        return None if bool(real.all()) else real
