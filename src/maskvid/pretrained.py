@@ -51,7 +51,8 @@ def _recorded_config(file: str) -> ViTConfig | None:
 
 
 def resize_position_tables(state: dict, source: ViTConfig | None, target: ViTConfig) -> dict:
-    """Interpolate learned (joint or separable) tables from the pretraining grid to the fine-tuning grid."""
+    """Interpolate learned (joint, separable or factorized) tables from the pretraining grid to the fine-tuning
+    grid."""
     state = dict(state)
     for key, value in list(state.items()):
         if not key.startswith("encoder.pos_embed.") or source is None or source.grid == target.grid:
@@ -60,6 +61,10 @@ def resize_position_tables(state: dict, source: ViTConfig | None, target: ViTCon
             state[key] = resize_grid_table(value, source.grid[:1], target.grid[:1])
         elif key.endswith("pos_embed_space"):
             state[key] = resize_grid_table(value, source.grid[1:], target.grid[1:])
+        elif key.endswith("pos_embed_height"):
+            state[key] = resize_grid_table(value, source.grid[1:2], target.grid[1:2])
+        elif key.endswith("pos_embed_width"):
+            state[key] = resize_grid_table(value, source.grid[2:], target.grid[2:])
         else:
             state[key] = resize_grid_table(value, source.grid, target.grid)
     return state

@@ -51,6 +51,9 @@ class PretrainConfig:
         within("seed", self.seed, 0, 2**63 - 1)
         if self.heads and self.target is not None:
             raise ConfigError("target", "give either target (one head) or heads, not both")
+        if self.train.knn_every and not (self.data.knn_train_list and self.data.knn_val_list):
+            raise ConfigError("train.knn_every", "the kNN monitor needs a labelled bank and query list: set "
+                              "data.knn_train_list and data.knn_val_list")
         encoder = encoder_config(self)  # cross-section: the tubelet divides the clip, heads divide the width
         from maskvid import targets
 
@@ -107,7 +110,9 @@ class HeadConfig:
     dropout: float = 0.0
     """dropout before the last linear layer"""
     init_scale: float = 0.001
-    """the fresh classifier's weights are scaled by this (VideoMAE)"""
+    """the fresh classifier's weights are scaled by this (VideoMAE 0.001; VIMPAC 0: zero-initialized)"""
+    pool: str = "mean"
+    """what the linear head reads: `mean` of the tokens (VideoMAE) or the `cls` token's output (VIMPAC)"""
     bridge_width: int = 512
     """MAR's bridging classifier width"""
     bridge_depth: int = 2
@@ -126,7 +131,8 @@ class HeadConfig:
             raise ConfigError("head.bridge_heads", f"width {self.bridge_width} is not divisible by "
                               f"{self.bridge_heads} heads")
         within("head.dropout", self.dropout, 0, 1, open_high=True)
-        positive("head", init_scale=self.init_scale)
+        at_least("head", 0, init_scale=self.init_scale)
+        one_of("head.pool", self.pool, ("mean", "cls"))
         at_least("head", 0, recon_weight=self.recon_weight)
 
 
@@ -169,6 +175,8 @@ class FinetuneConfig:
     """set it (e.g. `{strategy: running_cell, ratio: 0.5}`) for MAR"""
     model: ModelConfig = field(default_factory=ModelConfig)
     head: HeadConfig = field(default_factory=HeadConfig)
+    tokenizer: str | None = None
+    """a token-stem encoder's tokenizer file (VIMPAC): clips become ids on the device, in training and evaluation"""
     mixup: MixupConfig = field(default_factory=MixupConfig)
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(base_lr=1e-3, betas=(0.9, 0.999),
                                                                    warmup_epochs=5, layer_decay=0.75))
@@ -179,7 +187,12 @@ class FinetuneConfig:
         within("seed", self.seed, 0, 2**63 - 1)
         if self.data.sampling == "pair":
             raise ConfigError("data.sampling", "fine-tuning takes one clip per sample: dense or segments")
-        encoder_config(self)
+        encoder = encoder_config(self)
+        if (encoder.stem == "token") != (self.tokenizer is not None):
+            raise ConfigError("tokenizer", "a token-stem encoder reads ids: give the tokenizer that makes them from "
+                              "the clips" if encoder.stem == "token" else "only a token-stem encoder reads ids")
+        if self.head.pool == "cls" and not encoder.cls_token:
+            raise ConfigError("head.pool", "the encoder has no [CLS] token: set model.cls_token: true")
 
     def to_dict(self) -> dict:
         from maskvid.config.files import plain

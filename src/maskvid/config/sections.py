@@ -67,6 +67,10 @@ class DataConfig:
     """domain adaptation: `val_class model_class` per line"""
     val_classes: str | None = None
     """class names of the validation list if they differ from `data.classes`"""
+    knn_train_list: str | None = None
+    """the kNN monitor's labelled bank (`train.knn_every`; VIMPAC: UCF101 train)"""
+    knn_val_list: str | None = None
+    """its labelled queries"""
 
     def __post_init__(self):
         check_fields(self, "data")
@@ -263,6 +267,11 @@ class TrainConfig:
     """a tqdm bar on a terminal"""
     ema: float | None = None
     """model EMA decay (e.g. 0.9999); evaluation then uses the EMA weights"""
+    knn_every: int | None = None
+    """pretraining: the encoder's kNN accuracy every this many steps (bank `data.knn_train_list`, queries
+    `data.knn_val_list`)"""
+    knn_k: int = 200
+    """neighbours that vote (VIMPAC's monitor: 200, weights exp(cos / 0.07))"""
 
     def __post_init__(self):
         check_fields(self, "train")
@@ -270,6 +279,7 @@ class TrainConfig:
                  batch_size=self.batch_size, checkpoint_every=self.checkpoint_every,
                  keep_checkpoints=self.keep_checkpoints, log_every=self.log_every)
         at_least("train", 0, num_workers=self.num_workers)
+        at_least("train", 1, knn_every=self.knn_every, knn_k=self.knn_k)
         one_of("train.precision", self.precision, ("auto", "fp32", "bf16"))
         within("train.ema", self.ema, 0, 1, open_low=True, open_high=True)
         if self.device != "auto":

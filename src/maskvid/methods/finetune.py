@@ -15,6 +15,7 @@ from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
 from torch import nn
 
 from maskvid.models import ProbeHead, VideoViT, masked_mean
+from maskvid.models.frozen import frozen_parts
 
 
 @dataclass
@@ -51,12 +52,16 @@ class Classification(nn.Module):
     """``net(video, mask) -> logits`` or ``(logits, {name: (weight, loss)})`` trained with cross-entropy.
 
     mixup: a timm :class:`~timm.data.Mixup` applied to training batches in :meth:`prepare` (on a ``(B, C·T, H, W)``
-    view, so a CutMix box cuts through every frame); label_smoothing is used without mixup.
+    view, so a CutMix box cuts through every frame); label_smoothing is used without mixup. tokens: for a
+    token-stem encoder (VIMPAC), the :class:`~maskvid.targets.tokens.TokenIds` whose frozen tokenizer turns each
+    clip into ids on the device, in training and in :meth:`predict`.
     """
 
-    def __init__(self, net: nn.Module, num_classes: int, mixup: Mixup | None = None, label_smoothing: float = 0.1):
+    def __init__(self, net: nn.Module, num_classes: int, mixup: Mixup | None = None, label_smoothing: float = 0.1,
+                 tokens: nn.Module | None = None):
         super().__init__()
         self.net = net
+        self.tokens = tokens
         self.num_classes = num_classes
         self.mixup = mixup
         self.soft_loss = SoftTargetCrossEntropy()
@@ -85,9 +90,23 @@ class Classification(nn.Module):
             inputs["mask"] = batch["mask"].to(device, non_blocking=True)
         return inputs
 
+    def _apply(self, fn, recurse: bool = True):
+        super()._apply(fn, recurse)
+        for part in frozen_parts(self):  # the tokenizer moves with the network, never trained or saved
+            part.apply(fn)
+        return self
+
+    def _input(self, video: torch.Tensor) -> torch.Tensor:
+        """The network's input: the clip, or its token ids ``(B, T', H', W')`` for a token-stem encoder."""
+        if self.tokens is None:
+            return video
+        b, _, t, h, w = video.shape
+        p = self.encoder.config.patch
+        return self.tokens(video=video).view(b, t // p[0], h // p[1], w // p[2])
+
     def forward(self, video: torch.Tensor, target: torch.Tensor, label: torch.Tensor | None = None,
                 mask: torch.Tensor | None = None) -> ClassifyOutput:
-        out = self.net(video, mask)
+        out = self.net(self._input(video), mask)
         logits, extra = out if isinstance(out, tuple) else (out, {})
         loss = self.soft_loss(logits, target) if target.dim() == 2 else self.hard_loss(logits, target)
         metrics = {"ce": loss.detach()}
@@ -101,7 +120,7 @@ class Classification(nn.Module):
     @torch.no_grad()
     def predict(self, video: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """Class probabilities ``(B, classes)`` (auxiliary branches off)."""
-        out = self.net(video, mask)
+        out = self.net(self._input(video), mask)
         return F.softmax((out[0] if isinstance(out, tuple) else out).float(), dim=-1)
 
 

@@ -1,5 +1,5 @@
-"""A video classifier: the encoder over all tokens, mean pooling + ``fc_norm`` (VideoMAE) or the final norm's
-mean, dropout and a linear head."""
+"""A video classifier: the encoder over all tokens, mean pooling + ``fc_norm`` (VideoMAE), the final norm's mean,
+or the [CLS] token's output (VIMPAC), then dropout and a linear head."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ class VideoClassifier(nn.Module):
     def __init__(self, config: ViTConfig, num_classes: int, fc_norm: bool = True, head_drop: float = 0.0,
                  head_eps: float = 1e-6, init_scale: float = 1.0, pool: str = "mean"):
         super().__init__()
-        if pool not in ("mean", "first"):
-            raise ValueError(f"pool {pool!r} not in mean, first")
+        if pool not in ("mean", "first", "cls") or (pool == "cls" and not config.cls_token):
+            raise ValueError(f"pool {pool!r} not in mean, first, cls (cls needs a [CLS] token)")
         self.pool = pool  # "first": VideoMAE's / HF's choice when there is no fc_norm (token 0, no CLS token)
         self.encoder = VideoViT(config)
         self.fc_norm = nn.LayerNorm(config.width, eps=head_eps) if fc_norm else nn.Identity()
@@ -32,7 +32,9 @@ class VideoClassifier(nn.Module):
                                                                        (r"^encoder\.norm", (99999,))]}
 
     def features(self, video: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        tokens, layout = self.encoder(video, mask)  # (B, N, D), or the visible tokens when masked
+        tokens, layout, cls = self.encoder(video, mask, return_prefix=True)  # (B, N, D), or the visible ones
+        if self.pool == "cls":
+            return self.fc_norm(cls[:, 0])
         if self.pool == "first":
             return self.fc_norm(tokens[:, 0])
         return self.fc_norm(masked_mean(tokens, layout.valid))
