@@ -219,3 +219,12 @@ def test_every_subcommand_dispatches_to_a_command():
 
     subparsers = next(a for a in build_parser()._actions if a.dest == "command")
     assert set(subparsers.choices) == set(DISPATCH) == set(COMMANDS)
+
+
+def test_bench_vimpac_json():
+    result = run("bench", "vimpac", "--shape", "tiny", "--batch", "2", "--steps", "1", "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert set(report["clips_per_s"]) == {"joint", "divided", "thw_split", "t_hw"}
+    assert report["ratio"] == report["clips_per_s"]["t_hw"] / report["clips_per_s"]["joint"]
+    assert report["encoder_params"]["divided"] > report["encoder_params"]["joint"]  # two attentions per block

@@ -20,7 +20,9 @@ from maskvid.models.tokenizers import save_tokenizer
 from maskvid.recipes import build_dataset, build_method, pretrain
 from maskvid.targets.tokens import TokenIds
 
-RECIPE = os.path.join(os.path.dirname(__file__), "..", "configs", "pretrain", "vimpac_tiny.yaml")
+CONFIGS = os.path.join(os.path.dirname(__file__), "..", "configs")
+RECIPE = os.path.join(CONFIGS, "pretrain", "vimpac_tiny.yaml")
+FINETUNE = os.path.join(CONFIGS, "finetune", "vimpac_tiny.yaml")
 VOCAB = 16
 
 
@@ -130,14 +132,22 @@ def recipe(synth_motion: str, tmp_path, tokenizer: str, **extra):
 
 
 def test_the_tiny_recipe_pretrains_with_tokens_from_the_tokenizer(synth_motion, tokenizer, tmp_path):
-    config = recipe(synth_motion, tmp_path, tokenizer)
+    knn = {"train.knn_every": 2, "data.knn_train_list": os.path.join(synth_motion, "train.csv"),
+           "data.knn_val_list": os.path.join(synth_motion, "val.csv")}
+    config = recipe(synth_motion, tmp_path, tokenizer, **knn)
     method = build_method(config)
     assert method.inputs == ("video", "mask", "video2", "mask2")
     result = pretrain(config)
     assert result.status == "finished" and result.step == 3
     with open(tmp_path / "run" / "metrics.jsonl") as f:
-        records = [json.loads(line) for line in f if '"m_acc_tokens"' in line]
-    assert {"m_loss_tokens", "m_acc_tokens", "m_loss_contrastive"} <= set(records[-1])
+        records = [json.loads(line) for line in f]
+    trained = [r for r in records if "m_acc_tokens" in r]
+    assert {"m_loss_tokens", "m_acc_tokens", "m_loss_contrastive"} <= set(trained[-1])
+    monitored = [r for r in records if "knn_top1" in r]
+    assert [r["step"] for r in monitored] == [2, 3] and all(0 <= r["knn_top1"] <= r["knn_top5"] <= 1
+                                                            for r in monitored)
+    with pytest.raises(ConfigError, match="train.knn_every"):
+        recipe(synth_motion, tmp_path, tokenizer, **{"train.knn_every": 2})
     with pytest.raises(ConfigError, match="model.vocab_size"):
         build_method(recipe(synth_motion, tmp_path, tokenizer, **{"model.vocab_size": 64}))
     with pytest.raises(ConfigError, match="vimpac.tokenizer"):
@@ -165,3 +175,46 @@ def test_cached_tokens_pair_up_and_pad_past_a_short_videos_end(synth_motion, tok
     with pytest.raises(ConfigError, match="data.tokens_cache"):  # ids of 32 codes, a model of 64
         build_dataset(recipe(synth_motion, tmp_path, "null", **{"data.tokens_cache": cache,
                                                                   "model.vocab_size": 64}), "train", method)
+
+
+def test_knn_accuracy_is_the_weighted_vote_of_the_nearest_bank_clips():
+    from maskvid.engine.knn import knn_accuracy
+
+    bank = torch.tensor([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.1, 0.9], [-1.0, 0.0]])
+    labels = torch.tensor([0, 0, 1, 1, 2])
+    queries = torch.tensor([[1.0, 0.05], [0.05, 1.0], [-1.0, 0.1], [0.6, 0.8]])
+    truth = torch.tensor([0, 1, 2, 0])
+    top1, top5 = knn_accuracy(bank, labels, queries, truth, num_classes=3, k=2)
+    assert top1 == 0.75 and top5 == 1.0  # the last query's two nearest are class 1
+    # with k = all and a hot temperature every class gets nearly equal votes: the nearest still wins
+    assert knn_accuracy(bank, labels, queries[:3], truth[:3], 3, k=5, temperature=0.01)[0] == 1.0
+
+
+def test_fine_tuning_reads_the_cls_token_through_a_zero_initialized_layer(synth_motion, tokenizer, tmp_path):
+    from maskvid.config import FinetuneConfig
+    from maskvid.recipes import finetune
+
+    pretrain(recipe(synth_motion, tmp_path, tokenizer, **{"train.max_steps": 1, "train.checkpoint_every": 1}))
+    values = {"output_dir": str(tmp_path / "ft"), "init": str(tmp_path / "run"), "tokenizer": tokenizer,
+              "data.train_list": os.path.join(synth_motion, "train.csv"),
+              "data.val_list": os.path.join(synth_motion, "val.csv"), "data.size": 32, "data.num_frames": 8,
+              "data.classes": os.path.join(synth_motion, "classes.txt"),
+              "data.test_views": "[2, 2]", "model.vocab_size": 32, "train.batch_size": 4, "train.num_workers": 0,
+              "train.max_steps": 2, "train.progress": False, "train.checkpoint_every": 2}
+    config = load_config(FINETUNE, [f"{k}={v}" for k, v in values.items()], kind=FinetuneConfig)
+    from maskvid.recipes import build_finetune_method, init_from_pretrained
+
+    method = build_finetune_method(config, 3)
+    head = method.net.head
+    assert head.weight.abs().sum() == 0 and head.bias.abs().sum() == 0
+    loaded = init_from_pretrained(method, config)
+    assert loaded["fresh"] == ["net.head.bias", "net.head.weight"]  # 5 frames → 8: the time table interpolated
+    assert method.encoder.pos_embed.pos_embed_time.shape[0] == 8
+    video = torch.randn(2, 3, 8, 32, 32)
+    method.eval()  # no dropout
+    tokens, _, cls = method.encoder(method._input(video), None, return_prefix=True)
+    torch.testing.assert_close(method.net.features(method._input(video)), cls[:, 0])  # [CLS], no norm on top
+    report = finetune(config)
+    assert report["train"]["status"] == "finished" and 0 <= report["eval"]["top1"] <= 1
+    with pytest.raises(ConfigError, match="tokenizer"):
+        load_config(FINETUNE, [f"{k}={v}" for k, v in values.items()] + ["tokenizer=null"], kind=FinetuneConfig)

@@ -109,16 +109,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("bench", help="speed ratios against a reference, measured in the same run")
-    p.add_argument("what", choices=["data", "masking", "targets", "tokens", "model", "mar"])
+    p.add_argument("what", choices=["data", "masking", "targets", "tokens", "model", "mar", "vimpac"])
     p.add_argument("--clips", type=int, default=40, help="clips per loader")
     p.add_argument("--videos", type=int, default=8, help="source videos to generate")
     p.add_argument("--workdir", default=None, help="where the benchmark videos go (default: a temporary dir)")
-    p.add_argument("--shape", choices=["tiny", "small", "base"], default=None,
+    p.add_argument("--shape", choices=["tiny", "small", "base", "large"], default=None,
                    help="model/mar/tokens: ViT size at 16x224² (tiny: CPU test size); default small (model), "
-                        "base (mar, tokens)")
-    p.add_argument("--batch", type=int, default=None, help="model/mar/tokens: clips per step (default 2 / 1 / 1)")
-    p.add_argument("--steps", type=int, default=None, help="model/mar: timed steps per variant (default 5 / 2)")
-    p.add_argument("--device", default="cpu", help="tokens: where tokenizers and the model step run (cuda)")
+                        "base (mar, tokens); vimpac: tiny, small (default), large (large-half)")
+    p.add_argument("--batch", type=int, default=None, help="model/mar/tokens/vimpac: clips (vimpac: clip pairs) per "
+                                                            "step (default 2 / 1 / 1 / 2)")
+    p.add_argument("--steps", type=int, default=None, help="model/mar/vimpac: timed steps per variant "
+                                                            "(default 5 / 2 / 3)")
+    p.add_argument("--device", default="cpu", help="tokens/vimpac: where the steps run (cuda)")
     p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("demo", help="the main job on the built-in synthetic data")

@@ -214,8 +214,31 @@ def pretrain(config: PretrainConfig, resume: bool = False):
     torch.manual_seed(config.seed)  # the model's initialization
     method = build_method(config)
     dataset = build_dataset(config, "train", method)
+    monitor = build_knn_monitor(config, method) if config.train.knn_every else None
     os.makedirs(config.output_dir, exist_ok=True)
-    return train(method, dataset, config, config.output_dir, resume=resume)
+    return train(method, dataset, config, config.output_dir, resume=resume, monitor=monitor)
+
+
+def build_knn_monitor(config: PretrainConfig, method):
+    """The kNN monitor of ``train.knn_every``: the labelled bank and queries as the encoder reads them (centre crop,
+    no flip, no mask; tokens from the run's cache when it reads one, entries added as needed)."""
+    from maskvid.engine.knn import KNNMonitor
+
+    if not hasattr(method, "features"):
+        raise ConfigError("train.knn_every", f"method {config.method!r} has no encoder features to monitor")
+    d = config.data
+    inputs = _method_inputs(method)
+    sets = []
+    for key, path in (("data.knn_train_list", d.knn_train_list), ("data.knn_val_list", d.knn_val_list)):
+        if not os.path.exists(path):
+            raise ConfigError(key, f"{path}: no such file")
+        sets.append(VideoDataset.from_list(
+            path, root=d.root, require_labels=True, num_frames=d.num_frames, stride=d.stride,
+            decode_size=d.decode_size, seed=config.seed, patch=config.model.patch,
+            transform=ClipTransform(size=d.size, crop="centre", flip=False), tokens=_token_cache(config, inputs)))
+    classes = 1 + max(r.label for s in sets for r in s.records)
+    return KNNMonitor(*sets, num_classes=classes, batch_size=config.train.batch_size,
+                      num_workers=config.train.num_workers, k=config.train.knn_k)
 
 
 def train_tokenizer(config: PretrainConfig, resume: bool = False) -> dict:
@@ -291,15 +314,24 @@ def build_finetune_method(config: FinetuneConfig, num_classes: int) -> Classific
     elif h.kind == "probe":
         net = LinearProbe(VideoViT(encoder), num_classes)
     else:
-        net = VideoClassifier(dataclasses.replace(encoder, final_norm=not h.fc_norm), num_classes, fc_norm=h.fc_norm,
-                              head_drop=h.dropout, init_scale=h.init_scale)
+        net = VideoClassifier(dataclasses.replace(encoder, final_norm=not h.fc_norm and encoder.final_norm),
+                              num_classes, fc_norm=h.fc_norm, head_drop=h.dropout, init_scale=h.init_scale,
+                              pool=h.pool)
     mix = config.mixup
     mixing = h.kind != "probe" and (mix.mixup > 0 or mix.cutmix > 0)
     if mixing and (config.train.batch_size * config.data.num_repeats) % 2:
         raise ConfigError("train.batch_size", "mixup pairs each clip with the batch's reverse: use an even batch")
     mixup = None if h.kind == "probe" else build_mixup(mix.mixup, mix.cutmix, mix.prob, mix.switch_prob,
                                                          mix.label_smoothing, num_classes)
-    return Classification(net, num_classes, mixup=mixup, label_smoothing=mix.label_smoothing)
+    tokens = None
+    if config.tokenizer is not None:  # a token-stem encoder (VIMPAC): ids made from the clips on the device
+        if not os.path.isfile(config.tokenizer):
+            raise ConfigError("tokenizer", f"{config.tokenizer}: no such file")
+        tokens = TokenIds(vocab_size=encoder.vocab_size, tokenizer=config.tokenizer, patch=encoder.patch)
+        if tokens.vocab_size != encoder.vocab_size:
+            raise ConfigError("model.vocab_size", f"{encoder.vocab_size}, but {config.tokenizer} has "
+                              f"{tokens.vocab_size} codes")
+    return Classification(net, num_classes, mixup=mixup, label_smoothing=mix.label_smoothing, tokens=tokens)
 
 
 def init_from_pretrained(method: Classification, config: FinetuneConfig) -> dict | None:

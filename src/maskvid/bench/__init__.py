@@ -8,11 +8,12 @@
 ``tokens``: online tokenization (the trainable VQ-VAE, a DALL-E-shaped dVAE) vs a VideoMAE-B training step
 (:mod:`maskvid.bench.tokens`).
 ``model``: a pretraining step of maskvid's MAE vs transformers' VideoMAEForPreTraining (:mod:`maskvid.bench.model`).
+``vimpac``: a VIMPAC pretraining step with each attention layout on one token grid (:mod:`maskvid.bench.vimpac`).
 """
 
 from __future__ import annotations
 
-BENCHMARKS = ("data", "masking", "targets", "tokens", "model", "mar")
+BENCHMARKS = ("data", "masking", "targets", "tokens", "model", "mar", "vimpac")
 
 
 def run(what: str, args) -> dict:
@@ -41,6 +42,11 @@ def run(what: str, args) -> dict:
         from maskvid.bench.mar import bench_mar
 
         return bench_mar(shape=args.shape or "base", batch=args.batch or 1, steps=args.steps or 2)
+    if what == "vimpac":
+        from maskvid.bench.vimpac import bench_vimpac
+
+        return bench_vimpac(shape=args.shape or "small", batch=args.batch or 2, steps=args.steps or 3,
+                            device=args.device)
     raise ValueError(f"unknown benchmark {what!r}; choose from {BENCHMARKS}")
 
 
@@ -65,6 +71,10 @@ def format_result(what: str, result: dict) -> str:
         from maskvid.bench.mar import format_mar
 
         return format_mar(result)
+    if what == "vimpac":
+        from maskvid.bench.vimpac import format_vimpac
+
+        return format_vimpac(result)
     rates = result["clips_per_s"]
     lines = [f"bench {what}: {result['setup']}"]
     lines += [f"  {name:>16}: {value:8.2f} clips/s" for name, value in rates.items()]

@@ -72,13 +72,17 @@ def _autocast(precision: str, device: torch.device):
     return contextlib.nullcontext()
 
 
-def train(method: torch.nn.Module, dataset, config: PretrainConfig, run_dir: str, resume: bool = False) -> TrainResult:
+def train(method: torch.nn.Module, dataset, config: PretrainConfig, run_dir: str, resume: bool = False,
+          monitor=None) -> TrainResult:
     """Train ``method`` on ``dataset`` as ``config`` says, writing checkpoints and metrics under ``run_dir``.
 
     ``method.prepare(batch, device)`` turns a collated batch into the method's arguments (it may draw mixup);
-    ``method(**arguments)`` returns an object with ``loss`` and ``metrics``.
+    ``method(**arguments)`` returns an object with ``loss`` and ``metrics``. ``monitor(method, device) -> dict``
+    (e.g. :class:`~maskvid.engine.knn.KNNMonitor`) runs on the main rank every ``train.knn_every`` steps and at
+    the end; its figures are logged with the step.
     """
     run = _Run(method, dataset, config, run_dir, resume)
+    run.monitor = monitor
     try:
         while run.step < run.plan.stop_at and run.status == "finished":
             run.epoch()
@@ -123,6 +127,7 @@ class _Run:
         self.losses, self.first_loss, self.last_loss, self.clips = [], None, None, 0
         self.metric_sums, self.metric_count = {}, 0
         self.started = self.window = time.perf_counter()
+        self.monitor = None
 
     def epoch(self) -> None:
         """The rest of the current epoch (a resumed run starts mid-epoch where the checkpoint left it)."""
@@ -189,6 +194,10 @@ class _Run:
                              "clips_per_s": self.clips / (now - self.window), **self.window_metrics()})
             self.losses, self.clips, self.window = [], 0, now
             self.metric_sums, self.metric_count = {}, 0
+        every = getattr(t, "knn_every", None)
+        if self.monitor is not None and self.info.main and every and (self.step % every == 0
+                                                                       or self.step == self.plan.stop_at):
+            self.logger.log({"step": self.step, **self.monitor(self.method, self.device)})
         if self.info.main and (self.step % t.checkpoint_every == 0 or self.step == self.plan.stop_at):
             self.checkpoint = save_run(self.run_dir, self.step, epoch, self.method, self.optimizer, self.config,
                                     t.keep_checkpoints, self.ema)

@@ -23,6 +23,7 @@ from maskvid.methods.losses import DEFAULT_LOSS, HEAD_LOSSES
 from maskvid.models import DecoderConfig, MAEDecoder, PositionEmbedding, VideoViT, ViTConfig
 from maskvid.models.blocks import TokenLayout
 from maskvid.models.frozen import frozen_parts
+from maskvid.models.heads import masked_mean
 from maskvid.models.tokens import fill_masked, gather_tokens, order_ids
 from maskvid.targets import Target
 
@@ -107,6 +108,13 @@ def prepare_inputs(inputs: tuple[str, ...], batch: dict, device: torch.device) -
     return {k: batch[k].to(device, non_blocking=True) for k in inputs}
 
 
+@torch.no_grad()
+def pooled_features(encoder: VideoViT, batch: dict, device: torch.device) -> torch.Tensor:
+    """The mean of the encoder's tokens ``(B, D)`` over each whole, unmasked clip of ``batch`` (the kNN monitor)."""
+    tokens, layout = encoder(batch[encoder.input_key].to(device, non_blocking=True))
+    return masked_mean(tokens, layout.valid)
+
+
 def masked_target_loss(target: Target, loss_fn, pred: torch.Tensor, batch: dict, masked_ids: torch.Tensor,
                        pred_valid: torch.Tensor | None) -> torch.Tensor:
     """``loss_fn`` between predictions ``(B, M, D)`` of the masked tokens and ``target``'s values there, counting
@@ -158,6 +166,9 @@ class MaskedPrediction(nn.Module):
     def prepare(self, batch: dict, device: torch.device) -> dict:
         """The loop's batch → this method's arguments on ``device``: exactly the keys in :attr:`inputs`."""
         return prepare_inputs(self.inputs, batch, device)
+
+    def features(self, batch: dict, device: torch.device) -> torch.Tensor:
+        return pooled_features(self.encoder, batch, device)
 
     def forward(self, x: torch.Tensor | None = None, mask: torch.Tensor | None = None, **inputs) -> MaskedOutput:
         inputs = checked_inputs(self.input_key, x, mask, inputs)

@@ -29,7 +29,14 @@ from torch import nn
 
 from maskvid.config import Mam2Config
 from maskvid.errors import ConfigError
-from maskvid.methods.base import MaskedOutput, checked_inputs, masked_target_loss, method_inputs, prepare_inputs
+from maskvid.methods.base import (
+    MaskedOutput,
+    checked_inputs,
+    masked_target_loss,
+    method_inputs,
+    pooled_features,
+    prepare_inputs,
+)
 from maskvid.methods.losses import DEFAULT_LOSS, HEAD_LOSSES
 from maskvid.models import DecoderConfig, PositionEmbedding, VideoViT, ViTConfig
 from maskvid.models.blocks import TokenLayout
@@ -100,6 +107,9 @@ class MAM2(nn.Module):
 
     def prepare(self, batch: dict, device: torch.device) -> dict:
         return prepare_inputs(self.inputs, batch, device)
+
+    def features(self, batch: dict, device: torch.device) -> torch.Tensor:
+        return pooled_features(self.encoder, batch, device)
 
     def _apply(self, fn, recurse: bool = True):
         super()._apply(fn, recurse)

@@ -73,6 +73,13 @@ class VIMPAC(nn.Module):
         p = self.encoder.config.patch
         return ids.view(b, t // p[0], h // p[1], w // p[2])
 
+    @torch.no_grad()
+    def features(self, batch: dict, device: torch.device) -> torch.Tensor:
+        """The [CLS] output ``(B, D)`` of each unmasked clip of ``batch`` (the kNN monitor's embedding)."""
+        inputs = prepare_inputs(self.tokens.inputs, batch, device)
+        _, _, cls = self.encoder(self.clip_ids(inputs), None, return_prefix=True)
+        return cls[:, 0]
+
     def forward(self, mask: torch.Tensor | None = None, mask2: torch.Tensor | None = None, **inputs) -> MaskedOutput:
         ids = self.clip_ids(inputs)
         masks = [mask]

@@ -1,0 +1,58 @@
+"""A kNN monitor of representation quality during pretraining (VIMPAC's UCF101 monitor, after InstDisc / MoCo's
+demo): every ``train.knn_every`` steps the encoder embeds a labelled bank and a labelled query set, and each query
+is classified by the weighted vote of its k nearest bank clips (cosine similarity, weights ``exp(s / t)``; k = 200,
+t = 0.07 as the official code). It runs on the main rank, in eval mode, and changes nothing it does not restore.
+
+    monitor = KNNMonitor(bank_set, query_set, num_classes=10)
+    monitor(method, device)   # {"knn_top1": 0.41, "knn_top5": 0.87}; method.features(batch, device) -> (B, D)
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from maskvid.data.datasets import collate
+
+
+def knn_accuracy(bank: torch.Tensor, bank_labels: torch.Tensor, queries: torch.Tensor, query_labels: torch.Tensor,
+                 num_classes: int, k: int = 200, temperature: float = 0.07) -> tuple[float, float]:
+    """Top-1 and top-5 accuracy of the weighted kNN vote; features ``(N, D)`` / ``(M, D)`` (normalized here)."""
+    bank, queries = F.normalize(bank.float(), dim=1), F.normalize(queries.float(), dim=1)
+    similarity = queries @ bank.T  # (M, N)
+    weights, nearest = similarity.topk(min(k, bank.shape[0]), dim=1)  # (M, k)
+    votes = torch.zeros(queries.shape[0], num_classes).scatter_add_(1, bank_labels[nearest],
+                                                                    (weights / temperature).exp())
+    ranked = votes.argsort(1, descending=True)
+    top1 = (ranked[:, 0] == query_labels).float().mean()
+    top5 = (ranked[:, : min(5, num_classes)] == query_labels[:, None]).any(1).float().mean()
+    return float(top1), float(top5)
+
+
+class KNNMonitor:
+    """The kNN accuracy of ``method.features`` on ``query_set`` against ``bank_set`` (both labelled)."""
+
+    def __init__(self, bank_set, query_set, num_classes: int, batch_size: int = 16, num_workers: int = 0,
+                 k: int = 200, temperature: float = 0.07):
+        self.sets, self.num_classes = (bank_set, query_set), num_classes
+        self.batch_size, self.num_workers, self.k, self.temperature = batch_size, num_workers, k, temperature
+
+    @torch.no_grad()
+    def __call__(self, method: torch.nn.Module, device: torch.device) -> dict:
+        was_training = method.training
+        method.eval()
+        try:
+            (bank, bank_labels), (queries, labels) = (self._embed(method, s, device) for s in self.sets)
+        finally:
+            method.train(was_training)
+        top1, top5 = knn_accuracy(bank, bank_labels, queries, labels, self.num_classes, self.k, self.temperature)
+        return {"knn_top1": top1, "knn_top5": top5}
+
+    def _embed(self, method, dataset, device) -> tuple[torch.Tensor, torch.Tensor]:
+        loader = torch.utils.data.DataLoader(dataset, batch_size=self.batch_size, num_workers=self.num_workers,
+                                             collate_fn=collate)
+        features, labels = [], []
+        for batch in loader:
+            features.append(method.features(batch, device).float().cpu())
+            labels.append(batch["label"])
+        return torch.cat(features), torch.cat(labels)
