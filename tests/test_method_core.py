@@ -246,20 +246,27 @@ def test_heads_and_methods_are_checked_by_key():
         load_config(CONFIG, ["mask.strategy=mgm", "mask.options={source: flow}"])
 
 
-def _info_nce_rank(rank: int, world: int, port: int, a: torch.Tensor, b: torch.Tensor, out: str) -> None:
+def _contrastive(name: str):
+    from maskvid.methods.losses import vimpac_info_nce
+
+    return {"info_nce": info_nce, "vimpac_info_nce": vimpac_info_nce}[name]
+
+
+def _info_nce_rank(rank: int, world: int, port: int, a: torch.Tensor, b: torch.Tensor, out: str, name: str) -> None:
     import torch.distributed as dist
 
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
     half = a.shape[0] // world
     mine_a = a[rank * half : (rank + 1) * half].clone().requires_grad_()
     mine_b = b[rank * half : (rank + 1) * half].clone().requires_grad_()
-    loss = info_nce(mine_a, mine_b, temperature=0.2)
+    loss = _contrastive(name)(mine_a, mine_b, temperature=0.2)
     loss.backward()
     torch.save({"loss": loss.detach(), "grad_a": mine_a.grad, "grad_b": mine_b.grad}, f"{out}.{rank}")
     dist.destroy_process_group()
 
 
-def test_info_nce_under_ddp_takes_negatives_from_every_rank_with_gradients(tmp_path):
+@pytest.mark.parametrize("name", ["info_nce", "vimpac_info_nce"])
+def test_info_nce_under_ddp_takes_negatives_from_every_rank_with_gradients(tmp_path, name):
     """2 ranks x 3 pairs = 1 process x 6 pairs: the mean of the ranks' losses is the full-batch loss, and each
     rank's gradient (summed back through the all-gather; DDP then averages over ranks) is the full-batch one."""
     import socket
@@ -271,10 +278,10 @@ def test_info_nce_under_ddp_takes_negatives_from_every_rank_with_gradients(tmp_p
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    mp.spawn(_info_nce_rank, args=(2, port, a, b, str(tmp_path / "rank")), nprocs=2, join=True)
+    mp.spawn(_info_nce_rank, args=(2, port, a, b, str(tmp_path / "rank"), name), nprocs=2, join=True)
     ranks = [torch.load(tmp_path / f"rank.{r}", weights_only=True) for r in range(2)]
     full_a, full_b = a.clone().requires_grad_(), b.clone().requires_grad_()
-    full = info_nce(full_a, full_b, temperature=0.2)
+    full = _contrastive(name)(full_a, full_b, temperature=0.2)
     full.backward()
     torch.testing.assert_close((ranks[0]["loss"] + ranks[1]["loss"]) / 2, full.detach())
     grad_a = torch.cat([r["grad_a"] for r in ranks]) / 2  # DDP's average over the two ranks

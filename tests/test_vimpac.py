@@ -218,3 +218,21 @@ def test_fine_tuning_reads_the_cls_token_through_a_zero_initialized_layer(synth_
     assert report["train"]["status"] == "finished" and 0 <= report["eval"]["top1"] <= 1
     with pytest.raises(ConfigError, match="tokenizer"):
         load_config(FINETUNE, [f"{k}={v}" for k, v in values.items()] + ["tokenizer=null"], kind=FinetuneConfig)
+
+
+def test_resume_is_exact_with_the_noise_drawn_in_forward(synth_motion, tokenizer, tmp_path):
+    """The 80/10/10 noise comes from torch's generator, saved with each checkpoint: 2 + 2 steps = 4 steps."""
+    from safetensors.torch import load_file
+
+    def run(out, steps):
+        return recipe(synth_motion, tmp_path, tokenizer, **{"output_dir": str(tmp_path / out),
+                                                            "train.max_steps": steps, "train.checkpoint_every": 2,
+                                                            "train.schedule_steps": 4})
+
+    straight = pretrain(run("straight", 4))
+    pretrain(run("split", 2))
+    resumed = pretrain(run("split", 4), resume=True)
+    assert straight.step == resumed.step == 4
+    a = load_file(os.path.join(straight.checkpoint, "model.safetensors"))
+    b = load_file(os.path.join(resumed.checkpoint, "model.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
