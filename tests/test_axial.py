@@ -94,7 +94,7 @@ def test_without_a_cls_a_token_reaches_only_its_tube_then_its_rows_and_columns()
 
 
 def test_t_hw_encoders_build_train_and_refuse_what_they_cannot_do():
-    config = ViTConfig.preset("tiny", num_frames=4, size=32, patch=(1, 8, 8), stem="frame", attention="t_hw",
+    config = ViTConfig.preset("micro", num_frames=4, size=32, patch=(1, 8, 8), stem="frame", attention="t_hw",
                               cls_token=True, hide="replace", heads=4, width=96)
     enc = VideoViT(config)
     video, mask = torch.randn(2, 3, 4, 32, 32), torch.rand(2, 64) < 0.15
@@ -102,7 +102,7 @@ def test_t_hw_encoders_build_train_and_refuse_what_they_cannot_do():
     assert tokens.shape == (2, 64, 96) and cls.shape == (2, 1, 96)
     (tokens.sum() + cls.sum()).backward()
     assert all(p.grad is not None for p in enc.parameters())
-    assert VideoViT(ViTConfig.preset("tiny", num_frames=4, size=32, patch=(2, 8, 8), attention="thw_split",
+    assert VideoViT(ViTConfig.preset("micro", num_frames=4, size=32, patch=(2, 8, 8), attention="thw_split",
                                      hide="replace"))
     with pytest.raises(ConfigError, match="model.heads"):
         AxialBlock(96, 4, layout="t|h|w")  # 4 heads do not split three ways
@@ -111,7 +111,7 @@ def test_t_hw_encoders_build_train_and_refuse_what_they_cannot_do():
     with pytest.raises(ConfigError, match="model.layer_scale"):
         AxialBlock(96, 4, layer_scale=0.1)
     with pytest.raises(ConfigError, match="model.hide"):  # hidden tokens dropped: no grid left to attend along
-        ViTConfig.preset("tiny", num_frames=4, size=32, patch=(2, 8, 8), attention="t_hw", heads=4)
+        ViTConfig.preset("micro", num_frames=4, size=32, patch=(2, 8, 8), attention="t_hw", heads=4)
     block = AxialBlock(96, 4)
     with pytest.raises(InputError, match="replace"):
         block(torch.randn(1, 3, 96), TokenLayout((2, 2, 2), ids=torch.tensor([[0, 3, 5]])))

@@ -97,7 +97,7 @@ def test_bench_targets_json(tmp_path):
 
 
 def test_bench_model_json():
-    result = run("bench", "model", "--shape", "tiny", "--batch", "2", "--steps", "2", "--json")
+    result = run("bench", "model", "--shape", "micro", "--batch", "2", "--steps", "2", "--json")
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert set(report["clips_per_s"]) == {"maskvid", "transformers", "transformers_eager"}
@@ -105,7 +105,7 @@ def test_bench_model_json():
 
 
 def test_bench_mar_json():
-    result = run("bench", "mar", "--shape", "tiny", "--batch", "2", "--steps", "1", "--json")
+    result = run("bench", "mar", "--shape", "micro", "--batch", "2", "--steps", "1", "--json")
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert set(report["inference_speedup"]) == set(report["train_speedup"]) == {"25", "50", "75"}
@@ -125,7 +125,7 @@ def _with_a_missing_video(listing: str, out) -> str:
 
 
 def test_pretrain_cli_json(synth_motion, tmp_path):
-    config = os.path.join(os.path.dirname(__file__), "..", "configs", "pretrain", "mgm_tiny.yaml")
+    config = os.path.join(os.path.dirname(__file__), "..", "configs", "pretrain", "mgm_micro.yaml")
     listing = _with_a_missing_video(os.path.join(synth_motion, "train.csv"), tmp_path)
     sets = {"output_dir": tmp_path / "run", "data.train_list": listing, "data.max_bad_fraction": 1.0,
             "data.num_frames": 4, "data.size": 32, "train.batch_size": 2, "train.num_workers": 0,
@@ -145,7 +145,7 @@ def test_pretrain_cli_json(synth_motion, tmp_path):
 
 
 def test_finetune_then_evaluate_cli(synth_motion, tmp_path):
-    config = os.path.join(os.path.dirname(__file__), "..", "configs", "finetune", "mar_tiny.yaml")
+    config = os.path.join(os.path.dirname(__file__), "..", "configs", "finetune", "mar_micro.yaml")
     listing = _with_a_missing_video(os.path.join(synth_motion, "train.csv"), tmp_path)
     sets = {"output_dir": tmp_path / "mar", "init": "null", "data.train_list": listing,
             "data.max_bad_fraction": 1.0, "data.val_list": os.path.join(synth_motion, "val.csv"),
@@ -199,7 +199,7 @@ def test_probe_video_verify_checks_against_a_sequential_decode(tmp_path, capsys,
 
 
 def test_bench_tokens_json(capsys):
-    assert main(["bench", "tokens", "--shape", "tiny", "--steps", "1", "--json"]) == 0
+    assert main(["bench", "tokens", "--shape", "micro", "--steps", "1", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert set(report["clips_per_s"]) == {"vqvae_f16", "dalle_f8_64", "dalle_f8_32", "videomae_step"}
     assert report["gmac_per_clip"]["dalle_f8_64"] == pytest.approx(4 * report["gmac_per_clip"]["dalle_f8_32"])
@@ -222,7 +222,7 @@ def test_every_subcommand_dispatches_to_a_command():
 
 
 def test_bench_vimpac_json():
-    result = run("bench", "vimpac", "--shape", "tiny", "--batch", "2", "--steps", "1", "--json")
+    result = run("bench", "vimpac", "--shape", "micro", "--batch", "2", "--steps", "1", "--json")
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert set(report["clips_per_s"]) == {"joint", "divided", "thw_split", "t_hw"}

@@ -19,8 +19,8 @@ from maskvid.config import FinetuneConfig, PretrainConfig, apply_overrides, from
 from maskvid.errors import ConfigError
 from maskvid.recipes import finetune, pretrain
 
-PRETRAIN = os.path.join(os.path.dirname(__file__), "..", "configs", "pretrain", "videomae_tiny.yaml")
-FINETUNE = os.path.join(os.path.dirname(__file__), "..", "configs", "finetune", "videomae_tiny.yaml")
+PRETRAIN = os.path.join(os.path.dirname(__file__), "..", "configs", "pretrain", "videomae_micro.yaml")
+FINETUNE = os.path.join(os.path.dirname(__file__), "..", "configs", "finetune", "videomae_micro.yaml")
 
 HOSTILE = [  # (override, the key the error must name) — each once crashed mid-run or passed silently
     ("model.patch=[0,8,8]", "model.patch[0]"),
@@ -187,7 +187,7 @@ def test_every_shipped_config_loads_and_its_method_builds(tmp_path, monkeypatch)
     root = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "configs"))
     pretrain = sorted(f for f in os.listdir(os.path.join(root, "pretrain")) if f.endswith(".yaml"))
     finetune = sorted(f for f in os.listdir(os.path.join(root, "finetune")) if f.endswith(".yaml"))
-    assert {"mme_vit_b.yaml", "mme_tiny.yaml", "mam2_tiny.yaml", "mam2_vit_b.yaml"} <= set(pretrain)
+    assert {"mme_vit_b.yaml", "mme_micro.yaml", "mam2_micro.yaml", "mam2_vit_b.yaml"} <= set(pretrain)
     monkeypatch.chdir(tmp_path)
     for name in pretrain:
         with open(os.path.join(root, "pretrain", name)) as f:
@@ -202,7 +202,7 @@ def test_every_shipped_config_loads_and_its_method_builds(tmp_path, monkeypatch)
         config = load_config(os.path.join(root, "pretrain", name))
         method = build_method(config)
         assert getattr(method, "heads", None) or getattr(method, "tasks", None) or method.token_head, name
-        assert method.encoder.config.width == {"tiny": 96, "base": 768, "large": 1024}[config.model.preset]
+        assert method.encoder.config.width == {"micro": 96, "base": 768, "large": 1024}[config.model.preset]
         assert method.encoder.config.grid == tuple(n // p for n, p in zip(
             (config.data.num_frames, config.data.size, config.data.size), config.model.patch, strict=True))
     for name in finetune:

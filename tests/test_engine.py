@@ -22,7 +22,7 @@ from maskvid.errors import CheckpointError, ConfigError, DataError
 from maskvid.recipes import build_dataset, build_method, pretrain
 from maskvid.targets import Target
 
-CONFIG = os.path.join(os.path.dirname(__file__), "..", "configs", "pretrain", "videomae_tiny.yaml")
+CONFIG = os.path.join(os.path.dirname(__file__), "..", "configs", "pretrain", "videomae_micro.yaml")
 
 
 def tiny_overrides(data_dir: str, out: str, **extra) -> list[str]:
@@ -35,7 +35,7 @@ def tiny_overrides(data_dir: str, out: str, **extra) -> list[str]:
     return [f"{k}={v}" for k, v in values.items()]
 
 
-def test_tiny_pretraining_loss_falls(synth_motion, tmp_path):
+def test_micro_pretraining_loss_falls(synth_motion, tmp_path):
     config = load_config(CONFIG, tiny_overrides(synth_motion, str(tmp_path / "run"), **{
         "train.max_steps": 40, "target.name": "pixels", "train.num_workers": 1, "optim.lr": 3e-3}))
     result = pretrain(config)

@@ -33,7 +33,7 @@ def small(data_dir: str, out: str, **extra) -> list[str]:
 @pytest.fixture(scope="module")
 def pretrained_run(synth_motion, tmp_path_factory) -> str:
     out = str(tmp_path_factory.mktemp("pre") / "run")
-    config = load_config(os.path.join(CONFIGS, "pretrain", "mgm_tiny.yaml"), [
+    config = load_config(os.path.join(CONFIGS, "pretrain", "mgm_micro.yaml"), [
         f"output_dir={out}", f"data.train_list={os.path.join(synth_motion, 'train.csv')}", "data.num_frames=4",
         "data.size=32", "train.batch_size=2", "train.num_workers=0", "train.max_steps=4", "train.progress=False",
         "model.patch=[2, 8, 8]"])
@@ -42,7 +42,7 @@ def pretrained_run(synth_motion, tmp_path_factory) -> str:
 
 
 def test_synth_pretrain_finetune_evaluate(synth_motion, pretrained_run, tmp_path):
-    config = load_config(os.path.join(CONFIGS, "finetune", "videomae_tiny.yaml"),
+    config = load_config(os.path.join(CONFIGS, "finetune", "videomae_micro.yaml"),
                          small(synth_motion, str(tmp_path / "ft"), init=pretrained_run), kind=FinetuneConfig)
     report = finetune(config)
     assert report["train"]["status"] == "finished" and report["train"]["step"] == 6  # 6 videos / batch 2, 2 epochs
@@ -61,7 +61,7 @@ def test_synth_pretrain_finetune_evaluate(synth_motion, pretrained_run, tmp_path
 
 
 def test_mar_sees_only_visible_tokens_and_trains_its_reconstruction_branch(synth_motion, pretrained_run, tmp_path):
-    config = load_config(os.path.join(CONFIGS, "finetune", "mar_tiny.yaml"),
+    config = load_config(os.path.join(CONFIGS, "finetune", "mar_micro.yaml"),
                          small(synth_motion, str(tmp_path / "mar"), init=pretrained_run), kind=FinetuneConfig)
     report = finetune(config)
     assert report["train"]["status"] == "finished"
@@ -87,7 +87,7 @@ def test_mar_sees_only_visible_tokens_and_trains_its_reconstruction_branch(synth
 
 
 def test_linear_probe_freezes_the_encoder(synth_motion, pretrained_run, tmp_path):
-    config = load_config(os.path.join(CONFIGS, "finetune", "linear_probe_tiny.yaml"),
+    config = load_config(os.path.join(CONFIGS, "finetune", "linear_probe_micro.yaml"),
                          small(synth_motion, str(tmp_path / "probe"), init=pretrained_run, **{"train.batch_size": 3}),
                          kind=FinetuneConfig)
     from safetensors.torch import load_file
@@ -105,7 +105,7 @@ def test_class_map_evaluates_a_subset_mapped_onto_the_model(synth_motion, pretra
     with open(os.path.join(synth_motion, "classes.txt")) as f:
         names = f.read().split()
     mapping.write_text(f"# val class -> model class\n{names[0]} {names[0]}\n2 2\n")
-    config = load_config(os.path.join(CONFIGS, "finetune", "videomae_tiny.yaml"),
+    config = load_config(os.path.join(CONFIGS, "finetune", "videomae_micro.yaml"),
                          small(synth_motion, str(tmp_path / "da"), init=pretrained_run,
                                **{"data.class_map": str(mapping), "train.epochs": 1}), kind=FinetuneConfig)
     report = finetune(config)
@@ -116,7 +116,7 @@ def test_class_map_evaluates_a_subset_mapped_onto_the_model(synth_motion, pretra
 
 
 def test_finetune_config_errors(synth_motion, tmp_path):
-    path = os.path.join(CONFIGS, "finetune", "videomae_tiny.yaml")
+    path = os.path.join(CONFIGS, "finetune", "videomae_micro.yaml")
     with pytest.raises(ConfigError, match="head.kind"):
         load_config(path, ["head.kind=mlp"], kind=FinetuneConfig)
     with pytest.raises(ConfigError, match="optim.layer_decay"):
@@ -153,7 +153,7 @@ def test_every_shipped_finetune_config_loads_and_builds(name, tmp_path, monkeypa
         save_tokenizer(tokenizer, values["tokenizer"])
     config = load_config(path, kind=FinetuneConfig)
     method = build_finetune_method(config, 10)
-    assert method.encoder.config.width == {"tiny": 96, "base": 768}[config.model.preset]
+    assert method.encoder.config.width == {"micro": 96, "base": 768}[config.model.preset]
 
 
 def test_finetune_resume_is_exact_with_mixup_and_ema(synth_motion, pretrained_run, tmp_path):
@@ -161,7 +161,7 @@ def test_finetune_resume_is_exact_with_mixup_and_ema(synth_motion, pretrained_ru
     from safetensors.torch import load_file
 
     def config(out, **extra):
-        return load_config(os.path.join(CONFIGS, "finetune", "videomae_tiny.yaml"), small(
+        return load_config(os.path.join(CONFIGS, "finetune", "videomae_micro.yaml"), small(
             synth_motion, str(tmp_path / out), init=pretrained_run,
             **{"train.checkpoint_every": 3, "train.ema": 0.9, "model.drop_path": 0.1, **extra}), kind=FinetuneConfig)
 
@@ -185,7 +185,7 @@ def test_mar_net_trains_every_parameter_and_drops_its_branch_at_inference():
     from maskvid.models import DecoderConfig, ViTConfig
 
     torch.manual_seed(0)
-    enc = ViTConfig.preset("tiny", patch=(2, 8, 8), num_frames=4, size=32)
+    enc = ViTConfig.preset("micro", patch=(2, 8, 8), num_frames=4, size=32)
     mae = MAE(enc, DecoderConfig(width=32, depth=1, heads=2), targets.build("norm_pixels", patch=enc.patch))
     method = Classification(MARNet(mae, 5, bridge={"width": 32, "depth": 1, "heads": 2}), 5)
     gen = masking.build("running_cell", ratio=0.5)
@@ -212,17 +212,17 @@ def test_pretrained_weights_from_a_checkpoint_with_another_grid_and_from_an_hf_d
     from maskvid.pretrained import load_pretrained
 
     torch.manual_seed(0)
-    enc = ViTConfig.preset("tiny", patch=(2, 8, 8), num_frames=4, size=32, pos_embed="learned")
+    enc = ViTConfig.preset("micro", patch=(2, 8, 8), num_frames=4, size=32, pos_embed="learned")
     mae = MAE(enc, DecoderConfig(width=32, depth=1, heads=2), targets.build("pixels", patch=enc.patch))
     save_checkpoint(str(tmp_path / "run"), 7, mae, {})
-    longer = ViTConfig.preset("tiny", patch=(2, 8, 8), num_frames=8, size=48, pos_embed="learned", final_norm=False)
+    longer = ViTConfig.preset("micro", patch=(2, 8, 8), num_frames=8, size=48, pos_embed="learned", final_norm=False)
     clf = Classification(VideoClassifier(longer, 4), 4)
     report = load_pretrained(clf, tmp_path / "run", "net.", longer, skip=("encoder.norm.",))
     assert "net.encoder.pos_embed.pos_embed" not in report["fresh"]
     assert clf.encoder.pos_embed.pos_embed.shape == (4 * 6 * 6, 96)
     torch.testing.assert_close(clf.encoder.blocks[1].mlp.fc2.weight, mae.encoder.blocks[1].mlp.fc2.weight)
 
-    sincos = ViTConfig.preset("tiny", patch=(2, 8, 8), num_frames=4, size=32)
+    sincos = ViTConfig.preset("micro", patch=(2, 8, 8), num_frames=4, size=32)
     hf_mae = MAE(sincos, DecoderConfig(width=32, depth=1, heads=2), targets.build("norm_pixels", patch=enc.patch))
     to_hf(hf_mae, tmp_path / "hf")
     clf = Classification(VideoClassifier(dataclasses_replace(sincos, final_norm=False), 4), 4)

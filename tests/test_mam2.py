@@ -19,8 +19,8 @@ from maskvid.models.tokenizers import save_tokenizer
 from maskvid.models.tokens import order_ids
 from maskvid.recipes import build_method, pretrain
 
-PRETRAIN = os.path.join(os.path.dirname(__file__), "..", "configs", "pretrain", "videomae_tiny.yaml")
-ENCODER = ViTConfig.preset("tiny", patch=(1, 8, 8), num_frames=4, size=32, attention="divided",
+PRETRAIN = os.path.join(os.path.dirname(__file__), "..", "configs", "pretrain", "videomae_micro.yaml")
+ENCODER = ViTConfig.preset("micro", patch=(1, 8, 8), num_frames=4, size=32, attention="divided",
                            pos_embed="separable", stem="frame")
 
 
@@ -138,7 +138,7 @@ def test_clip_order_configs_that_cannot_work_are_refused():
     with pytest.raises(ConfigError, match="mam2.coupled"):
         MAM2(ENCODER, heads, Mam2Config(coupled=True))
     with pytest.raises(ConfigError, match="temporal"):
-        MAM2(ViTConfig.preset("tiny", patch=(4, 8, 8), num_frames=4, size=32), heads)
+        MAM2(ViTConfig.preset("micro", patch=(4, 8, 8), num_frames=4, size=32), heads)
     base = ["method=mam2", "target=null", "heads=[{target: clip_order}]", "model.patch=[1, 16, 16]", "model.stem=frame"]
     with pytest.raises(ConfigError, match="mask.strategy"):
         build_method(load_config(PRETRAIN, base + ["mask.strategy=random"]))

@@ -21,7 +21,7 @@ from maskvid.models import DecoderConfig, Frozen, ViTConfig
 from maskvid.recipes import METHODS, build_method, pretrain
 from maskvid.targets import Target
 
-CONFIG = os.path.join(os.path.dirname(__file__), "..", "configs", "pretrain", "videomae_tiny.yaml")
+CONFIG = os.path.join(os.path.dirname(__file__), "..", "configs", "pretrain", "videomae_micro.yaml")
 ENCODER = ViTConfig(width=32, depth=1, heads=2, patch=(2, 8, 8), num_frames=4, size=16)  # grid (2, 2, 2): N = 8
 DECODER = DecoderConfig(width=16, depth=1, heads=2)
 

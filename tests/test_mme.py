@@ -32,7 +32,7 @@ from maskvid.synth import write_video
 from maskvid.trajectory_report import predicted_trajectories
 from maskvid.viz import draw_trajectories
 
-CONFIG = os.path.join(os.path.dirname(__file__), "..", "configs", "pretrain", "mme_tiny.yaml")
+CONFIG = os.path.join(os.path.dirname(__file__), "..", "configs", "pretrain", "mme_micro.yaml")
 PAN = 3  # the camera's pan, pixels a frame to the right: the background moves −3 in the image
 
 
@@ -191,7 +191,7 @@ def _first_frame_index(dataset: VideoDataset) -> int:
     return sampling.dense_indices(48, dataset.num_frames, dataset.stride, g)[0]
 
 
-def test_tiny_mme_pretraining_loss_falls_and_the_config_reaches_the_workers(synth_motion, tmp_path):
+def test_micro_mme_pretraining_loss_falls_and_the_config_reaches_the_workers(synth_motion, tmp_path):
     overrides = {"output_dir": str(tmp_path / "run"), "data.train_list": os.path.join(synth_motion, "train.csv"),
                  "data.size": 32, "train.batch_size": 4, "train.num_workers": 1, "train.log_every": 1,
                  "train.max_steps": 30, "train.progress": False, "optim.warmup_steps": 3, "optim.lr": 2e-3,

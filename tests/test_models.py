@@ -15,7 +15,7 @@ GRID_INPUT = (2, 3, 4, 32, 32)  # (B, C, T, H, W) → grid (2, 4, 4), N = 32 wit
 
 
 def tiny(**kw) -> ViTConfig:
-    return ViTConfig.preset("tiny", patch=(2, 8, 8), num_frames=4, size=32, **kw)
+    return ViTConfig.preset("micro", patch=(2, 8, 8), num_frames=4, size=32, **kw)
 
 
 def tiny_mae(target="pixels", **kw) -> MAE:
@@ -49,8 +49,8 @@ def test_mae_forward_backward_trains_every_parameter(attention, pos_embed):
 def test_every_preset_builds_with_its_width(preset):
     config = ViTConfig.preset(preset)
     assert (config.width, config.depth, config.heads) == PRESETS[preset]
-    if preset == "tiny":
-        enc = VideoViT(ViTConfig.preset("tiny", num_frames=4, size=32, patch=(2, 16, 16)))
+    if preset == "micro":
+        enc = VideoViT(ViTConfig.preset("micro", num_frames=4, size=32, patch=(2, 16, 16)))
         tokens, _ = enc(torch.randn(1, 3, 4, 32, 32))
         tokens.sum().backward()
         assert all(p.grad is not None for p in enc.parameters())

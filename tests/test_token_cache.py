@@ -21,7 +21,7 @@ from maskvid.models.tokenizers import save_tokenizer
 from maskvid.recipes import build_dataset, build_method, pretrain
 
 ROOT = os.path.join(os.path.dirname(__file__), "..", "configs")
-PRETRAIN = os.path.join(ROOT, "pretrain", "videomae_tiny.yaml")
+PRETRAIN = os.path.join(ROOT, "pretrain", "videomae_micro.yaml")
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ VOCAB = 12
 
 def token_encoder(attention: str, **kw) -> VideoViT:
     kw = {"heads": 4, "width": 32, **kw}
-    config = ViTConfig.preset("tiny", num_frames=4, size=24, patch=(1, 8, 8), stem="token", vocab_size=VOCAB,
+    config = ViTConfig.preset("micro", num_frames=4, size=24, patch=(1, 8, 8), stem="token", vocab_size=VOCAB,
                               attention=attention, cls_token=True, hide="replace", **kw)
     return VideoViT(config).eval()
 
@@ -60,7 +60,7 @@ def test_pad_is_embedded_by_its_own_row_and_never_becomes_mask():
 
 
 def test_dropping_encoders_leave_pad_out_like_a_hidden_token():
-    config = ViTConfig.preset("tiny", num_frames=4, size=24, patch=(1, 8, 8), stem="token", vocab_size=VOCAB)
+    config = ViTConfig.preset("micro", num_frames=4, size=24, patch=(1, 8, 8), stem="token", vocab_size=VOCAB)
     enc = VideoViT(config)
     ids = torch.randint(VOCAB, (1, 4, 3, 3))
     ids[0, 3] = PAD_TOKEN
@@ -103,6 +103,6 @@ def test_halved_attention_width():
     assert block.proj[0].in_features == 16 and block.mlp.fc1.out_features == 64
     assert enc(torch.randint(VOCAB, (1, 4, 3, 3)))[0].shape == (1, 36, 32)
     with pytest.raises(ConfigError, match="model.attn_ratio"):
-        ViTConfig.preset("tiny", attn_ratio=0.5)  # joint attention has no width of its own
+        ViTConfig.preset("micro", attn_ratio=0.5)  # joint attention has no width of its own
     with pytest.raises(ConfigError, match="model.attn_ratio"):
         token_encoder("t_hw", attn_ratio=0.3)  # 9.6 channels over 4 heads

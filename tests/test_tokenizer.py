@@ -22,8 +22,8 @@ from maskvid.recipes import build_method, pretrain, train_tokenizer
 from maskvid.targets import unnormalize
 
 ROOT = os.path.join(os.path.dirname(__file__), "..", "configs")
-CONFIG = os.path.join(ROOT, "tokenizer", "vqvae_tiny.yaml")
-PRETRAIN = os.path.join(ROOT, "pretrain", "videomae_tiny.yaml")
+CONFIG = os.path.join(ROOT, "tokenizer", "vqvae_micro.yaml")
+PRETRAIN = os.path.join(ROOT, "pretrain", "videomae_micro.yaml")
 
 
 def test_the_ema_codebook_moves_to_the_mean_of_its_assigned_vectors_by_hand():

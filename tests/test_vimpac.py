@@ -21,8 +21,8 @@ from maskvid.recipes import build_dataset, build_method, pretrain
 from maskvid.targets.tokens import TokenIds
 
 CONFIGS = os.path.join(os.path.dirname(__file__), "..", "configs")
-RECIPE = os.path.join(CONFIGS, "pretrain", "vimpac_tiny.yaml")
-FINETUNE = os.path.join(CONFIGS, "finetune", "vimpac_tiny.yaml")
+RECIPE = os.path.join(CONFIGS, "pretrain", "vimpac_micro.yaml")
+FINETUNE = os.path.join(CONFIGS, "finetune", "vimpac_micro.yaml")
 VOCAB = 16
 
 
@@ -131,7 +131,7 @@ def recipe(synth_motion: str, tmp_path, tokenizer: str, **extra):
     return load_config(RECIPE, [f"{k}={v}" for k, v in values.items()])
 
 
-def test_the_tiny_recipe_pretrains_with_tokens_from_the_tokenizer(synth_motion, tokenizer, tmp_path):
+def test_the_micro_recipe_pretrains_with_tokens_from_the_tokenizer(synth_motion, tokenizer, tmp_path):
     knn = {"train.knn_every": 2, "data.knn_train_list": os.path.join(synth_motion, "train.csv"),
            "data.knn_val_list": os.path.join(synth_motion, "val.csv")}
     config = recipe(synth_motion, tmp_path, tokenizer, **knn)

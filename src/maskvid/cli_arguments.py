@@ -64,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("finetune", help="fine-tune, linear-probe or MAR from a YAML config (configs/finetune/)")
-    _add_run_arguments(p, "init=runs/mgm_tiny or head.kind=probe")
+    _add_run_arguments(p, "init=runs/mgm_micro or head.kind=probe")
 
     p = sub.add_parser("evaluate", help="multi-view top-1/top-5, per-class accuracy, confusion matrix")
     p.add_argument("--config", required=True, help="the fine-tuning config (data.val_list, data.test_views, ...)")
@@ -113,9 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--clips", type=int, default=40, help="clips per loader")
     p.add_argument("--videos", type=int, default=8, help="source videos to generate")
     p.add_argument("--workdir", default=None, help="where the benchmark videos go (default: a temporary dir)")
-    p.add_argument("--shape", choices=["tiny", "small", "small_256", "base", "large"], default=None,
-                   help="model/mar/tokens: ViT size at 16x224² (tiny: CPU test size); default small (model), "
-                        "base (mar, tokens); vimpac: tiny, small (default; small_256: 256² frames), large (large-half)")
+    p.add_argument("--shape", choices=["micro", "small", "small_256", "base", "large"], default=None,
+                   help="model/mar/tokens: ViT size at 16x224² (micro: the CPU test size); default small (model), "
+                        "base (mar, tokens); vimpac: micro, small (default; small_256: 256² frames), large")
     p.add_argument("--batch", type=int, default=None, help="model/mar/tokens/vimpac: clips (vimpac: clip pairs) per "
                                                             "step (default 2 / 1 / 1 / 2)")
     p.add_argument("--steps", type=int, default=None, help="model/mar/vimpac: timed steps per variant "

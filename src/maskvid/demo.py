@@ -1,7 +1,7 @@
 """``maskvid demo``: the main job on the built-in synthetic data, no arguments needed.
 
 1. synthesize the ``motion`` benchmark into a cache directory (reused when present);
-2. pretrain a tiny ViT with MGM masks guided by the videos' own codec motion vectors;
+2. pretrain a micro ViT (96 wide, 2 blocks) with MGM masks guided by the videos' own codec motion vectors;
 3. fine-tune it, and a from-scratch twin with the same budget, then evaluate both (multi-view);
 4. print a table (top-1 / top-5, wall-clock, clips/s) and where the runs, mask pictures and loss curves are,
    and say whether pretraining actually learned (a pretraining stuck at its trivial loss makes fine-tuning worse
@@ -18,7 +18,7 @@ from maskvid.engine.logging import read_metrics
 from maskvid.synth import SynthConfig, synthesize
 
 CLIP = {"num_frames": 8, "stride": 2, "size": 64, "flip": False}  # the motion preset is direction-sensitive
-MODEL = {"preset": "tiny", "patch": [2, 8, 8]}
+MODEL = {"preset": "micro", "patch": [2, 8, 8]}
 BUDGET = {  # (pretrain steps, fine-tune epochs, videos per class): ≤10 min and ≤2 min on 2 CPU cores
     "full": (600, 40, 16),
     "quick": (150, 8, 6),
@@ -109,7 +109,7 @@ def _table(r: dict, quick: bool) -> str:
     p = r["pretrain"]
     lines = [
         f"maskvid demo{' --quick' if quick else ''}: motion benchmark {r['dataset']}",
-        f"  pretrain  tiny ViT, MGM 75% from codec vectors, {p['steps']} steps in {p['seconds']:.0f} s "
+        f"  pretrain  micro ViT, MGM 75% from codec vectors, {p['steps']} steps in {p['seconds']:.0f} s "
         f"({p['clips_per_s']:.0f} clips/s): loss {p['first_loss']:.3f} -> {p['last_loss']:.3f} "
         f"({'fell' if p['loss_fell'] else 'DID NOT FALL: fine-tuning from it may be worse than scratch'})",
         "",

@@ -23,7 +23,7 @@ from maskvid.methods.mar import MARNet
 from maskvid.models import DecoderConfig, VideoClassifier, ViTConfig
 
 SHAPES = {  # preset, frames, size, decoder (width, depth, heads), bridge (width, depth, heads)
-    "tiny": ("tiny", 8, 64, (64, 1, 2), (64, 2, 2)),
+    "micro": ("micro", 8, 64, (64, 1, 2), (64, 2, 2)),
     "small": ("small", 16, 224, (192, 4, 3), (512, 2, 8)),
     "base": ("base", 16, 224, (384, 4, 6), (512, 2, 8)),
 }

@@ -17,7 +17,7 @@ from maskvid.errors import ConfigError
 from maskvid.hf import from_hf, from_hf_layout
 
 SHAPES = {  # name: (hidden, layers, heads, decoder hidden, decoder layers, decoder heads, frames, size)
-    "tiny": (96, 2, 3, 64, 1, 2, 8, 64),
+    "micro": (96, 2, 3, 64, 1, 2, 8, 64),
     "small": (384, 12, 6, 192, 4, 3, 16, 224),  # VideoMAE ViT-S, 16x224²
     "base": (768, 12, 12, 384, 4, 6, 16, 224),  # VideoMAE ViT-B, 16x224²
 }

@@ -22,7 +22,7 @@ from maskvid.models.dalle import DALLEConfig, DALLETokenizer
 from maskvid.models.tokenizer import VQVAE, VQVAEConfig
 
 SHAPES = {  # name: ViT preset, frames, size, trainable tokenizer width, dVAE n_hid, dVAE vocabulary
-    "tiny": ("tiny", 4, 64, 16, 64, 512),  # the test size
+    "micro": ("micro", 4, 64, 16, 64, 512),  # the test size
     "base": ("base", 16, 224, 64, 256, 8192),  # VideoMAE-B, 16×224²; the published DALL-E shape
 }
 

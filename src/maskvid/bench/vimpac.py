@@ -18,7 +18,7 @@ from maskvid.models import ViTConfig
 from maskvid.targets.tokens import TokenIds
 
 SHAPES = {  # name: (width, depth, heads, attention width ratio, mlp ratio, frames, tokens per side, vocabulary)
-    "tiny": (96, 4, 4, 0.5, 2.0, 5, 8, 256),  # configs/pretrain/vimpac_tiny.yaml
+    "micro": (96, 4, 4, 0.5, 2.0, 5, 8, 256),  # configs/pretrain/vimpac_micro.yaml
     "small": (512, 6, 8, 1.0, 4.0, 5, 16, 8192),  # the official "small" analysis model, 5 × 128² frames
     "small_256": (512, 6, 8, 1.0, 4.0, 5, 32, 8192),  # the same at 5 × 256² frames (Tab. 14): 5,121 tokens
     "large": (1024, 24, 16, 0.5, 2.0, 5, 16, 8192),  # large-half (App. C.1)

@@ -1,6 +1,6 @@
 """Typed run configuration: dataclasses validated on creation, loaded from YAML, overridden with ``--set k=v``.
 
-    config = load_config("configs/pretrain/videomae_tiny.yaml", ["optim.lr=1e-3", "train.max_steps=50"])
+    config = load_config("configs/pretrain/videomae_micro.yaml", ["optim.lr=1e-3", "train.max_steps=50"])
 
 Every key is documented in ``configs/README.md`` (generated from the fields' docstrings by
 :mod:`maskvid.config.docs`); an unknown key or a bad value raises ConfigError naming the dotted key before any data

@@ -1,6 +1,6 @@
 """Configs as files: YAML in (with ``--set`` overrides), typed dataclasses out, and back.
 
-    config = load_config("configs/pretrain/videomae_tiny.yaml", ["optim.lr=1e-3", "train.max_steps=50"])
+    config = load_config("configs/pretrain/videomae_micro.yaml", ["optim.lr=1e-3", "train.max_steps=50"])
 
 An unknown key or a bad value raises ConfigError naming the dotted key (``heads[1].weight`` inside lists) before
 any data is read.

@@ -160,7 +160,7 @@ class PredictionHeadConfig:
 @dataclass
 class ModelConfig:
     preset: str = "base"
-    """`tiny` (96×2, 3 heads), `small`, `base`, `large`, `huge`"""
+    """`micro` (96×2, 3 heads: the CPU twins), `tiny` (ViT-Ti, 192×12), `small`, `base`, `large`, `huge`"""
     attention: str = "joint"
     """`joint`, `divided` (TimeSformer), `t_hw` (VIMPAC: time, then rows and columns; post-LN) or `thw_split`"""
     pos_embed: str = "sincos"
@@ -260,7 +260,7 @@ class TrainConfig:
     precision: str = "auto"
     """`auto` (bf16 autocast on CUDA, fp32 on CPU), `fp32`, `bf16`"""
     compile: bool = False
-    """`torch.compile` the method (CPU: ~50 s compile for the tiny model)"""
+    """`torch.compile` the method (CPU: ~50 s compile for the micro model)"""
     device: str = "auto"
     """`auto`, `cpu`, `cuda`, `cuda:1`"""
     progress: bool = True

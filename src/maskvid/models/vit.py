@@ -27,8 +27,9 @@ from maskvid.models.layouts import AXIAL, LAYOUTS
 from maskvid.models.stems import STEMS
 from maskvid.models.tokens import order_ids, token_grid
 
-PRESETS = {  # width, depth, heads (ViT sizes; VideoMAE's tiny is a 2-block CPU test size of ours)
-    "tiny": (96, 2, 3),
+PRESETS = {  # width, depth, heads: the field's ViT sizes (DeiT/ViT-Ti …) and a 2-block CPU size of ours
+    "micro": (96, 2, 3),  # maskvid's CPU test and recipe-twin size; not a published model
+    "tiny": (192, 12, 3),  # ViT-Ti
     "small": (384, 12, 6),
     "base": (768, 12, 12),
     "large": (1024, 24, 16),
