@@ -39,6 +39,10 @@ def write_video(
         stream.codec_context.options = opts
         for image in _chain(first, frames):
             frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
+            if frame.format.name != stream.pix_fmt:
+                # converted here, into a frame of its own: left to encode(), PyAV converts into a buffer it reuses,
+                # which x264 may still hold for its lookahead — the same frames then gave different bytes
+                frame = frame.reformat(format=stream.pix_fmt)
             container.mux(stream.encode(frame))
         container.mux(stream.encode(None))
     os.replace(tmp, path)
