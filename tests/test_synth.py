@@ -90,6 +90,51 @@ def test_bad_config(kwargs, key):
         SynthConfig(**kwargs)
 
 
+def test_the_pool_is_unlabeled_balanced_and_disjoint_from_the_labelled_sets(tmp_path):
+    config = SynthConfig(classes=2, train_per_class=1, val_per_class=1, pool=3, size=32, frames=8)
+    summary = synthesize(tmp_path / "s", config, workers=1)
+    assert (summary["train"], summary["val"], summary["pool_videos"]) == (2, 2, 3)
+    pool = Path(tmp_path, "s", "pool.csv").read_text().split()
+    assert pool == ["videos/pool_00000.mp4", "videos/pool_00001.mp4", "videos/pool_00002.mp4"]
+    dataset = VideoDataset.from_list(str(tmp_path / "s" / "pool.csv"), require_labels=False, num_frames=4, stride=1,
+                                     transform=ClipTransform(size=32, crop="none", flip=False))
+    assert len(dataset) == 3 and dataset[0]["label"] == -1
+    train = {digest(str(p)) for p in Path(tmp_path, "s", "videos").glob("train_*.mp4")}
+    assert not train & {digest(str(p)) for p in Path(tmp_path, "s", "videos").glob("pool_*.mp4")}
+
+
+@pytest.mark.parametrize("motion", ["speed_up", "slow_down"])
+def test_speed_classes_show_in_any_two_intervals_of_any_clip(motion):
+    """The label is decidable from any clip: each frame step is longer (speed_up) or shorter than the one before, by
+    at least 5%, all through the video — no class waits for one event at one moment."""
+    from maskvid.synth.scenes import main_sprite
+
+    for seed in range(5):
+        sprite = main_sprite(motion, np.random.default_rng(seed), 128, 40, "circle", (200, 40, 40))
+        steps = np.array([np.linalg.norm(sprite.pose(t + 1)[0] - sprite.pose(t)[0]) for t in range(39)])
+        ratios = steps[1:] / steps[:-1]
+        assert (ratios > 1.05).all() if motion == "speed_up" else (ratios < 1 / 1.05).all()
+
+
+def test_grain_moves_with_the_world_and_is_not_flat_inside_a_patch():
+    """The background's grain is carried by the camera's pan: frame t+1 is frame t shifted by the pan."""
+    from maskvid.synth.scenes import Renderer, background_colours
+
+    rng = np.random.default_rng(0)
+    renderer = Renderer(64, rng, np.array([2.0, 0.0]), background_colours(rng))
+    a, b = renderer.background(0), renderer.background(1)
+    np.testing.assert_allclose(b[:, :-2], a[:, 2:], atol=1e-3)  # pan 2 px/frame to the right: content moves left
+    import cv2
+
+    def fine_detail(amplitude: float) -> float:  # what a small blur removes: not predictable from smooth context
+        rng = np.random.default_rng(0)
+        image = Renderer(128, rng, np.zeros(2), background_colours(rng), amplitude).background(0).mean(-1)
+        image = image.astype(np.float32)
+        return float(np.abs(image - cv2.GaussianBlur(image, (0, 0), 1.5)).mean())
+
+    assert fine_detail(0.5) > 2.5 * fine_detail(0.0)  # the default grain against the sinusoids alone
+
+
 def test_encoding_the_same_frames_again_gives_the_same_bytes(tmp_path):
     """x264 holds frames for its lookahead; a frame converted into a buffer that is reused (as PyAV's encode-time
     conversion does) made repeated encodes of identical frames differ within one process."""

@@ -29,6 +29,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
         classes=args.classes,
         train_per_class=args.train_per_class,
         val_per_class=args.val_per_class,
+        pool=args.pool,
         size=args.size,
         frames=args.frames,
         seed=args.seed,
@@ -38,7 +39,8 @@ def cmd_synth(args: argparse.Namespace) -> int:
         print(json.dumps(summary))
     else:
         verb = "reused" if summary["reused"] else "wrote"
-        print(f"{verb} {summary['train']} train + {summary['val']} val videos ({args.preset}) in {args.out}")
+        pool = f" + {summary['pool_videos']} unlabeled (pool.csv)" if summary["pool_videos"] else ""
+        print(f"{verb} {summary['train']} train + {summary['val']} val{pool} videos ({args.preset}) in {args.out}")
     return 0
 
 

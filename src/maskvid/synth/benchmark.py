@@ -3,14 +3,17 @@
 Two presets (DESIGN.md, "The synthetic benchmark"):
 
 * ``motion`` — like Something-Something: the same shapes, colours and backgrounds in every class; only the main
-  object's motion decides the label (move right/left/up/down, rotate cw/ccw, approach/recede, move-then-stop,
-  stop-then-move). A camera pan and a smaller distractor moving at random keep it from being trivial, and the
-  scene lives on a torus so no single frame reveals the class (see :mod:`maskvid.synth.scenes`).
+  object's motion decides the label (move right/left/up/down, rotate cw/ccw, approach/recede, speed up, slow
+  down), and any clip of two or more frame intervals shows it. A camera pan and a smaller distractor moving at
+  random keep it from being trivial, and the scene lives on a torus so no single frame reveals the class (see
+  :mod:`maskvid.synth.scenes`, also for the grain textures that make masked prediction a motion task).
 * ``appearance`` — like Kinetics/UCF: the main object's colour and shape decide the label; its motion is random.
 
 Videos are encoded with libx264's defaults (B-frames included), so they carry real codec motion vectors.
 The output directory holds ``videos/``, ``train.csv`` and ``val.csv`` (``path label``, paths relative to the
-directory), ``classes.txt`` and ``synth.json`` (the parameters; a matching one makes a rerun a no-op).
+directory), ``pool.csv`` (``path`` only: an unlabeled pool for self-supervised pretraining, its classes balanced
+but unlisted; written when ``pool > 0``), ``classes.txt`` and ``synth.json`` (the parameters; a matching one makes
+a rerun a no-op). The three sets are disjoint: each video's randomness is seeded by (seed, set, index).
 """
 
 from __future__ import annotations
@@ -28,8 +31,8 @@ from maskvid.synth.encode import write_video
 from maskvid.synth.scenes import COLOURS, MOTIONS, SHAPES, Renderer, background_colours, distractor_sprite, main_sprite
 
 PRESETS = ("motion", "appearance")
-FORMAT_VERSION = 1
-_SPLITS = {"train": 0, "val": 1}
+FORMAT_VERSION = 2  # 2: grain textures, speed_up/slow_down, the pool
+_SPLITS = {"train": 0, "val": 1, "pool": 2}
 
 
 @dataclass(frozen=True)
@@ -37,7 +40,8 @@ class SynthConfig:
     preset: str = "motion"
     classes: int = 10
     train_per_class: int = 16
-    val_per_class: int = 4
+    val_per_class: int = 30  # 300 validation videos for 10 classes: 80 could not tell methods apart (issue 15)
+    pool: int = 0
     size: int = 128
     frames: int = 40
     fps: int = 25
@@ -49,7 +53,7 @@ class SynthConfig:
         most = len(class_names(self.preset, None))
         if not 2 <= self.classes <= most:
             raise ConfigError("classes", f"{self.classes} outside [2, {most}] for preset {self.preset!r}")
-        for key in ("train_per_class", "val_per_class"):
+        for key in ("train_per_class", "val_per_class", "pool"):
             if getattr(self, key) < 0:
                 raise ConfigError(key, f"must be >= 0, got {getattr(self, key)}")
         if self.size < 32 or self.size % 16:
@@ -100,22 +104,26 @@ def synthesize(
     os.makedirs(os.path.join(out_dir, "videos"), exist_ok=True)
     meta = {"format": FORMAT_VERSION, **asdict(config)}
     jobs, lists = [], {}
-    for split, per_class in (("train", config.train_per_class), ("val", config.val_per_class)):
+    counts = {"train": config.train_per_class * config.classes, "val": config.val_per_class * config.classes,
+              "pool": config.pool}
+    for split, count in counts.items():
         lists[split] = []
-        for index in range(per_class * config.classes):
+        for index in range(count):
             label = index % config.classes
             rel = f"videos/{split}_{index:05d}.mp4"
-            lists[split].append(f"{rel} {label}")
+            lists[split].append(rel if split == "pool" else f"{rel} {label}")
             jobs.append((config, split, index, label, os.path.join(out_dir, rel)))
     meta_path = os.path.join(out_dir, "synth.json")
     reused = _is_complete(meta_path, meta, jobs)
     if not reused:
         _run_jobs(jobs, workers, progress)
         for split, lines in lists.items():
-            _write_text(os.path.join(out_dir, f"{split}.csv"), lines)
+            if lines or split != "pool":
+                _write_text(os.path.join(out_dir, f"{split}.csv"), lines)
         _write_text(os.path.join(out_dir, "classes.txt"), class_names(config.preset, config.classes))
         _write_text(meta_path, [json.dumps(meta, indent=2)])
-    return {"out_dir": out_dir, "reused": reused, "train": len(lists["train"]), "val": len(lists["val"]), **meta}
+    return {"out_dir": out_dir, "reused": reused, "train": len(lists["train"]), "val": len(lists["val"]),
+            "pool_videos": len(lists["pool"]), **meta}
 
 
 def _is_complete(meta_path: str, meta: dict, jobs) -> bool:

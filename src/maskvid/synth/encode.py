@@ -26,7 +26,9 @@ def write_video(
     """
     path = os.fspath(path)
     tmp = f"{path}.part{os.getpid()}{os.path.splitext(path)[1]}"
-    opts = {"threads": "1"}  # one thread: identical bytes on every machine for a given seed
+    # one thread and no macroblock-tree rate control: identical bytes for identical frames in any process (mbtree
+    # gave different bytes from one process to another; B-frames, P-frames and their motion vectors are unchanged)
+    opts = {"threads": "1", "x264-params": "mbtree=0"}
     if lossless:
         codec, opts["qp"] = "libx264rgb", "0"
     opts.update(options or {})

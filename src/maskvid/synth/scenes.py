@@ -2,22 +2,29 @@
 
 Everything lives on a torus the size of the frame (objects leaving one side enter on the other, the background is
 periodic), so an object's position and angle in any single frame are uniform whatever its class: in the ``motion``
-preset only the motion across frames decides the label. Textures are smooth sinusoids whose shortest period is
-about a 16-pixel patch: predictable from context (no per-pixel noise) yet not flat inside a patch, so that both the
-raw- and the normalized-pixel MAE losses have something to learn.
+preset only the motion across frames decides the label, and every class shows itself in any two intervals of any
+clip (no class waits for an event at one moment of the video).
+
+Surfaces carry two textures: smooth sinusoids (one broad, one at about a 16-pixel patch) and a fixed *grain* —
+smoothed noise with a few pixels' correlation, attached to the world (the background, seen through the panning
+camera) or to the object (it turns and scales with it). The grain is what makes masked prediction a motion task:
+inside a hidden patch it cannot be guessed from the visible neighbours of the same frame, only fetched from where
+the camera or the object carried it in another frame — so neither the raw- nor the per-patch normalized-pixel loss
+is solved from static context.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 SHAPES = ("circle", "square", "triangle", "plus", "diamond")
 MOTIONS = (
     "move_right", "move_left", "move_up", "move_down", "rotate_cw", "rotate_ccw",
-    "approach", "recede", "move_then_stop", "stop_then_move",
+    "approach", "recede", "speed_up", "slow_down",
 )  # fmt: skip
+GRAIN_TILE = 64  # pixels (at size 128) of an object's grain tile, repeated
 COLOURS = {"red": (220, 40, 40), "blue": (40, 80, 230), "yellow": (235, 200, 30), "green": (40, 180, 70)}
 
 
@@ -30,18 +37,20 @@ class Sprite:
     colours: tuple[np.ndarray, np.ndarray]
     stripe_period: float
     start: np.ndarray
-    velocity: np.ndarray
+    velocity: np.ndarray  # pixels / frame (at the centre frame when the speed changes)
     spin: float = 0.0
     growth: float = 0.0  # d log(scale) / frame, around the clip centre
-    move_from: int = 0
-    move_until: int = 1 << 30
+    speed_growth: float = 0.0  # d log(speed) / frame, around the clip centre
     start_angle: float = 0.0
     centre_frame: float = 0.0
+    grain: np.ndarray | None = field(default=None, repr=False)  # (tile, tile) float32 in [-1, 1], or None
 
     def pose(self, t: int) -> tuple[np.ndarray, float, float]:
-        moving = np.clip(t, self.move_from, self.move_until) - self.move_from
+        g = self.speed_growth
+        # distance travelled: ∫₀ᵗ exp(g(τ − c)) dτ in units of the centre speed (t when the speed is constant)
+        travelled = t if g == 0 else (np.exp(g * (t - self.centre_frame)) - np.exp(-g * self.centre_frame)) / g
         return (
-            self.start + self.velocity * moving,
+            self.start + self.velocity * travelled,
             self.start_angle + self.spin * t,
             float(np.exp(self.growth * (t - self.centre_frame))),
         )
@@ -64,10 +73,33 @@ def _signed_distance(shape: str, u: np.ndarray, v: np.ndarray, r: float) -> np.n
     raise ValueError(f"unknown shape {shape!r}; choose from {SHAPES}")
 
 
+def grain(rng: np.random.Generator, side: int, correlation: float) -> np.ndarray:
+    """A periodic ``(side, side)`` noise texture in [-1, 1] with about ``correlation`` pixels of correlation."""
+    noise = rng.standard_normal((side, side))
+    k = np.fft.fftfreq(side)
+    blur = np.exp(-2 * (np.pi * correlation) ** 2 * (k[:, None] ** 2 + k[None, :] ** 2))  # a Gaussian, periodic
+    smooth = np.fft.ifft2(np.fft.fft2(noise) * blur).real
+    return np.clip(smooth / (3 * smooth.std() + 1e-9), -1, 1).astype(np.float32)
+
+
+def sample_wrapped(texture: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """``texture`` at real coordinates (bilinear, repeating at its edges). Plain numpy: the same bytes in any
+    process, threaded or forked."""
+    side = texture.shape[0]
+    x0, y0 = np.floor(x), np.floor(y)
+    fx, fy = (x - x0).astype(np.float32), (y - y0).astype(np.float32)
+    x0, y0 = x0.astype(np.int64) % side, y0.astype(np.int64) % side
+    x1, y1 = (x0 + 1) % side, (y0 + 1) % side
+    top = texture[y0, x0] * (1 - fx) + texture[y0, x1] * fx
+    bottom = texture[y1, x0] * (1 - fx) + texture[y1, x1] * fx
+    return top * (1 - fy) + bottom * fy
+
+
 class Renderer:
     """Renders frames of one scene: background texture, a distractor sprite, the main sprite on top."""
 
-    def __init__(self, size: int, rng: np.random.Generator, pan: np.ndarray, background_colours):
+    def __init__(self, size: int, rng: np.random.Generator, pan: np.ndarray, background_colours,
+                 grain_amplitude: float = 0.5):
         self.size = size
         self.pan = pan
         ys, xs = np.mgrid[0:size, 0:size].astype(np.float32)
@@ -78,12 +110,15 @@ class Renderer:
             (_patch_wave(rng), rng.uniform(0, 2 * np.pi), 0.2),
         ]
         self.background_colours = background_colours
+        self.grain = grain(rng, size, 1.5 * size / 128)  # the world's, carried by the camera's pan
+        self.grain_amplitude = grain_amplitude
 
     def background(self, t: int) -> np.ndarray:
         x, y = self.xs + self.pan[0] * t, self.ys + self.pan[1] * t
         level = np.full_like(x, 0.5)
         for (kx, ky), phase, amplitude in self.waves:
             level += amplitude * np.sin(2 * np.pi * (kx * x + ky * y) / self.size + phase)
+        level += self.grain_amplitude * sample_wrapped(self.grain, x, y)
         c0, c1 = self.background_colours
         return c0 * (1 - level[..., None]) + c1 * level[..., None]
 
@@ -96,7 +131,10 @@ class Renderer:
         c, s = np.cos(angle), np.sin(angle)
         u, v = (c * dx + s * dy) / scale, (-s * dx + c * dy) / scale
         alpha = np.clip(0.5 - _signed_distance(sprite.shape, u, v, sprite.radius) * scale, 0, 1)[..., None]
-        stripes = 0.5 + 0.5 * np.sin(2 * np.pi * u / sprite.stripe_period)[..., None]
+        stripes = 0.5 + 0.5 * np.sin(2 * np.pi * u / sprite.stripe_period)
+        if sprite.grain is not None:  # attached to the object: it turns and scales with it
+            stripes = np.clip(stripes + self.grain_amplitude * sample_wrapped(sprite.grain, u, v), 0, 1)
+        stripes = stripes[..., None]
         texture = sprite.colours[0] * (1 - stripes) + sprite.colours[1] * stripes
         image *= 1 - alpha
         image += alpha * texture
@@ -115,7 +153,8 @@ def _patch_wave(rng: np.random.Generator) -> np.ndarray:
 
 
 def main_sprite(motion: str, rng: np.random.Generator, size: int, frames: int, shape: str, colour) -> Sprite:
-    """The labelled object; its motion class sets velocity, spin or growth, everything else is random."""
+    """The labelled object; its motion class sets velocity, spin, growth or speed change, everything else is
+    random (drawn before the class is looked at, so that two classes of one seed share them)."""
     unit = size / 128
     speed = rng.uniform(1.2, 2.4) * unit
     direction = {"move_right": (1, 0), "move_left": (-1, 0), "move_up": (0, -1), "move_down": (0, 1)}
@@ -128,6 +167,7 @@ def main_sprite(motion: str, rng: np.random.Generator, size: int, frames: int, s
         velocity=np.zeros(2),
         start_angle=rng.uniform(0, 2 * np.pi),
         centre_frame=(frames - 1) / 2,
+        grain=grain(rng, round(GRAIN_TILE * unit), 1.2 * unit),
     )
     if motion in direction:
         sprite.velocity = speed * np.asarray(direction[motion], float)
@@ -136,11 +176,10 @@ def main_sprite(motion: str, rng: np.random.Generator, size: int, frames: int, s
     elif motion in ("approach", "recede"):
         sprite.growth = np.log(rng.uniform(1.8, 2.4)) / frames * (1 if motion == "approach" else -1)
         sprite.radius *= float(np.exp(rng.uniform(-0.2, 0.2)))
-    elif motion in ("move_then_stop", "stop_then_move"):
+    elif motion in ("speed_up", "slow_down"):  # speed × 1.05–1.07 per frame: ×2.2–3.1 over a 16-frame span
         heading = rng.uniform(0, 2 * np.pi)
         sprite.velocity = speed * np.array([np.cos(heading), np.sin(heading)])
-        switch = int(frames * rng.uniform(0.4, 0.6))
-        sprite.move_until, sprite.move_from = (switch, 0) if motion == "move_then_stop" else (1 << 30, switch)
+        sprite.speed_growth = rng.uniform(0.05, 0.07) * (1 if motion == "speed_up" else -1)
     else:
         raise ValueError(f"unknown motion {motion!r}; choose from {MOTIONS}")
     return sprite
@@ -159,6 +198,7 @@ def distractor_sprite(rng: np.random.Generator, size: int) -> Sprite:
         velocity=rng.uniform(0.3, 1.2) * unit * np.array([np.cos(heading), np.sin(heading)]),
         spin=np.deg2rad(rng.uniform(-4, 4)),
         start_angle=rng.uniform(0, 2 * np.pi),
+        grain=grain(rng, round(GRAIN_TILE * unit), 1.2 * unit),
     )
 
 
