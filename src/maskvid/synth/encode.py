@@ -20,15 +20,17 @@ def write_video(
 ) -> None:
     """Encode uint8 ``(H, W, 3)`` RGB frames into ``path`` (container from the extension).
 
-    ``libx264`` keeps x264's defaults (3 B-frames, B-pyramid) so the file carries real P/B motion vectors;
+    ``libx264`` keeps x264's defaults (3 B-frames, B-pyramid) so the file carries real P/B motion vectors, but for
+    the macroblock-tree rate control, which is off: with it, identical frames gave different bytes from one process
+    to another (the seed-determinism of ``maskvid synth``);
     ``lossless=True`` encodes RGB exactly (``libx264rgb``, qp 0) for tests that compare pixels.
     The file appears only once complete (written beside it, then renamed).
     """
     path = os.fspath(path)
     tmp = f"{path}.part{os.getpid()}{os.path.splitext(path)[1]}"
-    # one thread and no macroblock-tree rate control: identical bytes for identical frames in any process (mbtree
-    # gave different bytes from one process to another; B-frames, P-frames and their motion vectors are unchanged)
-    opts = {"threads": "1", "x264-params": "mbtree=0"}
+    opts = {"threads": "1"}  # and mbtree off (above): identical bytes for identical frames
+    if codec == "libx264":
+        opts["x264-params"] = "mbtree=0"
     if lossless:
         codec, opts["qp"] = "libx264rgb", "0"
     opts.update(options or {})
@@ -42,8 +44,8 @@ def write_video(
         for image in _chain(first, frames):
             frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
             if frame.format.name != stream.pix_fmt:
-                # converted here, into a frame of its own: left to encode(), PyAV converts into a buffer it reuses,
-                # which x264 may still hold for its lookahead — the same frames then gave different bytes
+                # converted here, into a frame of its own: left to encode(), PyAV's conversion into a buffer it
+                # reuses made repeated encodes of the same frames differ within one process
                 frame = frame.reformat(format=stream.pix_fmt)
             container.mux(stream.encode(frame))
         container.mux(stream.encode(None))
