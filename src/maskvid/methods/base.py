@@ -22,7 +22,7 @@ from maskvid.errors import ConfigError, InputError
 from maskvid.methods.losses import DEFAULT_LOSS, HEAD_LOSSES
 from maskvid.models import DecoderConfig, MAEDecoder, PositionEmbedding, VideoViT, ViTConfig
 from maskvid.models.blocks import TokenLayout
-from maskvid.models.frozen import frozen_parts
+from maskvid.models.frozen import CarriesFrozenParts
 from maskvid.models.heads import masked_mean
 from maskvid.models.tokens import fill_masked, gather_tokens, order_ids
 from maskvid.targets import Target
@@ -130,7 +130,7 @@ def masked_target_loss(target: Target, loss_fn, pred: torch.Tensor, batch: dict,
     return loss_fn(pred.float(), expected, valid)
 
 
-class MaskedPrediction(nn.Module):
+class MaskedPrediction(CarriesFrozenParts):
     """An encoder and any number of :class:`PredictionHead`.
 
     ``forward(x, mask, **inputs)`` → :class:`MaskedOutput`; ``x`` is the encoder's input (``video``, or ``tokens``
@@ -150,13 +150,6 @@ class MaskedPrediction(nn.Module):
     @property
     def input_key(self) -> str:
         return self.encoder.input_key
-
-    def _apply(self, fn, recurse: bool = True):
-        """Frozen parts (a target's tokenizer) move with the method though they are not among its parameters."""
-        super()._apply(fn, recurse)
-        for part in frozen_parts(self):
-            part.apply(fn)
-        return self
 
     @property
     def inputs(self) -> tuple[str, ...]:

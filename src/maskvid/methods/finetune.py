@@ -15,7 +15,7 @@ from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
 from torch import nn
 
 from maskvid.models import ProbeHead, VideoViT, masked_mean
-from maskvid.models.frozen import frozen_parts
+from maskvid.models.frozen import CarriesFrozenParts
 
 
 @dataclass
@@ -48,7 +48,7 @@ class LinearProbe(nn.Module):
         return self.head(masked_mean(tokens, layout.valid))
 
 
-class Classification(nn.Module):
+class Classification(CarriesFrozenParts):
     """``net(video, mask) -> logits`` or ``(logits, {name: (weight, loss)})`` trained with cross-entropy.
 
     mixup: a timm :class:`~timm.data.Mixup` applied to training batches in :meth:`prepare` (on a ``(B, C·T, H, W)``
@@ -89,12 +89,6 @@ class Classification(nn.Module):
         if "mask" in batch:
             inputs["mask"] = batch["mask"].to(device, non_blocking=True)
         return inputs
-
-    def _apply(self, fn, recurse: bool = True):
-        super()._apply(fn, recurse)
-        for part in frozen_parts(self):  # the tokenizer moves with the network, never trained or saved
-            part.apply(fn)
-        return self
 
     def _input(self, video: torch.Tensor) -> torch.Tensor:
         """The network's input: the clip, or its token ids ``(B, T', H', W')`` for a token-stem encoder."""

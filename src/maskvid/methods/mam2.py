@@ -41,7 +41,7 @@ from maskvid.methods.losses import DEFAULT_LOSS, HEAD_LOSSES
 from maskvid.models import DecoderConfig, PositionEmbedding, VideoViT, ViTConfig
 from maskvid.models.blocks import TokenLayout
 from maskvid.models.decoders import ClipOrderDecoder, MaskedDecoder
-from maskvid.models.frozen import frozen_parts
+from maskvid.models.frozen import CarriesFrozenParts
 from maskvid.models.regressor import LatentRegressor
 from maskvid.models.tokens import fill_masked, gather_tokens, order_ids
 from maskvid.targets import Target
@@ -58,7 +58,7 @@ class MAM2Head:
     depth: int = 2
 
 
-class MAM2(nn.Module):
+class MAM2(CarriesFrozenParts):
     def __init__(self, encoder: ViTConfig, heads: list[MAM2Head], options: Mam2Config | None = None):
         super().__init__()
         o = self.options = options or Mam2Config()
@@ -110,12 +110,6 @@ class MAM2(nn.Module):
 
     def features(self, batch: dict, device: torch.device) -> torch.Tensor:
         return pooled_features(self.encoder, batch, device)
-
-    def _apply(self, fn, recurse: bool = True):
-        super()._apply(fn, recurse)
-        for part in frozen_parts(self):
-            part.apply(fn)
-        return self
 
     def _positions(self, grid, like: torch.Tensor) -> torch.Tensor:
         """The encoder's position table (shared with regressor and decoders; MAM² App. C), at their width."""

@@ -17,7 +17,6 @@ corrupted and never predicted.
 from __future__ import annotations
 
 import torch
-from torch import nn
 
 from maskvid.config import VimpacConfig
 from maskvid.constants import PAD_TOKEN
@@ -26,13 +25,13 @@ from maskvid.masking import bert_noise
 from maskvid.methods.base import MaskedOutput, prepare_inputs
 from maskvid.methods.losses import masked_cross_entropy, vimpac_info_nce
 from maskvid.models import VideoViT, ViTConfig
-from maskvid.models.frozen import frozen_parts
+from maskvid.models.frozen import CarriesFrozenParts
 from maskvid.models.heads import ContrastiveHead, TokenHead
 from maskvid.models.tokens import gather_tokens, order_ids
 from maskvid.targets.tokens import TokenIds
 
 
-class VIMPAC(nn.Module):
+class VIMPAC(CarriesFrozenParts):
     """``forward(mask, mask2=None, **inputs)`` → :class:`~maskvid.methods.base.MaskedOutput`; ``inputs``: what
     ``tokens`` reads for each clip (``tokens`` / ``tokens2``, or ``video`` / ``video2`` with a tokenizer).
     ``pair``: two clips per video (``data.sampling: pair``), needed for the contrastive term (``alpha > 0``)."""
@@ -56,12 +55,6 @@ class VIMPAC(nn.Module):
 
     def prepare(self, batch: dict, device: torch.device) -> dict:
         return prepare_inputs(self.inputs, batch, device)
-
-    def _apply(self, fn, recurse: bool = True):
-        super()._apply(fn, recurse)
-        for part in frozen_parts(self):
-            part.apply(fn)
-        return self
 
     def clip_ids(self, inputs: dict, suffix: str = "") -> torch.Tensor:
         """One clip's ids ``(B, T', H', W')`` (``PAD_TOKEN`` past its video's end)."""

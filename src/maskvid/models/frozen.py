@@ -53,3 +53,14 @@ class Frozen:
 def frozen_parts(module: nn.Module) -> list[Frozen]:
     """Every :class:`Frozen` held as an attribute by ``module`` or its submodules."""
     return [v for m in module.modules() for v in vars(m).values() if isinstance(v, Frozen)]
+
+
+class CarriesFrozenParts(nn.Module):
+    """A module whose :class:`Frozen` parts (a target's tokenizer, RAFT) move with it — ``.to(device)``,
+    ``.half()`` — though they are not among its parameters, never trained and never saved."""
+
+    def _apply(self, fn, recurse: bool = True):
+        super()._apply(fn, recurse)
+        for part in frozen_parts(self):
+            part.apply(fn)
+        return self
