@@ -227,7 +227,7 @@ def build_knn_monitor(config: PretrainConfig, method):
     if not hasattr(method, "features"):
         raise ConfigError("train.knn_every", f"method {config.method!r} has no encoder features to monitor")
     d = config.data
-    inputs = _method_inputs(method)
+    tokens = _token_cache(config, _method_inputs(method))  # checked once, shared by both sets
     sets = []
     for key, path in (("data.knn_train_list", d.knn_train_list), ("data.knn_val_list", d.knn_val_list)):
         if not os.path.exists(path):
@@ -235,7 +235,7 @@ def build_knn_monitor(config: PretrainConfig, method):
         sets.append(VideoDataset.from_list(
             path, root=d.root, require_labels=True, num_frames=d.num_frames, stride=d.stride,
             decode_size=d.decode_size, seed=config.seed, patch=config.model.patch,
-            transform=ClipTransform(size=d.size, crop="centre", flip=False), tokens=_token_cache(config, inputs)))
+            transform=ClipTransform(size=d.size, crop="centre", flip=False), tokens=tokens))
     classes = 1 + max(r.label for s in sets for r in s.records)
     return KNNMonitor(*sets, num_classes=classes, batch_size=config.train.batch_size,
                       num_workers=config.train.num_workers, k=config.train.knn_k)
