@@ -212,8 +212,8 @@ def test_fine_tuning_reads_the_cls_token_through_a_zero_initialized_layer(synth_
     assert method.encoder.pos_embed.pos_embed_time.shape[0] == 8
     video = torch.randn(2, 3, 8, 32, 32)
     method.eval()  # no dropout
-    tokens, _, cls = method.encoder(method._input(video), None, return_prefix=True)
-    torch.testing.assert_close(method.net.features(method._input(video)), cls[:, 0])  # [CLS], no norm on top
+    tokens, _, cls = method.encoder(method.encoder_input(video), None, return_prefix=True)
+    torch.testing.assert_close(method.net.features(method.encoder_input(video)), cls[:, 0])  # [CLS], no norm on top
     report = finetune(config)
     assert report["train"]["status"] == "finished" and 0 <= report["eval"]["top1"] <= 1
     with pytest.raises(ConfigError, match="tokenizer"):

@@ -261,8 +261,22 @@ def cmd_bench(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from maskvid.demo import run_demo
 
-    result = run_demo(cache_dir=args.cache_dir, quick=args.quick)
+    result = run_demo(cache_dir=args.cache_dir, quick=args.quick, workers=args.workers)
     print(json.dumps(result) if args.json else result["table"])
+    return 0
+
+
+def cmd_study(args: argparse.Namespace) -> int:
+    from maskvid.study import available, run_study
+
+    if args.list or not args.pair:
+        pairs = available()
+        print(json.dumps(pairs) if args.json else "\n".join(f"{k:<24}{v}" for k, v in pairs.items()))
+        return 0
+    out = args.out or os.path.join(args.cache_dir, "studies", args.pair)
+    report = run_study(args.pair, args.cache_dir, out, seeds=args.seeds, workers=args.workers)
+    written = ", ".join(report["files"].values())
+    print(json.dumps(report) if args.json else f"{report['markdown']}\n\nwritten: {written}")
     return 0
 
 
@@ -279,6 +293,7 @@ COMMANDS = {
     "visualize": cmd_visualize,
     "bench": cmd_bench,
     "demo": cmd_demo,
+    "study": cmd_study,
 }
 
 

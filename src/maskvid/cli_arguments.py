@@ -126,7 +126,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="the main job on the built-in synthetic data")
     p.add_argument("--cache-dir", default=os.path.join(os.path.expanduser("~"), ".cache", "maskvid", "demo"))
-    p.add_argument("--quick", action="store_true", help="a smaller run")
+    p.add_argument("--quick", action="store_true", help="one seed, a smaller pool and budget (about 2 minutes)")
+    p.add_argument("--workers", type=int, default=1, help="data-loader processes; torch takes the other cores")
+    p.add_argument("--json", action="store_true", help="print the report (every figure) as JSON")
+    p = sub.add_parser("study", help="an ablation pair from the seed papers on the synthetic benchmark")
+    p.add_argument("pair", nargs="?", help="the pair to run (--list shows them)")
+    p.add_argument("--list", action="store_true", help="the pairs and the tables they repeat")
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--out", default=None, help="where study.md, study.png and study.json go (default: "
+                   "CACHE_DIR/studies/PAIR)")
+    p.add_argument("--cache-dir", default=os.path.join(os.path.expanduser("~"), ".cache", "maskvid", "demo"),
+                   help="where the benchmark videos are kept and reused (shared with the demo)")
+    p.add_argument("--workers", type=int, default=1, help="data-loader processes; torch takes the other cores")
     p.add_argument("--json", action="store_true")
     return parser
 

@@ -1,130 +1,145 @@
-"""``maskvid demo``: the main job on the built-in synthetic data, no arguments needed.
+"""``maskvid demo``: what self-supervised pretraining buys, measured on the built-in synthetic benchmark.
 
-1. synthesize the ``motion`` benchmark into a cache directory (reused when present);
-2. pretrain a micro ViT (96 wide, 2 blocks) with MGM masks guided by the videos' own codec motion vectors;
-3. fine-tune it, and a from-scratch twin with the same budget, then evaluate both (multi-view);
-4. print a table (top-1 / top-5, wall-clock, clips/s) and where the runs, mask pictures and loss curves are,
-   and say whether pretraining actually learned (a pretraining stuck at its trivial loss makes fine-tuning worse
-   than scratch).
+The honest setting (:mod:`maskvid.experiment`): encoders are pretrained on an unlabelled pool of videos, then judged
+on a small labelled set by a frozen-encoder linear probe and by full fine-tuning, against a random-init encoder,
+validated on 300 videos, mean ± std over seeds:
+
+* ``motion`` preset (the label is the main object's motion): random init vs pixel-target MAE vs MME's trajectory
+  target — MME's claim is that reconstructing appearance ignores motion, and predicting trajectories does not;
+* ``appearance`` preset (colour and shape decide): random init vs pixel-target MAE.
+
+It prints a line as each stage starts and ends, then the table and whether each goal was reached; it writes a loss
+curve, mask pictures, a reconstruction and a trajectory picture, and ``demo.json`` with every figure.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
+import sys
 import time
 
-from maskvid.config import FinetuneConfig, PretrainConfig, from_dict
-from maskvid.engine.logging import read_metrics
-from maskvid.synth import SynthConfig, synthesize
+from maskvid.experiment import Arm, Benchmark, Budget, Say, beats, mean_std, run_arm, stage
 
-CLIP = {"num_frames": 8, "stride": 2, "size": 64, "flip": False}  # the motion preset is direction-sensitive
-MODEL = {"preset": "micro", "patch": [2, 8, 8]}
-BUDGET = {  # (pretrain steps, fine-tune epochs, videos per class): ≤10 min and ≤2 min on 2 CPU cores
-    "full": (600, 40, 16),
-    "quick": (150, 8, 6),
+BUDGETS = {  # the issue asks ≤10 min and ≤2 min on 2 CPU cores; README has the times measured (both over)
+    "full": Budget(),  # pool 400, 16 labelled videos per class, 300 validation, 200 steps, 4 epochs, 3 seeds
+    "quick": Budget(pool=160, train_per_class=16, val_per_class=30, pretrain_steps=80, finetune_epochs=2, seeds=1),
 }
+PIXELS = Arm("pixel MAE", {"mask": {"strategy": "tube", "ratio": 0.75}, "target": {"name": "norm_pixels"}})
+MME = Arm("MME trajectory", {
+    "mask": {"strategy": "tube", "ratio": 0.75},
+    "target": {"name": "trajectory", "options": {"k": 4, "length": 6, "flow_stride": 1, "camera": "klt"}}})
+RANDOM = Arm("random init")
+ARMS = {"motion": (RANDOM, PIXELS, MME), "appearance": (RANDOM, PIXELS)}
+GOALS = (  # (preset, winner, loser): the winner's probe should beat the loser's by more than 2 std of the seeds
+    ("motion", MME.name, RANDOM.name), ("motion", MME.name, PIXELS.name), ("appearance", PIXELS.name, RANDOM.name))
 
 
-def pretrain_config(root: str, out: str, steps: int, workers: int) -> PretrainConfig:
-    return from_dict(PretrainConfig, {
-        "output_dir": out, "seed": 0,
-        "data": {"train_list": os.path.join(root, "train.csv"), "crop": "multiscale", "motion_source": "codec", **CLIP},
-        "mask": {"strategy": "mgm", "ratio": 0.75, "options": {"variant": "dense"}},
-        "target": {"name": "pixels"},  # normalized pixels stay at their trivial loss on this flat content
-        "model": {**MODEL, "decoder_width": 64, "decoder_depth": 1, "decoder_heads": 2},
-        "optim": {"lr": 1e-3, "warmup_steps": 20},
-        "train": {"epochs": 1000, "max_steps": steps, "schedule_steps": steps, "batch_size": 8,
-                  "num_workers": workers, "checkpoint_every": steps, "log_every": 10, "progress": False},
-    })
+def run_demo(cache_dir: str, quick: bool = False, workers: int = 1, say: Say | None = None,
+             progress: bool | None = None, budget: Budget | None = None) -> dict:
+    """Run the demo under ``cache_dir`` (the synthesized videos are kept there and reused); returns the report that
+    ``--json`` prints. ``budget`` overrides the quick/full one (tests use a tiny one)."""
+    import torch
 
-
-def finetune_config(root: str, out: str, init: str | None, epochs: int, workers: int) -> FinetuneConfig:
-    return from_dict(FinetuneConfig, {
-        "output_dir": out, "seed": 0, "init": init,
-        "data": {"train_list": os.path.join(root, "train.csv"), "val_list": os.path.join(root, "val.csv"),
-                 "classes": os.path.join(root, "classes.txt"), "crop": "multiscale", "test_views": [2, 1], **CLIP},
-        "model": {**MODEL, "drop_path": 0.0},
-        "head": {"kind": "linear"},
-        "mixup": {"mixup": 0.0, "cutmix": 0.0, "label_smoothing": 0.0},  # too few clips for mixing to pay off
-        "optim": {"lr": 3e-3, "layer_decay": 1.0, "warmup_steps": 20, "betas": [0.9, 0.999]},
-        "train": {"epochs": epochs, "batch_size": 8, "num_workers": workers, "checkpoint_every": 10_000,
-                  "log_every": 10, "progress": False},
-    })
-
-
-def run_demo(cache_dir: str, quick: bool = False, workers: int = 2) -> dict:
-    from maskvid.recipes import finetune, pretrain
-
-    steps, epochs, per_class = BUDGET["quick" if quick else "full"]
+    budget = budget or BUDGETS["quick" if quick else "full"]
+    say = say or (lambda line: print(line, file=sys.stderr, flush=True))
+    progress = sys.stderr.isatty() if progress is None else progress
+    # threads: the data workers take `workers` cores, the model the rest (oversubscribing 2 cores ran ~10x slower)
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) - workers))
     start = time.perf_counter()
-    synth = synthesize(os.path.join(cache_dir, f"synth-motion-{per_class}"),
-                       SynthConfig(preset="motion", train_per_class=per_class, val_per_class=4))
-    root, synth_s = synth["out_dir"], time.perf_counter() - start
     runs = os.path.join(cache_dir, "runs-quick" if quick else "runs")
-    pre = pretrain(pretrain_config(root, os.path.join(runs, "pretrain"), steps, workers))
-    results = {}
-    for name, init in (("pretrained", pre.run_dir), ("scratch", None)):
-        report = finetune(finetune_config(root, os.path.join(runs, name), init, epochs, workers))
-        trained, evaluated = report["train"], report["eval"]
-        results[name] = {**{k: evaluated[k] for k in ("top1", "top5", "videos")},
-                         "train_seconds": trained["seconds"], "train_clips_per_s": trained["clips_per_s"],
-                         "eval_clips_per_s": evaluated["clips_per_s"], "run_dir": trained["run_dir"],
-                         "confusion_png": evaluated["confusion_png"]}
-    pictures = _pictures(root, runs, pre.run_dir)
-    learned = pre.first_loss is not None and pre.last_loss < 0.5 * pre.first_loss
-    report = {
-        **results,
-        "pretrain": {"steps": pre.step, "seconds": pre.seconds, "clips_per_s": pre.clips_per_s,
-                     "first_loss": pre.first_loss, "last_loss": pre.last_loss, "loss_fell": learned,
-                     "run_dir": pre.run_dir},
-        "dataset": root, "synth_seconds": synth_s, "total_seconds": time.perf_counter() - start, **pictures,
-    }
+    shutil.rmtree(runs, ignore_errors=True)
+    report: dict = {"budget": budget.__dict__, "benchmarks": {}, "runs": [], "results": {}}
+    for preset, arms in ARMS.items():
+        bench = Benchmark.prepare(cache_dir, preset, budget, say, workers=max(2, workers), progress=progress)
+        report["benchmarks"][preset] = {"root": bench.root, "reused": bench.reused, "seconds": bench.seconds}
+        with stage(say, f"decode the {preset} probe clips (once for every encoder)"):
+            bench.probe_clips(workers)
+        table = {}
+        for arm in arms:
+            per_seed = [run_arm(bench, arm, seed, budget, os.path.join(runs, preset), say, workers=workers,
+                                progress=progress) for seed in range(budget.seeds)]
+            report["runs"] += [{"preset": preset, **r} for r in per_seed]
+            table[arm.name] = {stage_: mean_std([r[stage_]["top1"] for r in per_seed])
+                               for stage_ in ("probe", "finetune")}
+        report["results"][preset] = table
+    report["goals"] = [_goal(report["results"], *goal) for goal in GOALS]
+    with stage(say, "draw the pictures"):
+        report["pictures"] = _pictures(report, runs)
+    report["total_seconds"] = time.perf_counter() - start
     report["table"] = _table(report, quick)
+    with open(os.path.join(runs, "demo.json"), "w") as f:
+        json.dump(report, f, indent=1)
     return report
 
 
-def _pictures(root: str, runs: str, pretrain_dir: str) -> dict:
-    from maskvid.mask_report import mask_video
-    from maskvid.viz import draw_curves, draw_mask
+def _goal(results: dict, preset: str, winner: str, loser: str) -> dict:
+    a, b = results[preset][winner]["probe"], results[preset][loser]["probe"]
+    return {"preset": preset, "claim": f"{winner} probe > {loser} probe by > 2 std", "reached": beats(a, b),
+            "difference": a["mean"] - b["mean"], "std": max(a["std"], b["std"])}
 
-    video = os.path.join(root, "videos", sorted(os.listdir(os.path.join(root, "videos")))[0])
-    masks = {}
+
+def _pictures(report: dict, runs: str) -> dict:
+    from maskvid.engine.logging import read_metrics
+    from maskvid.mask_report import mask_video
+    from maskvid.recon_report import reconstruction_panels
+    from maskvid.trajectory_report import predicted_trajectories
+    from maskvid.viz import draw_curves, draw_mask, draw_panels, draw_trajectories
+
+    pictures, curves = {}, {}
+    for r in report["runs"]:
+        if r["pretrain"] and r["seed"] == 0:
+            rows = [m for m in read_metrics(r["pretrain"]["run_dir"]) if "loss" in m]
+            first = rows[0]["loss"] if rows else 1.0
+            curves[f"{r['preset']}: {r['arm']}"] = ([m["step"] for m in rows], [m["loss"] / first for m in rows])
+    pictures["loss_curves"] = draw_curves(curves, os.path.join(runs, "pretrain_loss.png"),
+                                          ylabel="pretraining loss / first loss")
+    motion = report["benchmarks"]["motion"]["root"]
+    video = os.path.join(motion, "videos", "val_00000.mp4")
     for strategy in ("mgm", "tube"):
-        shown = mask_video(video, strategy, ratio=0.75, frames=CLIP["num_frames"] * 2, stride=CLIP["stride"],
-                           size=128, patch=(2, 16, 16))
-        score = shown.summary()["motion_score"]
-        title = f"{strategy} 75%: motion score " + ("inf" if score is None else f"{score:.2f}")
-        masks[strategy] = draw_mask(shown.frames, shown.mask, shown.motion, os.path.join(runs, f"mask_{strategy}.png"),
-                                    title=title)
-    curves = {}
-    named = (("pretrain (MGM, pixels)", pretrain_dir), ("fine-tune pretrained", os.path.join(runs, "pretrained")),
-             ("fine-tune scratch", os.path.join(runs, "scratch")))
-    for name, run in named:
-        rows = [r for r in read_metrics(run) if "loss" in r]
-        curves[name] = ([r["step"] for r in rows], [r["loss"] for r in rows])
-    return {"mask_pictures": masks, "loss_curves": draw_curves(curves, os.path.join(runs, "loss_curves.png"))}
+        shown = mask_video(video, strategy, ratio=0.75, frames=16, stride=2, size=64, patch=(2, 8, 8))
+        pictures[f"mask_{strategy}"] = draw_mask(shown.frames, shown.mask, shown.motion,
+                                                 os.path.join(runs, f"mask_{strategy}.png"), title=f"{strategy} 75%")
+    first = {(r["preset"], r["arm"]): r["pretrain"]["run_dir"] for r in report["runs"]
+             if r["pretrain"] and r["seed"] == 0}
+    if ("motion", PIXELS.name) in first:
+        panels, metrics = reconstruction_panels(video, first["motion", PIXELS.name])
+        pictures["reconstruction"] = draw_panels(panels, os.path.join(runs, "reconstruction.png"),
+                                                 f"pixel MAE, masked MSE {metrics['masked MSE']:.4f} "
+                                                 f"(mean colour: {metrics['masked MSE of the mean colour']:.4f})")
+    if ("motion", MME.name) in first:
+        shown = predicted_trajectories(video, first["motion", MME.name])
+        pictures["trajectories"] = draw_trajectories(shown.frames, shown.starts, shown.tracks,
+                                                     os.path.join(runs, "trajectories.png"), shown.masked,
+                                                     "MME: masked patches, true vs predicted trajectories")
+    return pictures
+
+
+def _cell(x: dict) -> str:
+    return f"{x['mean']:.3f} ± {x['std']:.3f}" if len(x["values"]) > 1 else f"{x['mean']:.3f}"
 
 
 def _table(r: dict, quick: bool) -> str:
-    p = r["pretrain"]
+    b = r["budget"]
     lines = [
-        f"maskvid demo{' --quick' if quick else ''}: motion benchmark {r['dataset']}",
-        f"  pretrain  micro ViT, MGM 75% from codec vectors, {p['steps']} steps in {p['seconds']:.0f} s "
-        f"({p['clips_per_s']:.0f} clips/s): loss {p['first_loss']:.3f} -> {p['last_loss']:.3f} "
-        f"({'fell' if p['loss_fell'] else 'DID NOT FALL: fine-tuning from it may be worse than scratch'})",
-        "",
-        f"  {'':<12}{'top-1':>8}{'top-5':>8}{'train s':>9}{'train clips/s':>15}{'eval clips/s':>14}",
+        f"maskvid demo{' --quick' if quick else ''}: pretrain a micro ViT on {b['pool']} unlabelled videos "
+        f"({b['pretrain_steps']} steps), then judge it on {b['train_per_class']} labelled videos per class",
+        f"  top-1 on {10 * b['val_per_class']} validation videos (chance 0.100), mean ± std over {b['seeds']} "
+        f"seed(s); probe: frozen encoder + logistic regression; fine-tune: {b['finetune_epochs']} epochs",
     ]
-    for name in ("pretrained", "scratch"):
-        x = r[name]
-        lines.append(f"  {name:<12}{x['top1']:>8.3f}{x['top5']:>8.3f}{x['train_seconds']:>9.0f}"
-                     f"{x['train_clips_per_s']:>15.0f}{x['eval_clips_per_s']:>14.0f}")
-    lines += [
-        f"  ({r['pretrained']['videos']} validation videos, 2 clips each, chance top-1 0.100)",
-        "",
-        f"  runs:          {os.path.dirname(r['pretrain']['run_dir'])}",
-        f"  mask pictures: {', '.join(r['mask_pictures'].values())}",
-        f"  loss curves:   {r['loss_curves']}",
-        f"  total {r['total_seconds']:.0f} s",
-    ]
+    for preset, table in r["results"].items():
+        reused = " (videos reused)" if r["benchmarks"][preset]["reused"] else ""
+        lines += ["", f"  {preset}{reused}", f"  {'':<18}{'linear probe':>16}{'fine-tune':>16}"]
+        lines += [f"  {arm:<18}{_cell(x['probe']):>16}{_cell(x['finetune']):>16}" for arm, x in table.items()]
+    lines += ["", "  goals (MME's claim on motion; appearance is what pixel MAE should learn):"]
+    for g in r["goals"]:
+        verdict = "reached" if g["reached"] else "NOT reached"
+        lines.append(f"    {g['preset']}: {g['claim']}: {verdict} (difference {g['difference']:+.3f}, "
+                     f"std {g['std']:.3f})")
+    if b["seeds"] < 2:
+        lines.append("    (one seed has no spread to judge a goal by: the full demo runs 3 seeds)")
+    lines += ["", *(f"  {name}: {path}" for name, path in r["pictures"].items()),
+              f"  every figure: {os.path.join(os.path.dirname(r['pictures']['loss_curves']), 'demo.json')}",
+              f"  total {r['total_seconds']:.0f} s"]
     return "\n".join(lines)

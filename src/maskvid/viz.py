@@ -101,6 +101,27 @@ def draw_curves(curves: dict[str, tuple[list[int], list[float]]], path: str | os
     return _save(fig, plt, path)
 
 
+def draw_bars(groups: dict[str, dict[str, tuple[float, float]]], path: str | os.PathLike, title: str = "",
+              ylabel: str = "", reference: float | None = None) -> str:
+    """Grouped bars with error bars: ``{group: {bar: (mean, std)}}``; ``reference`` draws a dashed line (chance)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5.5, 3.5))
+    bars = list(dict.fromkeys(name for group in groups.values() for name in group))
+    width = 0.8 / max(1, len(bars))
+    for i, name in enumerate(bars):
+        xs = [g + (i - (len(bars) - 1) / 2) * width for g, group in enumerate(groups.values()) if name in group]
+        values = [group[name] for group in groups.values() if name in group]
+        ax.bar(xs, [m for m, _ in values], width, yerr=[s for _, s in values], capsize=4, label=name)
+    if reference is not None:
+        ax.axhline(reference, color="grey", linestyle="--", linewidth=1, label="chance")
+    ax.set_xticks(range(len(groups)), list(groups))
+    ax.set_ylabel(ylabel)
+    ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title, fontsize=9)
+    return _save(fig, plt, path)
+
+
 def draw_trajectories(frames: torch.Tensor, starts: torch.Tensor, tracks: dict, path: str | os.PathLike,
                       masked: torch.Tensor | None = None, title: str = "") -> str:
     """Trajectories over their first frame, one panel per entry of ``tracks`` side by side (PNG), or drawn step by

@@ -90,7 +90,7 @@ class Classification(CarriesFrozenParts):
             inputs["mask"] = batch["mask"].to(device, non_blocking=True)
         return inputs
 
-    def _input(self, video: torch.Tensor) -> torch.Tensor:
+    def encoder_input(self, video: torch.Tensor) -> torch.Tensor:
         """The network's input: the clip, or its token ids ``(B, T', H', W')`` for a token-stem encoder."""
         if self.tokens is None:
             return video
@@ -100,7 +100,7 @@ class Classification(CarriesFrozenParts):
 
     def forward(self, video: torch.Tensor, target: torch.Tensor, label: torch.Tensor | None = None,
                 mask: torch.Tensor | None = None) -> ClassifyOutput:
-        out = self.net(self._input(video), mask)
+        out = self.net(self.encoder_input(video), mask)
         logits, extra = out if isinstance(out, tuple) else (out, {})
         loss = self.soft_loss(logits, target) if target.dim() == 2 else self.hard_loss(logits, target)
         metrics = {"ce": loss.detach()}
@@ -114,7 +114,7 @@ class Classification(CarriesFrozenParts):
     @torch.no_grad()
     def predict(self, video: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """Class probabilities ``(B, classes)`` (auxiliary branches off)."""
-        out = self.net(self._input(video), mask)
+        out = self.net(self.encoder_input(video), mask)
         return F.softmax((out[0] if isinstance(out, tuple) else out).float(), dim=-1)
 
 
