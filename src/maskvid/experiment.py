@@ -236,6 +236,11 @@ def mean_std(values: list[float]) -> dict:
             "values": values}
 
 
+def cell(x: dict) -> str:
+    """A table cell: ``mean ± std`` over seeds (the mean alone for one seed)."""
+    return f"{x['mean']:.3f} ± {x['std']:.3f}" if len(x["values"]) > 1 else f"{x['mean']:.3f}"
+
+
 def beats(a: dict, b: dict) -> bool:
     """Whether ``a``'s mean exceeds ``b``'s by more than 2 standard deviations of the seeds (the larger of the two);
     with one seed there is no spread to judge by, and the answer is False."""

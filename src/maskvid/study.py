@@ -13,7 +13,7 @@ import sys
 from dataclasses import dataclass, replace
 
 from maskvid.errors import ConfigError
-from maskvid.experiment import Arm, Benchmark, Budget, Say, beats, mean_std, run_arm, stage
+from maskvid.experiment import Arm, Benchmark, Budget, Say, beats, cell, mean_std, run_arm, stage
 
 TUBE = {"mask": {"strategy": "tube", "ratio": 0.75}}
 PIXELS = {**TUBE, "target": {"name": "pixels"}}
@@ -146,16 +146,12 @@ def _tokenizer(bench: Benchmark, budget: Budget, cache_dir: str, say: Say, worke
     return result["tokenizer"]
 
 
-def _cell(x: dict) -> str:
-    return f"{x['mean']:.3f} ± {x['std']:.3f}" if len(x["values"]) > 1 else f"{x['mean']:.3f}"
-
-
 def _markdown(report: dict, pair: Pair) -> str:
     stages = pair.stages
     lines = [f"### {pair.name} ({pair.source}) — {pair.preset} benchmark, {report['seeds']} seed(s)", "",
              "| arm | " + " | ".join(f"{s} top-1" for s in stages) + " |",
              "|---|" + "---:|" * len(stages)]
-    lines += [f"| {arm} | " + " | ".join(_cell(x[s]) for s in stages) + " |" for arm, x in report["table"].items()]
+    lines += [f"| {arm} | " + " | ".join(cell(x[s]) for s in stages) + " |" for arm, x in report["table"].items()]
     b = report["budget"]
     lines += ["", f"Pretraining {b['pretrain_steps']} steps on {b['pool']} unlabelled videos; {b['train_per_class']} "
               f"labelled videos per class; {10 * b['val_per_class']} validation videos; chance 0.100."]
