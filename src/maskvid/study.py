@@ -158,7 +158,7 @@ def _markdown(report: dict, pair: Pair) -> str:
     for s, v in report["verdict"].items():
         said = "wins by more than 2 std" if v["beats"] else "loses by more than 2 std" if v["loses"] else \
             "no difference beyond 2 std"
-        lines.append(f"{s}: {pair.arms[0].name} {v['difference']:+.3f} — {said}.")
+        lines.append(f"- {s}: {pair.arms[0].name} {v['difference']:+.3f} — {said}.")
     return "\n".join(lines)
 
 
