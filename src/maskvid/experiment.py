@@ -207,12 +207,12 @@ def run_arm(bench: Benchmark, arm: Arm, seed: int, budget: Budget, out_dir: str,
 
         with stage(say, f"linear probe {arm.name} (seed {seed})") as done:
             (train, val) = bench.probe_clips()
+            classes = int(max(train.labels.max(), val.labels.max())) + 1
             torch.manual_seed(seed)
-            method = build_finetune_method(tuning, 10)
+            method = build_finetune_method(tuning, classes)  # only its encoder is used, as pretrained or random
             init_from_pretrained(method, tuning)
             features = [embed(method.encoder, clips, encoder_input=method.encoder_input) for clips in (train, val)]
-            report = probe(features[0], train.labels, features[1], val.labels,
-                           num_classes=int(max(train.labels.max(), val.labels.max())) + 1, seed=seed)
+            report = probe(features[0], train.labels, features[1], val.labels, num_classes=classes, seed=seed)
             report["bad_videos"] = {**train.skipped, **val.skipped}
             done(f"top-1 {report['top1']:.3f} on {report['videos']} videos")
         result["probe"] = report
