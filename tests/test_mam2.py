@@ -220,3 +220,13 @@ def test_visualize_mam2_draws_predicted_tokens_and_motion_of_a_run(synth_motion,
     assert 0 <= report["appearance token accuracy"] <= 1
     assert report["motion MSE"] > 0 and report["motion MSE predicting no motion"] > 0
     assert main(["visualize", "mam2", video]) == 2  # a MAM² picture needs a trained run
+
+
+def test_frames_of_inverts_patchify():
+    from maskvid.models.tokens import token_grid
+    from maskvid.targets.patchify import frames_of, patchify
+
+    video = torch.randn(1, 3, 4, 16, 24)
+    for patch in ((2, 8, 8), (1, 8, 8)):
+        tokens = patchify(video, patch)[0].flatten(1)  # (N, t·p·p·C)
+        torch.testing.assert_close(frames_of(tokens, token_grid(patch, 4, 16, 24), patch), video[0].transpose(0, 1))

@@ -25,6 +25,9 @@ from maskvid.config import FinetuneConfig, PretrainConfig, from_dict
 Say = Callable[[str], None]
 CLIP = {"num_frames": 8, "stride": 2, "size": 64, "flip": False}  # the motion preset is direction-sensitive
 MODEL = {"preset": "micro", "patch": [2, 8, 8]}
+TUBE = {"mask": {"strategy": "tube", "ratio": 0.75}}
+TRAJECTORY = {**TUBE, "target": {"name": "trajectory",  # MME's target, camera motion removed
+                                 "options": {"k": 4, "length": 6, "flow_stride": 1, "camera": "klt"}}}
 
 
 @dataclass(frozen=True)
@@ -140,6 +143,18 @@ class stage:
         status = "failed" if kind else "done"
         self.say(f"✓ {self.what}: {status} in {seconds:.0f} s" + (f" — {self.result}" if self.result else ""))
         return False
+
+
+def start_session(workers: int, say: Say | None, progress: bool | None) -> tuple[Say, bool]:
+    """What a demo or study run sets up first: torch takes the cores the ``workers`` data processes leave
+    (oversubscribing 2 cores ran ~10x slower), stage lines go to stderr, progress bars only on a terminal."""
+    import sys
+
+    import torch
+
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) - workers))
+    say = say or (lambda line: print(line, file=sys.stderr, flush=True))
+    return say, sys.stderr.isatty() if progress is None else progress
 
 
 def _bar(total: int, description: str):

@@ -13,12 +13,11 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from einops import rearrange
 
 from maskvid.data import ClipTransform, VideoDataset, VideoRecord, frame_count
 from maskvid.data.sampling import dense_indices
 from maskvid.errors import ConfigError
-from maskvid.targets.patchify import unnormalize
+from maskvid.targets.patchify import frames_of, unnormalize
 
 
 @dataclass
@@ -38,15 +37,9 @@ class Mam2Report:
         return "\n".join(lines + ([f"  picture: {picture}"] if picture else []))
 
 
-def _grid_of(values: torch.Tensor, grid, patch) -> torch.Tensor:
-    """``(N, t·p·p·C)`` per-token values → ``(T, C, H, W)`` pixels (patchify's inverse)."""
-    t, p, q = patch
-    return rearrange(values, "(n h w) (t p q c) -> (n t) c (h p) (w q)", h=grid[1], w=grid[2], t=t, p=p, q=q)
-
-
 def _difference_picture(diff: torch.Tensor, grid, patch) -> torch.Tensor:
     """RGB differences in [-1, 1] as pictures: grey is no change, contrast doubled."""
-    return (0.5 + 2 * _grid_of(diff, grid, patch)).clamp(0, 1)
+    return (0.5 + 2 * frames_of(diff, grid, patch)).clamp(0, 1)
 
 
 def _tokens_panels(head_target, pred: torch.Tensor, video: torch.Tensor, mask: torch.Tensor, grid) -> tuple:
@@ -95,7 +88,7 @@ def mam2_clip(video: str, run: str, start: int | None = None, seed: int = 0) -> 
     clip = sample["video"]
     grid, patch = method.encoder.config.grid, method.encoder.config.patch
     pixels = unnormalize(clip[None])[0].transpose(0, 1).clamp(0, 1)  # (T, 3, S, S)
-    hidden = _grid_of(mask[:, None].float().expand(-1, patch[0] * patch[1] * patch[2] * 3), grid, patch)
+    hidden = frames_of(mask[:, None].float().expand(-1, patch[0] * patch[1] * patch[2] * 3), grid, patch)
     panels = {"input": pixels, "masked input": pixels * (1 - hidden) + 0.5 * hidden}
     metrics = {}
     for task in method.token_tasks:

@@ -9,12 +9,11 @@ predicted, not the patch statistics the loss never asked for.
 from __future__ import annotations
 
 import torch
-from einops import rearrange
 
 from maskvid.data import ClipTransform, VideoDataset, VideoRecord, frame_count
 from maskvid.data.sampling import dense_indices
 from maskvid.errors import ConfigError
-from maskvid.targets.patchify import patchify, unnormalize
+from maskvid.targets.patchify import frames_of, patchify, unnormalize
 
 
 def reconstruction_panels(video: str, run: str, start: int = 0, seed: int = 0) -> tuple[dict, dict]:
@@ -47,11 +46,10 @@ def reconstruction_panels(video: str, run: str, start: int = 0, seed: int = 0) -
     composed, hidden_only = true.clone(), torch.full_like(true, 0.5)
     composed[mask] = predicted.clamp(0, 1)
     hidden_only[mask] = predicted.clamp(0, 1)
-    t, p, q = patch
-    grid = {"gh": clip.shape[3] // p, "gw": clip.shape[4] // q, "t": t, "p": p, "q": q}
+    grid = method.encoder.config.grid
 
     def picture(tokens: torch.Tensor) -> torch.Tensor:  # (N, t·p·p, 3) -> (T, 3, S, S)
-        return rearrange(tokens, "(gt gh gw) (t p q) c -> (gt t) c (gh p) (gw q)", **grid)
+        return frames_of(tokens.flatten(1), grid, patch)
 
     grey = true.clone()
     grey[mask] = 0.5

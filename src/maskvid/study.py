@@ -9,16 +9,25 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from dataclasses import dataclass, replace
 
 from maskvid.errors import ConfigError
-from maskvid.experiment import Arm, Benchmark, Budget, Say, beats, cell, mean_std, run_arm, stage
+from maskvid.experiment import (
+    TRAJECTORY,
+    TUBE,
+    Arm,
+    Benchmark,
+    Budget,
+    Say,
+    beats,
+    cell,
+    mean_std,
+    run_arm,
+    stage,
+    start_session,
+)
 
-TUBE = {"mask": {"strategy": "tube", "ratio": 0.75}}
 PIXELS = {**TUBE, "target": {"name": "pixels"}}
-TRAJECTORY = {**TUBE, "target": {"name": "trajectory",
-                                 "options": {"k": 4, "length": 6, "flow_stride": 1, "camera": "klt"}}}
 TOKEN_DATA = {"num_frames": 5, "stride": 4, "crop": "centre"}
 TOKEN_MODEL = {"preset": "micro", "stem": "token", "vocab_size": 256, "patch": [1, 8, 8], "attention": "t_hw",
                "pos_embed": "factorized", "cls_token": True, "hide": "replace",
@@ -94,7 +103,6 @@ def available() -> dict[str, str]:
 def run_study(name: str, cache_dir: str, out_dir: str, seeds: int = 3, budget: Budget | None = None,
               workers: int = 1, say: Say | None = None, progress: bool | None = None) -> dict:
     """Run pair ``name`` with ``seeds`` seeds; writes ``study.md``, ``study.png`` and ``study.json`` to ``out_dir``."""
-    import torch
 
     if name not in PAIRS:
         raise ConfigError("PAIR", f"{name!r} is not a study; choose from {', '.join(PAIRS)}")
@@ -102,9 +110,7 @@ def run_study(name: str, cache_dir: str, out_dir: str, seeds: int = 3, budget: B
         raise ConfigError("--seeds", f"must be >= 1, got {seeds}")
     pair = PAIRS[name]
     budget = replace(budget or Budget(), seeds=seeds)
-    say = say or (lambda line: print(line, file=sys.stderr, flush=True))
-    progress = sys.stderr.isatty() if progress is None else progress
-    torch.set_num_threads(max(1, (os.cpu_count() or 1) - workers))
+    say, progress = start_session(workers, say, progress)
     bench = Benchmark.prepare(cache_dir, pair.preset, budget, say, workers=max(2, workers), progress=progress)
     if any(arm.tokenizer for arm in pair.arms):
         bench.tokenizer = _tokenizer(bench, budget, cache_dir, say, workers)

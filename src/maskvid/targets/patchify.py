@@ -17,6 +17,12 @@ def patchify(video: torch.Tensor, patch: tuple[int, int, int]) -> torch.Tensor:
     return rearrange(video, "b c (n t) (h p) (w q) -> b (n h w) (t p q) c", t=t, p=p, q=q)
 
 
+def frames_of(values: torch.Tensor, grid: tuple[int, int, int], patch: tuple[int, int, int]) -> torch.Tensor:
+    """Per-token values ``(N, t·p·p·C)`` on a token ``grid`` → pictures ``(T, C, H, W)`` (patchify's inverse)."""
+    t, p, q = patch
+    return rearrange(values, "(n h w) (t p q c) -> (n t) c (h p) (w q)", h=grid[1], w=grid[2], t=t, p=p, q=q)
+
+
 def unnormalize(video: torch.Tensor, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> torch.Tensor:
     """Undo the data pipeline's normalization: back to [0, 1] pixels."""
     shape = (1, -1, 1, 1, 1)
