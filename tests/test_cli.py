@@ -12,7 +12,7 @@ import pytest
 from maskvid.cli import main
 from video_corpus import encode, scene
 
-COMMANDS = ["synth", "probe-video", "mask", "pretrain", "train-tokenizer", "convert-tokenizer", "finetune",
+COMMANDS = ["synth", "prepare", "probe-video", "mask", "pretrain", "train-tokenizer", "convert-tokenizer", "finetune",
             "evaluate", "extract", "visualize", "bench", "demo", "study"]
 
 

@@ -44,6 +44,23 @@ def cmd_synth(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_prepare(args: argparse.Namespace) -> int:
+    from maskvid.data.prepare import PrepareConfig, prepare
+
+    config = PrepareConfig(short_side=args.short_side, gop=args.gop, bframes=args.bframes, crf=args.crf,
+                           x264_preset=args.x264_preset)
+    summary = prepare(args.list, args.out, config, root=args.root, workers=args.workers,
+                      progress=progress_callback("preparing"))
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        print(f"prepared {summary['videos']} videos in {summary['seconds']} s: {summary['encoded']} encoded, "
+              f"{summary['kept']} kept from an earlier run, {summary['failed']} failed")
+        print(f"  new list: {summary['list']}\n  log: {summary['log']}")
+        print_bad_videos("the list", summary["bad"])
+    return 0
+
+
 def cmd_probe_video(args: argparse.Namespace) -> int:
     from maskvid.data.decode import probe_video
 
@@ -282,6 +299,7 @@ def cmd_study(args: argparse.Namespace) -> int:
 
 COMMANDS = {
     "synth": cmd_synth,
+    "prepare": cmd_prepare,
     "probe-video": cmd_probe_video,
     "mask": cmd_mask,
     "pretrain": cmd_pretrain,

@@ -32,6 +32,19 @@ def build_parser() -> argparse.ArgumentParser:
                         "differs)")
     p.add_argument("--json", action="store_true")
 
+    p = sub.add_parser("prepare", help="re-encode a list's videos for training: H.264 with B-frames and a fixed GOP "
+                       "(codec motion vectors), short side resized, faststart, no audio; writes the new list")
+    p.add_argument("list", help="annotation list of the videos (labels optional; every field is kept)")
+    p.add_argument("out", help="output directory: videos/, the new list (same file name), prepare.log.jsonl")
+    p.add_argument("--root", default=None, help="prefix for relative paths in the list (default: the list's folder)")
+    p.add_argument("--short-side", type=int, default=320, help="short side in pixels, never enlarged (default 320)")
+    p.add_argument("--gop", type=int, default=32, help="frames between keyframes, fixed (default 32)")
+    p.add_argument("--bframes", type=int, default=3, help="B-frames between references (default 3, x264's)")
+    p.add_argument("--crf", type=int, default=23, help="x264 quality, lower is better (default 23)")
+    p.add_argument("--x264-preset", default="medium", help="x264 speed preset (default medium)")
+    p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="encoding processes (default: all cores)")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+
     p = sub.add_parser("mask", help="mask one clip of a video, score it against the motion, draw it")
     p.add_argument("video")
     p.add_argument("--strategy", default="tube", help="a name from maskvid.masking.available() (default: tube)")
