@@ -134,6 +134,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                             "step (default 2 / 1 / 1 / 2)")
     p.add_argument("--steps", type=int, default=None, help="model/mar/vimpac: timed steps per variant "
                                                             "(default 5 / 2 / 3)")
+    p.add_argument("--workers", type=worker_counts, default=(1,), metavar="N,N,...",
+                   help="data: loader processes to measure the pretraining loader with, e.g. 1,2,4 (default 1)")
     p.add_argument("--device", default="cpu", help="tokens/vimpac: where the steps run (cuda)")
     p.add_argument("--json", action="store_true")
 
@@ -169,3 +171,15 @@ def _version() -> str:
     from maskvid import __version__
 
     return f"maskvid {__version__}"
+
+
+def worker_counts(text: str) -> tuple[int, ...]:
+    """``"1,2,4"`` -> ``(1, 2, 4)``."""
+    try:
+        counts = tuple(int(x) for x in text.split(","))
+    except ValueError:
+        counts = ()
+    if not counts or min(counts) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected counts >= 1 separated by commas, e.g. 1,2,4")
+    return counts
+

@@ -1,6 +1,8 @@
 """``maskvid bench …``: speed as a ratio against a reference measured in the same run, never in tests.
 
-``data``: maskvid's loader vs VideoMAE's decord + PIL pipeline (:mod:`maskvid.bench.data`).
+``data``: maskvid's loader vs VideoMAE's decord + PIL pipeline (:mod:`maskvid.bench.data`), and the pretraining
+loader's scaling with worker processes on Kinetics-shaped videos, codec vectors and MGM included
+(:mod:`maskvid.bench.loader`).
 ``masking``: each strategy's cost, and MGM guided by codec vectors vs by optical flow (:mod:`maskvid.bench.masking`).
 ``mar``: MAR's masked fine-tuning and inference vs full-token fine-tuning (:mod:`maskvid.bench.mar`).
 ``targets``: what each prediction target costs per clip on one core, MME's trajectories included
@@ -19,8 +21,11 @@ BENCHMARKS = ("data", "masking", "targets", "tokens", "model", "mar", "vimpac")
 def run(what: str, args) -> dict:
     if what == "data":
         from maskvid.bench.data import bench_data
+        from maskvid.bench.loader import bench_loader
 
-        return bench_data(clips=args.clips, videos=args.videos, workdir=args.workdir)
+        result = bench_data(clips=args.clips, videos=args.videos, workdir=args.workdir)
+        workers = getattr(args, "workers", None) or (1,)
+        return {**result, "loader": bench_loader(workers, clips=args.clips, videos=args.videos, workdir=args.workdir)}
     if what == "masking":
         from maskvid.bench.masking import bench_masking
 
@@ -75,6 +80,14 @@ def format_result(what: str, result: dict) -> str:
         from maskvid.bench.vimpac import format_vimpac
 
         return format_vimpac(result)
+    if what == "data":
+        from maskvid.bench.loader import format_loader
+
+        return "\n".join([_format_ratio(what, result), format_loader(result["loader"])])
+    return _format_ratio(what, result)
+
+
+def _format_ratio(what: str, result: dict) -> str:
     rates = result["clips_per_s"]
     lines = [f"bench {what}: {result['setup']}"]
     lines += [f"  {name:>16}: {value:8.2f} clips/s" for name, value in rates.items()]

@@ -1,0 +1,112 @@
+"""``maskvid bench data --workers 1,2,4``: how the pretraining loader scales with data-loader processes, on videos
+shaped like Kinetics (340×256, 10 s, x264 with B-frames), and what codec motion vectors cost.
+
+Two pipelines, each 16 frames at stride 4 → multi-scale crop to 224², as ``maskvid pretrain`` builds them:
+
+* ``tube`` — VideoMAE: tube mask at 90%, no motion;
+* ``tube_vectors`` — the same, the samples also carrying the codec motion field (decoded with the frames, rasterized,
+  cropped as they are): what the vectors alone cost;
+* ``mgm`` — MGM: the motion-guided mask built from the codec vectors.
+
+For each worker count: clips/s and clips/s per worker (a worker is one core: decoding and scaling are
+single-threaded in it). ``codec_vector_overhead``: what carrying the vectors costs over the tube path (whole
+sample), and in decoding alone (``decode_clip`` with and without ``motion_vectors`` on the same clips, one core).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+
+import torch
+
+from maskvid import masking
+from maskvid.bench.threads import one_core
+from maskvid.bench.videos import KINETICS_FRAMES, KINETICS_SIZE, kinetics_like_videos
+from maskvid.data import ClipTransform, VideoDataset, VideoRecord, collate
+from maskvid.data.decode import decode_clip
+from maskvid.data.sampling import dense_indices
+from maskvid.rng import sample_generator
+
+CLIP_LEN, STRIDE, SIZE, PATCH = 16, 4, 224, (2, 16, 16)
+PIPELINES = {  # name: (mask strategy and options, samples carry the codec motion field)
+    "tube": (("tube", {"ratio": 0.9}), False),
+    "tube_vectors": (("tube", {"ratio": 0.9}), True),
+    "mgm": (("mgm", {}), False),  # the mask reads the vectors itself
+}
+
+
+def pretraining_dataset(paths: list[str], pipeline: str) -> VideoDataset:
+    (strategy, options), vectors = PIPELINES[pipeline]
+    return VideoDataset([VideoRecord(p) for p in paths], ClipTransform(size=SIZE, crop="multiscale", flip=False),
+                        num_frames=CLIP_LEN, stride=STRIDE, patch=PATCH, mask=masking.build(strategy, **options),
+                        motion_source="codec", motion_vectors=vectors, decode_threads=1)
+
+
+def loader_clips_per_second(dataset, workers: int, clips: int, batch_size: int = 4) -> float:
+    """Clips/s through a DataLoader with ``workers`` processes; start-up and each worker's first batch untimed."""
+    warm = batch_size * workers
+    sampler = torch.utils.data.RandomSampler(dataset, replacement=True, num_samples=warm + clips,
+                                             generator=torch.Generator().manual_seed(0))
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
+                                         collate_fn=collate, prefetch_factor=4)
+    iterator, seen = iter(loader), 0
+    while seen < warm:
+        seen += next(iterator)["video"].shape[0]
+    start, seen = time.perf_counter(), 0
+    for batch in iterator:
+        seen += batch["video"].shape[0]
+    return seen / (time.perf_counter() - start)
+
+
+def decode_ms(paths: list[str], clips: int, motion_vectors: bool) -> float:
+    """Milliseconds per clip of ``decode_clip`` alone (one core), at the loader's indices and 224 short side."""
+    with one_core():
+        start = time.perf_counter()
+        for i in range(clips):
+            indices = dense_indices(KINETICS_FRAMES, CLIP_LEN, STRIDE, sample_generator(0, 0, i))
+            decode_clip(paths[i % len(paths)], indices, size=SIZE, motion_vectors=motion_vectors)
+        return 1000 * (time.perf_counter() - start) / clips
+
+
+def bench_loader(workers: tuple[int, ...] = (1, 2), clips: int = 40, videos: int = 8, workdir: str | None = None,
+                 keyint: int = 50) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = kinetics_like_videos(workdir or tmp, videos, keyint=keyint)
+        rates: dict[str, dict[str, float]] = {}
+        for pipeline in PIPELINES:
+            dataset = pretraining_dataset(paths, pipeline)
+            rates[pipeline] = {str(w): loader_clips_per_second(dataset, w, clips) for w in workers}
+        plain = min(decode_ms(paths, clips, False) for _ in range(2))  # best of two: a busy machine's noise
+        with_vectors = min(decode_ms(paths, clips, True) for _ in range(2))
+    per_core = {p: {w: r / int(w) for w, r in by_workers.items()} for p, by_workers in rates.items()}
+    overhead = {w: rates["tube"][w] / rates["tube_vectors"][w] - 1 for w in rates["tube"]}
+    return {
+        "clips_per_s": rates,
+        "clips_per_s_per_core": per_core,
+        "codec_vector_overhead": {"sample": overhead, "decode": with_vectors / plain - 1},
+        "decode_ms_per_clip": {"frames": plain, "frames_and_vectors": with_vectors},
+        "setup": {"source": f"{videos} H.264 videos {KINETICS_SIZE[1]}x{KINETICS_SIZE[0]}x{KINETICS_FRAMES}, "
+                            f"keyframe every {keyint}", "clip": f"{CLIP_LEN}x{STRIDE}", "output": f"{SIZE}x{SIZE}",
+                  "workers": list(workers), "cores": _cores()},
+    }
+
+
+def _cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def format_loader(result: dict) -> str:
+    lines = [f"loader scaling: {result['setup']}"]
+    for pipeline, by_workers in result["clips_per_s"].items():
+        for w, rate in by_workers.items():
+            per_core = result["clips_per_s_per_core"][pipeline][w]
+            lines.append(f"  {pipeline:>12} {w:>3} worker(s): {rate:7.2f} clips/s  ({per_core:6.2f} per core)")
+    overhead = result["codec_vector_overhead"]
+    sample = ", ".join(f"{w} worker(s) {100 * v:+.0f}%" for w, v in overhead["sample"].items())
+    ms = result["decode_ms_per_clip"]
+    lines.append(f"  codec vectors cost: whole sample {sample}; decode alone {100 * overhead['decode']:+.0f}% "
+                 f"({ms['frames']:.1f} -> {ms['frames_and_vectors']:.1f} ms/clip)")
+    return "\n".join(lines)
+
