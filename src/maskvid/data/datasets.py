@@ -314,14 +314,23 @@ class BadVideoLog:
         self.good = 0
 
     def update(self, batch: dict) -> None:
+        self.record(batch)
+        self.check(self.bad_attempts, self.good)
+
+    def record(self, batch: dict) -> None:
+        """Count a batch's good samples and its skipped videos (no check: see :meth:`check`)."""
         self.good += len(batch["label"]) if "label" in batch else 0
         for path, reason in batch["skipped"]:
             self.bad_attempts += 1
             self.bad.setdefault(path, reason)
-        total = self.good + self.bad_attempts
-        if total >= self.min_attempts and self.bad_attempts > self.max_fraction * total:
+
+    def check(self, bad_attempts: int, good: int) -> None:
+        """Raise DataError when ``bad_attempts`` of all reads pass ``max_fraction`` (counts of this process, or
+        summed over the ranks of a distributed run so that all of them stop together)."""
+        total = good + bad_attempts
+        if total >= self.min_attempts and bad_attempts > self.max_fraction * total:
             raise DataError(
-                f"{self.bad_attempts} of {total} video reads failed ({len(self.bad)} distinct files), above "
+                f"{bad_attempts} of {total} video reads failed ({len(self.bad)} distinct files here), above "
                 f"data.max_bad_fraction={self.max_fraction}.\n{self.report()}"
             )
 

@@ -70,6 +70,28 @@ def mean_across_ranks(value: float, info: Dist) -> float:
     return float(total) / info.world
 
 
+def counts_across_ranks(bad, info: Dist) -> tuple[int, int]:
+    """``(bad_attempts, good)`` of a :class:`~maskvid.data.BadVideoLog`, summed over ranks."""
+    if info.world == 1:
+        return bad.bad_attempts, bad.good
+    counts = torch.tensor([bad.bad_attempts, bad.good], dtype=torch.float64)
+    dist.all_reduce(counts)
+    return int(counts[0]), int(counts[1])
+
+
+def bad_videos_across_ranks(bad: dict[str, str], info: Dist) -> dict[str, str]:
+    """Every rank's skipped videos (path -> why), merged in rank order: each rank read its own shard."""
+    if info.world == 1 or not dist.is_initialized():
+        return bad
+    gathered: list = [None] * info.world
+    dist.all_gather_object(gathered, bad)
+    merged: dict[str, str] = {}
+    for part in gathered:
+        for path, why in part.items():
+            merged.setdefault(path, why)
+    return merged
+
+
 def finish_distributed(info: Dist) -> None:
     if info.world > 1 and dist.is_initialized():
         dist.barrier()
@@ -85,8 +107,10 @@ def all_finite(value: torch.Tensor, info: Dist) -> bool:
 
 
 class ShardedResumableSampler(torch.utils.data.Sampler):
-    """This epoch's permutation (seeded by seed and epoch, so every rank and every resumed run draws the same),
-    this rank's shard of it, starting at ``start`` samples in (to resume mid-epoch)."""
+    """This epoch's permutation (seeded by seed and epoch, so every rank and every resumed run draws the same)
+    from ``start`` samples in (to resume mid-epoch), and this rank's shard of it: rank r takes every world-th
+    sample from r. After k samples per rank the ranks together have drawn the permutation's first k·world, so a run
+    resumed with another world size goes on from that point of the same order."""
 
     def __init__(self, size: int, seed: int, info: Dist, per_rank: int):
         self.size, self.seed, self.info, self.per_rank = size, seed, info, per_rank
@@ -97,8 +121,7 @@ class ShardedResumableSampler(torch.utils.data.Sampler):
 
     def __iter__(self):
         order = torch.randperm(self.size, generator=rng.generator(self.seed, self.epoch))
-        shard = order[self.info.rank :: self.info.world][: self.per_rank]
-        return iter(shard[self.start :].tolist())
+        return iter(order[self.start + self.info.rank :: self.info.world][: len(self)].tolist())
 
     def __len__(self) -> int:
-        return self.per_rank - self.start
+        return self.per_rank - self.start // self.info.world

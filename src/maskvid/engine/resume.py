@@ -28,10 +28,14 @@ log = logging.getLogger(__name__)
 REQUIRED = {"optimizer": dict, "rng_cpu": torch.Tensor, "step": int}
 
 
-def save_run(run_dir: str, step: int, epoch: int, method, optimizer, config, keep: int, ema) -> str:
+def save_run(run_dir: str, step: int, epoch: int, method, optimizer, config, keep: int, ema,
+             global_batch: int | None = None) -> str:
+    """``global_batch``: samples per step over all ranks, so that a resume with another world size finds where in
+    the epoch's order this run stood."""
     state = {
         "optimizer": optimizer.state_dict(),
         "epoch": epoch,
+        "global_batch": global_batch,
         "rng_cpu": torch.get_rng_state(),
         "rng_numpy": _numpy_rng_state(),  # timm's mixup draws from numpy's global generator
         "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
@@ -40,9 +44,10 @@ def save_run(run_dir: str, step: int, epoch: int, method, optimizer, config, kee
     return save_checkpoint(run_dir, step, method, state, keep, ema=ema.module if ema is not None else None)
 
 
-def resume_run(run_dir: str, method, optimizer, device, ema) -> int:
+def resume_run(run_dir: str, method, optimizer, device, ema) -> tuple[int, int | None]:
     """Restore the newest readable checkpoint of ``run_dir`` into ``method``, ``optimizer`` (and ``ema``), and the
-    RNG states; returns its step."""
+    RNG states; returns its step and the global batch it was taken with (None: a checkpoint from before it was
+    recorded)."""
     found = list_checkpoints(run_dir)
     if not found:
         raise CheckpointError(f"{run_dir}: nothing to resume (no complete checkpoint under checkpoints/)")
@@ -60,7 +65,7 @@ def resume_run(run_dir: str, method, optimizer, device, ema) -> int:
             continue
         _restore_state(state, optimizer)
         method.to(device)
-        return state["step"]
+        return state["step"], state.get("global_batch")
     raise CheckpointError(f"{run_dir}: no checkpoint reads:\n  " + "\n  ".join(skipped))
 
 

@@ -24,6 +24,8 @@ from maskvid.engine.checkpoint import latest_checkpoint, remove_unfinished_write
 from maskvid.engine.distributed import (
     ShardedResumableSampler,
     all_finite,
+    bad_videos_across_ranks,
+    counts_across_ranks,
     finish_distributed,
     init_distributed,
     mean_across_ranks,
@@ -64,6 +66,18 @@ def _plan(config: PretrainConfig, size: int, world: int) -> _Plan:
         raise ConfigError("train.batch_size", f"{size} clips cannot fill one step of {per_step} x {world} rank(s)")
     total = t.schedule_steps or t.epochs * steps_per_epoch
     return _Plan(steps_per_epoch, total, min(total, t.max_steps or total), per_step)
+
+
+def resumed_step(step: int, global_batch: int | None, size: int, plan: _Plan, world: int) -> int:
+    """The step to go on from after ``step`` steps of ``global_batch`` samples. The same global batch: ``step``
+    (an exact resume). Another (the world size changed): the same epoch, and in it the whole steps of the new
+    global batch that the samples already drawn fill — the ranks together draw the epoch's order from its start
+    (:class:`ShardedResumableSampler`), so at most one new step's samples, rounded down, are drawn twice."""
+    new_batch = plan.samples_per_step * world
+    if global_batch is None or global_batch == new_batch:
+        return step
+    epoch, done = divmod(step, size // global_batch)
+    return epoch * plan.steps_per_epoch + min(done * global_batch // new_batch, plan.steps_per_epoch)
 
 
 def _autocast(precision: str, device: torch.device):
@@ -108,7 +122,11 @@ class _Run:
         self.optimizer = build_optimizer(method, config.optim, lr)
         self.scheduler = build_scheduler(self.optimizer, config.optim, self.plan.total_steps, self.plan.steps_per_epoch)
         self.ema = ModelEmaV3(method, decay=t.ema) if t.ema else None  # timm's EMA of the weights, evaluated instead
-        self.step = resume_run(run_dir, method, self.optimizer, self.device, self.ema) if resume else 0
+        self.step, self.resumed_from = 0, None
+        if resume:
+            step, global_batch = resume_run(run_dir, method, self.optimizer, self.device, self.ema)
+            self.step = resumed_step(step, global_batch, len(dataset), self.plan, self.info.world)
+            self.resumed_from = {"step": step, "global_batch": global_batch}
         self.scheduler.step_update(self.step)
         if self.info.main:
             os.makedirs(run_dir, exist_ok=True)
@@ -118,8 +136,8 @@ class _Run:
         self.model = DistributedDataParallel(method, device_ids=ids) if self.info.world > 1 else method
         self.forward = torch.compile(self.model) if t.compile else self.model
         self.logger = RunLogger(run_dir, self.plan.stop_at, self.step, enabled=self.info.main, progress=t.progress)
-        self.logger.event({"event": "resumed" if self.step else "started", "at_step": self.step, "lr_peak": lr,
-                           "world": self.info.world})
+        self.logger.event({"event": "resumed" if resume else "started", "at_step": self.step, "lr_peak": lr,
+                           "world": self.info.world, **({"from": self.resumed_from} if resume else {})})
         self.sampler = ShardedResumableSampler(len(dataset), config.seed, self.info,
                                                self.plan.steps_per_epoch * self.plan.samples_per_step)
         self.bad = BadVideoLog(max_fraction=config.data.max_bad_fraction)
@@ -133,7 +151,7 @@ class _Run:
         """The rest of the current epoch (a resumed run starts mid-epoch where the checkpoint left it)."""
         epoch, done_in_epoch = divmod(self.step, self.plan.steps_per_epoch)
         self.dataset.set_epoch(epoch)
-        self.sampler.set_position(epoch, done_in_epoch * self.plan.samples_per_step)
+        self.sampler.set_position(epoch, done_in_epoch * self.plan.samples_per_step * self.info.world)
         t = self.config.train
         loader = torch.utils.data.DataLoader(
             self.dataset, batch_size=t.batch_size, sampler=self.sampler, num_workers=t.num_workers,
@@ -141,7 +159,8 @@ class _Run:
             pin_memory=self.device.type == "cuda",
         )
         for micro, batch in enumerate(loader, 1):
-            self.bad.update(batch)
+            self.bad.record(batch)
+            self.bad.check(*counts_across_ranks(self.bad, self.info))  # every rank stops together, or none
             out = self.micro_step(batch, sync=micro % self.config.optim.accumulate == 0)
             if self.status != "finished":
                 return
@@ -200,7 +219,7 @@ class _Run:
             self.logger.log({"step": self.step, **self.monitor(self.method, self.device)})
         if self.info.main and (self.step % t.checkpoint_every == 0 or self.step == self.plan.stop_at):
             self.checkpoint = save_run(self.run_dir, self.step, epoch, self.method, self.optimizer, self.config,
-                                    t.keep_checkpoints, self.ema)
+                                    t.keep_checkpoints, self.ema, self.plan.samples_per_step * self.info.world)
 
     def window_metrics(self) -> dict:
         """The method's metrics (``m_<name>``: each loss term, accuracy, ...) averaged over the micro-batches since
@@ -215,6 +234,7 @@ class _Run:
 
     def finish(self, status: str, **details) -> TrainResult:
         seconds = time.perf_counter() - self.started
+        self.bad.bad = bad_videos_across_ranks(self.bad.bad, self.info)  # each rank read its own shard
         self.logger.event({"event": status, "step": self.step, "seconds": seconds, **details,
                            "bad_videos": dict(self.bad.bad)})
         self.logger.close()

@@ -1,0 +1,103 @@
+"""Across processes: the sampler's shards, a resume with another world size, and the bad-video report merged over
+ranks — torchrun with gloo on CPU (the equal-steps test of 2 ranks vs 1 process is in test_engine.py)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+
+import torch
+
+from maskvid import rng
+from maskvid.config import load_config
+from maskvid.engine.distributed import Dist, ShardedResumableSampler
+from maskvid.engine.logging import read_metrics
+from maskvid.engine.train import _plan, resumed_step
+from test_engine import CONFIG, tiny_overrides
+
+
+def drawn(size: int, world: int, per_rank: int, start: int = 0, epoch: int = 0) -> list[list[int]]:
+    shards = []
+    for rank in range(world):
+        sampler = ShardedResumableSampler(size, seed=0, info=Dist(rank, world), per_rank=per_rank)
+        sampler.set_position(epoch, start)
+        shards.append(list(sampler))
+    return shards
+
+
+def test_ranks_draw_the_epochs_order_from_its_start_whatever_the_world():
+    order = torch.randperm(24, generator=rng.generator(0, 0)).tolist()
+    two = drawn(24, 2, per_rank=12)
+    assert sorted(two[0] + two[1]) == list(range(24))
+    first_steps = [i for step in range(3) for rank in range(2) for i in two[rank][2 * step:2 * step + 2]]
+    assert sorted(first_steps) == sorted(order[:12])  # 3 steps of 2 per rank: the order's first 12
+    rest = drawn(24, 1, per_rank=24, start=12)[0]  # resumed on one rank after those 12
+    assert rest == order[12:]
+    three = drawn(24, 3, per_rank=8, start=12)  # or on three: 4 each, together the same rest
+    assert sorted(sum(three, [])) == sorted(order[12:]) and all(len(s) == 4 for s in three)
+    same = drawn(24, 2, per_rank=12, start=8)  # an exact resume on the same world: each rank's shard goes on
+    assert same == [two[0][4:], two[1][4:]]
+
+
+def test_resumed_step_converts_the_position_in_the_epoch():
+    def plan(world: int, batch: int = 2):
+        config = load_config(CONFIG, [f"train.batch_size={batch}", "train.max_steps=100"])
+        return _plan(config, 12, world), world
+
+    assert resumed_step(2, 4, 12, *plan(2)) == 2  # same global batch: exact
+    assert resumed_step(2, None, 12, *plan(1)) == 2  # a checkpoint that does not say: as it was
+    assert resumed_step(2, 4, 12, *plan(1)) == 4  # 8 samples of epoch 0 drawn: 4 steps of 2
+    assert resumed_step(4, 4, 12, *plan(1)) == 6 + 2  # epoch 1 (3 steps of 4 each), 4 samples into it
+    assert resumed_step(5, 2, 12, *plan(2)) == 2  # 10 samples: 2 whole steps of 4, 2 samples drawn again
+    assert resumed_step(3, 4, 12, *plan(3)) == 2  # epoch 0 was done: epoch 1 starts, at step 2 (2 steps of 6)
+
+
+def test_two_ranks_merge_their_bad_videos_and_a_resume_on_one_goes_on(synth_motion, tmp_path):
+    videos = sorted(os.path.join(synth_motion, "videos", f) for f in os.listdir(os.path.join(synth_motion, "videos")))
+    missing = [str(tmp_path / f"missing_{i}.mp4") for i in range(4)]
+    entries = videos[:8] + missing  # indices 8..11 are bad
+    (tmp_path / "list.txt").write_text("\n".join(entries) + "\n")
+    seed = load_config(CONFIG, []).seed
+    order = torch.randperm(12, generator=rng.generator(seed, 0)).tolist()
+    assert all(set(order[r::2]) & {8, 9, 10, 11} for r in (0, 1)), "each rank must meet a bad video for this test"
+
+    run = str(tmp_path / "run")
+    sets = tiny_overrides(synth_motion, run, **{"data.train_list": str(tmp_path / "list.txt"), "train.max_steps": 3,
+                                                "train.checkpoint_every": 1, "train.keep_checkpoints": 3})
+    args = [a for s in sets for a in ("--set", s)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "maskvid.cli",
+           "pretrain", "--config", CONFIG, *args]
+    ran = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert ran.returncode == 0, ran.stderr[-2000:]
+    end = [r for r in read_metrics(run) if r.get("event") == "finished"][-1]
+    assert set(missing) <= set(end["bad_videos"])  # 3 steps x 2 ranks x 2 clips: the whole epoch, both shards
+
+    shutil.rmtree(os.path.join(run, "checkpoints", "step_0000003"))  # resume from step 2 (8 samples drawn)
+    resume = [sys.executable, "-m", "maskvid.cli", "pretrain", "--resume", run, "--set", "train.max_steps=6"]
+    ran = subprocess.run(resume, capture_output=True, text=True, env=env, timeout=300)
+    assert ran.returncode == 0, ran.stderr[-2000:]
+    events = [r for r in read_metrics(run) if r.get("event") in ("resumed", "finished")]
+    assert events[-2]["event"] == "resumed" and events[-2]["world"] == 1
+    assert events[-2]["at_step"] == 4 and events[-2]["from"] == {"step": 2, "global_batch": 4}
+    assert events[-1]["step"] == 6
+
+
+def test_too_many_bad_videos_stop_every_rank_together(synth_motion, tmp_path):
+    """The bad fraction is counted over all ranks: one rank stopping alone would leave the other waiting forever in
+    its next collective."""
+    videos = sorted(os.path.join(synth_motion, "videos", f) for f in os.listdir(os.path.join(synth_motion, "videos")))
+    entries = videos[:8] + [str(tmp_path / f"missing_{i}.mp4") for i in range(4)]  # a third of the list is bad
+    (tmp_path / "list.txt").write_text("\n".join(entries) + "\n")
+    run = str(tmp_path / "run")
+    sets = tiny_overrides(synth_motion, run, **{"data.train_list": str(tmp_path / "list.txt"), "train.max_steps": 40,
+                                                "data.max_bad_fraction": 0.1})
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "maskvid.cli",
+           "pretrain", "--config", CONFIG, *[a for s in sets for a in ("--set", s)]]
+    ran = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
+                         timeout=240)
+    assert ran.returncode != 0 and "max_bad_fraction" in ran.stderr
+    stopped = [r for r in read_metrics(run) if r.get("event") == "data_error"]
+    assert len(stopped) == 1 and stopped[0]["step"] < 40
