@@ -136,7 +136,17 @@ def build_parser() -> argparse.ArgumentParser:
                                                             "(default 5 / 2 / 3)")
     p.add_argument("--workers", type=worker_counts, default=(1,), metavar="N,N,...",
                    help="data: loader processes to measure the pretraining loader with, e.g. 1,2,4 (default 1)")
-    p.add_argument("--device", default="cpu", help="tokens/vimpac: where the steps run (cuda)")
+    p.add_argument("--device", default="cpu", help="model/tokens/vimpac: where the steps run (cuda)")
+    p.add_argument("--workloads", type=workload_names, default=None, metavar="NAME,...",
+                   help="model: also time these training steps, with model FLOPs and MFU: videomae, hf_videomae, "
+                        "mgm, mar50, finetune, hf_finetune, or all")
+    p.add_argument("--precision", choices=["auto", "bf16", "fp32"], default="auto",
+                   help="model workloads: autocast (auto: bf16 on CUDA, fp32 on CPU)")
+    p.add_argument("--compile", action="store_true", help="model workloads: torch.compile each model")
+    p.add_argument("--grad-checkpointing", action="store_true", help="model workloads: recompute activations")
+    p.add_argument("--max-batch", action="store_true",
+                   help="model, CUDA: the largest VideoMAE pretraining batch that fits, with and without "
+                        "gradient checkpointing")
     p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("demo", help="the main job on the built-in synthetic data")
@@ -182,4 +192,15 @@ def worker_counts(text: str) -> tuple[int, ...]:
     if not counts or min(counts) < 1:
         raise argparse.ArgumentTypeError(f"{text!r}: expected counts >= 1 separated by commas, e.g. 1,2,4")
     return counts
+
+
+def workload_names(text: str) -> tuple[str, ...]:
+    """``"videomae,mgm"`` or ``"all"`` -> workload names."""
+    from maskvid.bench.workloads import WORKLOADS
+
+    names = WORKLOADS if text == "all" else tuple(x for x in text.split(",") if x)
+    unknown = [n for n in names if n not in WORKLOADS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"{text!r}: choose from {', '.join(WORKLOADS)} or all")
+    return names
 

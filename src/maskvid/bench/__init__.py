@@ -9,7 +9,9 @@ loader's scaling with worker processes on Kinetics-shaped videos, codec vectors 
 (:mod:`maskvid.bench.targets`).
 ``tokens``: online tokenization (the trainable VQ-VAE, a DALL-E-shaped dVAE) vs a VideoMAE-B training step
 (:mod:`maskvid.bench.tokens`).
-``model``: a pretraining step of maskvid's MAE vs transformers' VideoMAEForPreTraining (:mod:`maskvid.bench.model`).
+``model``: a pretraining step of maskvid's MAE vs transformers' VideoMAEForPreTraining (:mod:`maskvid.bench.model`);
+then clips/s and MFU of VideoMAE, MGM, MAR 50% and full fine-tuning, and transformers' models, on CPU or CUDA, and
+the largest batch that fits (:mod:`maskvid.bench.workloads`).
 ``vimpac``: a VIMPAC pretraining step with each attention layout on one token grid (:mod:`maskvid.bench.vimpac`).
 """
 
@@ -41,8 +43,18 @@ def run(what: str, args) -> dict:
                             device=args.device)
     if what == "model":
         from maskvid.bench.model import bench_model
+        from maskvid.bench.workloads import bench_workloads, max_batch
 
-        return bench_model(shape=args.shape or "small", batch=args.batch or 2, steps=args.steps or 5)
+        shape, batch, steps, device = args.shape or "small", args.batch or 2, args.steps or 5, args.device
+        result = bench_model(shape=shape, batch=batch, steps=steps, device=device)
+        if args.workloads:
+            result["workloads"] = bench_workloads(shape, batch, steps, device, args.precision, args.compile,
+                                                  args.workloads, args.grad_checkpointing)
+        if args.max_batch:
+            result.setdefault("workloads", {})["max_batch"] = {
+                "videomae": max_batch("videomae", shape, device, False, args.precision),
+                "videomae_checkpointed": max_batch("videomae", shape, device, True, args.precision)}
+        return result
     if what == "mar":
         from maskvid.bench.mar import bench_mar
 
@@ -70,8 +82,11 @@ def format_result(what: str, result: dict) -> str:
         return format_tokens(result)
     if what == "model":
         from maskvid.bench.model import format_model
+        from maskvid.bench.workloads import format_workloads
 
-        return format_model(result)
+        workloads = result.get("workloads")
+        return format_model(result) + (f"\n{format_workloads(workloads)}" if workloads and "workloads" in workloads
+                                       else "")
     if what == "mar":
         from maskvid.bench.mar import format_mar
 

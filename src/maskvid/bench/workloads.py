@@ -1,0 +1,267 @@
+"""``maskvid bench model --workloads``: training-step clips/s and model FLOPs utilization (MFU) of the workloads a
+GPU node runs, maskvid's and Hugging Face's in the same run, and the largest batch that fits.
+
+Workloads (16×224² clips at ViT-B; tubelet 2×16²):
+
+* ``videomae`` — MAE pretraining, tube mask 90%, normalized pixels (and ``hf_videomae``: transformers'
+  ``VideoMAEForPreTraining``, same shape, same mask);
+* ``mgm`` — the same model with MGM's motion-guided mask at 90%, from a motion field of a moving object;
+* ``mar50`` — MAR fine-tuning on the visible half (running cell 50%, bridging classifier, reconstruction branch);
+* ``finetune`` — full fine-tuning on all tokens (and ``hf_finetune``: ``VideoMAEForVideoClassification``).
+
+A step is forward, backward and AdamW (fused on CUDA), under bf16 autocast on CUDA (``precision``). Model FLOPs are
+counted by ``torch.utils.flop_counter`` over one forward + backward (2 FLOPs per multiply-add, attention included);
+MFU = model FLOPs × steps/s ÷ the device's dense bf16 peak, from :data:`PEAK_TFLOPS` (None where the peak is not
+known: every CPU). Model FLOPs are the task's: maskvid's count for both implementations of one workload
+(transformers also embeds the masked tubelets before dropping them: its own, larger count is its
+``gflops_per_clip``), and recomputation by gradient checkpointing is not counted — MFU measures useful work.
+"""
+
+from __future__ import annotations
+
+import gc
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch.utils.flop_counter import FlopCounterMode
+
+from maskvid import masking, targets
+from maskvid.errors import ConfigError
+from maskvid.methods.finetune import Classification
+from maskvid.methods.mae import MAE
+from maskvid.methods.mar import MARNet
+from maskvid.models import DecoderConfig, VideoClassifier, ViTConfig
+
+PEAK_TFLOPS = {  # dense bf16 tensor-core peak (V100: fp16), by a substring of torch.cuda.get_device_name(); first match
+    "H200": 989.0, "H100 PCIe": 756.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0, "A10G": 125.0, "L4": 121.0,
+    "RTX 4090": 165.0, "V100": 125.0,
+}
+SHAPES = {  # encoder preset, frames, size, decoder (width, depth, heads)
+    "micro": ("micro", 8, 64, (64, 1, 2)),
+    "small": ("small", 16, 224, (192, 4, 3)),
+    "base": ("base", 16, 224, (384, 4, 6)),
+}
+WORKLOADS = ("videomae", "hf_videomae", "mgm", "mar50", "finetune", "hf_finetune")
+CLASSES = 400
+
+
+def device_peak(device: torch.device) -> tuple[float | None, str]:
+    """The device's dense bf16 peak in TFLOP/s (None when unknown) and its name."""
+    if device.type != "cuda":
+        return None, "cpu"
+    name = torch.cuda.get_device_name(device)
+    return next((peak for key, peak in PEAK_TFLOPS.items() if key in name), None), name
+
+
+def build_workload(name: str, shape: str, batch: int, grad_checkpointing: bool = False):
+    """``(model, step_loss)``: ``step_loss(model)`` runs one forward and returns the loss to backpropagate."""
+    preset, frames, size, (dw, dd, dh) = SHAPES[shape]
+    encoder = ViTConfig.preset(preset, num_frames=frames, size=size, grad_checkpointing=grad_checkpointing)
+    g = torch.Generator().manual_seed(0)
+    video = torch.randn(batch, 3, frames, size, size, generator=g)
+    label = torch.randint(CLASSES, (batch,), generator=g)
+    grid = encoder.grid
+    if name in ("videomae", "mgm", "hf_videomae"):
+        mask = _mask(name, grid, batch, g)
+        if name == "hf_videomae":
+            return _hf_pretraining(encoder, (dw, dd, dh), video, mask)
+        model = MAE(encoder, DecoderConfig(width=dw, depth=dd, heads=dh), targets.build("norm_pixels"))
+        return model, lambda m: m(video.to(_device(m)), mask.to(_device(m))).loss
+    if name == "mar50":
+        mae = MAE(encoder, DecoderConfig(width=dw, depth=dd, heads=dh), targets.build("norm_pixels"))
+        model = Classification(MARNet(mae, CLASSES, head="bridging", bridge={"width": 512, "depth": 2, "heads": 8}),
+                               CLASSES)
+        running = masking.build("running_cell", ratio=0.5, start=1)
+        mask = torch.stack([running(grid) for _ in range(batch)]).flatten(1)
+        return model, lambda m: m(video.to(_device(m)), target=label.to(_device(m)), label=label.to(_device(m)),
+                                  mask=mask.to(_device(m))).loss
+    if name == "finetune":
+        classifier = VideoClassifier(ViTConfig.preset(preset, num_frames=frames, size=size, final_norm=False,
+                                                      grad_checkpointing=grad_checkpointing), CLASSES)
+        model = Classification(classifier, CLASSES)
+        return model, lambda m: m(video.to(_device(m)), target=label.to(_device(m)), label=label.to(_device(m))).loss
+    if name == "hf_finetune":
+        return _hf_classification(encoder, video, label)
+    raise ConfigError("bench.workloads", f"{name!r} not in {WORKLOADS}")
+
+
+def _device(model: torch.nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+def _mask(name: str, grid, batch: int, g: torch.Generator) -> torch.Tensor:
+    if name == "mgm":  # a bright object crossing the frame: the motion MGM's mask follows
+        t, h, w = grid
+        motion = torch.zeros(t, h, w)
+        for i in range(t):
+            motion[i, h // 4:h // 2, (i * w // t) % w:(i * w // t) % w + w // 4] = 4.0
+        strategy = masking.build("mgm", ratio=0.9)
+        return torch.stack([strategy(grid, g, motion) for _ in range(batch)]).flatten(1)
+    strategy = masking.build("tube", ratio=0.9)
+    return torch.stack([strategy(grid, g) for _ in range(batch)]).flatten(1)
+
+
+def _hf_config(encoder: ViTConfig, **extra):
+    try:
+        from transformers import VideoMAEConfig
+    except ImportError as e:  # an optional extra
+        raise ConfigError("bench.workloads", "the hf_* workloads need transformers: pip install 'maskvid[hf]'") from e
+    return VideoMAEConfig(image_size=encoder.size, num_frames=encoder.num_frames, hidden_size=encoder.width,
+                          num_hidden_layers=encoder.depth, num_attention_heads=encoder.heads,
+                          intermediate_size=4 * encoder.width, attn_implementation="sdpa", **extra)
+
+
+def _hf_pretraining(encoder: ViTConfig, decoder: tuple[int, int, int], video, mask):
+    from transformers import VideoMAEForPreTraining
+
+    dw, dd, dh = decoder
+    model = VideoMAEForPreTraining(_hf_config(encoder, decoder_hidden_size=dw, decoder_num_hidden_layers=dd,
+                                              decoder_num_attention_heads=dh, decoder_intermediate_size=4 * dw,
+                                              use_mean_pooling=False, norm_pix_loss=True))
+    if encoder.grad_checkpointing:
+        model.gradient_checkpointing_enable()
+    pixel_values = video.transpose(1, 2).contiguous()  # HF reads (B, T, C, H, W)
+    return model, lambda m: m(pixel_values.to(_device(m)), bool_masked_pos=mask.to(_device(m))).loss
+
+
+def _hf_classification(encoder: ViTConfig, video, label):
+    from transformers import VideoMAEForVideoClassification
+
+    model = VideoMAEForVideoClassification(_hf_config(encoder, num_labels=CLASSES, use_mean_pooling=True))
+    if encoder.grad_checkpointing:
+        model.gradient_checkpointing_enable()
+    pixel_values = video.transpose(1, 2).contiguous()
+    return model, lambda m: m(pixel_values.to(_device(m)), labels=label.to(_device(m))).loss
+
+
+def _autocast(device: torch.device, precision: str):
+    if precision == "bf16" or (precision == "auto" and device.type == "cuda"):
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return torch.autocast(device.type, enabled=False)
+
+
+def model_flops(model, loss_of, device: torch.device, precision: str) -> float:
+    """FLOPs of one forward + backward (no optimizer), attention spelled out so that the counter sees it."""
+    with sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter, _autocast(device, precision):
+        loss_of(model).backward()
+    model.zero_grad(set_to_none=True)
+    return float(counter.get_total_flops())
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def bench_workloads(shape: str = "base", batch: int = 2, steps: int = 5, device: str = "cpu",
+                    precision: str = "auto", compile: bool = False, names: tuple[str, ...] = WORKLOADS,
+                    grad_checkpointing: bool = False) -> dict:
+    """Clips/s, model FLOPs per clip, achieved TFLOP/s and MFU of each workload, measured alternately."""
+    if shape not in SHAPES:
+        raise ConfigError("bench.shape", f"{shape!r} not in {tuple(SHAPES)}")
+    dev = torch.device(device)
+    peak, device_name = device_peak(dev)
+    runs = {}
+    for name in names:
+        torch.manual_seed(0)
+        model, loss_of = build_workload(name, shape, batch, grad_checkpointing)
+        model.to(dev).train()
+        flops = model_flops(model, loss_of, dev, precision)
+        step_model = torch.compile(model) if compile else model
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-6, fused=dev.type == "cuda")
+        runs[name] = (step_model, loss_of, optimizer, flops)
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    for k in range(steps + 2):  # alternate so a busy machine slows all alike; two warm-up rounds (compile, cuDNN)
+        for name, (model, loss_of, optimizer, _) in runs.items():
+            _synchronize(dev)
+            start = time.perf_counter()
+            with _autocast(dev, precision):
+                loss = loss_of(model)
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            _synchronize(dev)
+            if k >= 2:
+                times[name].append(time.perf_counter() - start)
+    pairs = {"videomae": "hf_videomae", "finetune": "hf_finetune"}
+    twins = {hf: ours for ours, hf in pairs.items() if ours in runs}
+    result = {}
+    for name, (_, _, _, flops) in runs.items():
+        seconds = statistics.median(times[name])
+        useful = runs[twins[name]][3] if name in twins else flops  # the task's FLOPs, whoever computes it
+        achieved = useful / seconds / 1e12
+        result[name] = {"clips_per_s": batch / seconds, "gflops_per_clip": flops / batch / 1e9,
+                        "model_gflops_per_clip": useful / batch / 1e9, "achieved_tflops": achieved,
+                        "mfu": achieved / peak if peak else None}
+    return {
+        "workloads": result,
+        "vs_hf": {ours: result[ours]["clips_per_s"] / result[hf]["clips_per_s"]
+                  for ours, hf in pairs.items() if ours in result and hf in result},
+        "setup": {"shape": shape, "batch": batch, "steps": steps, "device": device_name, "peak_tflops": peak,
+                  "precision": precision, "compile": compile, "grad_checkpointing": grad_checkpointing,
+                  "threads": torch.get_num_threads()},
+    }
+
+
+def largest_batch(fits: Callable[[int], bool], limit: int = 4096) -> int:
+    """The largest batch ``b <= limit`` with ``fits(b)`` (0 if none), assuming ``fits`` holds up to some size and
+    fails above it: doubling, then bisection."""
+    if not fits(1):
+        return 0
+    low, high = 1, 2
+    while high <= limit and fits(high):
+        low, high = high, high * 2
+    high = min(high, limit + 1)
+    while high - low > 1:  # fits(low), not fits(high) (or past the limit)
+        middle = (low + high) // 2
+        low, high = (middle, high) if fits(middle) else (low, middle)
+    return low
+
+
+def max_batch(name: str, shape: str, device: str, grad_checkpointing: bool, precision: str = "auto",
+              limit: int = 1024) -> int | None:
+    """The largest batch whose training step fits in the device's memory (None off CUDA: there it is the host's)."""
+    dev = torch.device(device)
+    if dev.type != "cuda":
+        return None
+
+    def fits(batch: int) -> bool:
+        try:
+            _one_step(name, shape, batch, dev, grad_checkpointing, precision)
+            return True
+        except torch.cuda.OutOfMemoryError:
+            return False
+        finally:
+            gc.collect()  # the failed step's tensors, before the next size is tried
+            torch.cuda.empty_cache()
+
+    return largest_batch(fits, limit)
+
+
+def _one_step(name: str, shape: str, batch: int, device: torch.device, grad_checkpointing: bool,
+              precision: str) -> None:
+    model, loss_of = build_workload(name, shape, batch, grad_checkpointing)
+    model.to(device).train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-6, fused=device.type == "cuda")
+    with _autocast(device, precision):
+        loss = loss_of(model)
+    loss.backward()
+    optimizer.step()
+    _synchronize(device)
+
+
+def format_workloads(result: dict) -> str:
+    lines = [f"workloads: {result['setup']}",
+             f"  {'workload':>12} {'clips/s':>9} {'GFLOP/clip':>11} {'TFLOP/s':>9} {'MFU':>7}"]
+    for name, r in result["workloads"].items():
+        mfu = f"{100 * r['mfu']:6.1f}%" if r["mfu"] is not None else "    n/a"
+        lines.append(f"  {name:>12} {r['clips_per_s']:9.3f} {r['gflops_per_clip']:11.2f} {r['achieved_tflops']:9.3f} "
+                     f"{mfu}")
+    for ours, ratio in result["vs_hf"].items():
+        lines.append(f"  {ours} / hf_{ours}: {ratio:.2f}x (goal >= 1.3x)")
+    for key, value in result.get("max_batch", {}).items():
+        lines.append(f"  largest {key} batch: {value}")
+    return "\n".join(lines)

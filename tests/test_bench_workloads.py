@@ -1,0 +1,73 @@
+"""``bench model --workloads``: the model-FLOP count agrees with transformers' own models of the same shape, MFU is
+reported only against a known peak, and the largest-batch search finds the boundary."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+from maskvid.bench.workloads import WORKLOADS, bench_workloads, device_peak, largest_batch, max_batch
+from maskvid.cli import main
+
+
+@pytest.fixture(scope="module")
+def micro():
+    return bench_workloads("micro", batch=2, steps=1)
+
+
+def test_every_workload_is_timed_and_counted(micro):
+    assert set(micro["workloads"]) == set(WORKLOADS)
+    for r in micro["workloads"].values():
+        assert r["clips_per_s"] > 0 and r["gflops_per_clip"] > 0 and r["mfu"] is None  # no known CPU peak
+    assert set(micro["vs_hf"]) == {"videomae", "finetune"}
+
+
+def test_flops_match_the_hugging_face_models_of_the_same_shape(micro):
+    w = micro["workloads"]
+    # the same function computed by two implementations: all tokens, the same count exactly
+    assert w["finetune"]["gflops_per_clip"] == pytest.approx(w["hf_finetune"]["gflops_per_clip"], rel=1e-9)
+    # pretraining: transformers also embeds the masked tubelets (forward and weight gradient), maskvid does not
+    embed = 2 * (3 * 2 * 16 * 16) * 96 / 1e9  # GFLOPs to embed one tubelet of the micro model
+    masked = round(0.9 * 64)
+    extra = w["hf_videomae"]["gflops_per_clip"] - w["videomae"]["gflops_per_clip"]
+    assert 0 < extra <= 2 * embed * masked
+    assert w["hf_videomae"]["model_gflops_per_clip"] == w["videomae"]["gflops_per_clip"]  # MFU on the task's FLOPs
+
+
+def test_base_pretraining_flops_are_videomaes():
+    """ViT-B VideoMAE at 16x224², 90% masked: ~57 GMAC encoder + decoder forward, x3 with backward (our own count
+    against a hand count: 2·params·tokens for the linears plus attention)."""
+    from maskvid.bench.workloads import build_workload, model_flops
+
+    model, loss_of = build_workload("videomae", "base", batch=1)
+    flops = model_flops(model, loss_of, torch.device("cpu"), "fp32")
+    visible, total = 157, 1568  # tokens the encoder and the decoder see
+    encoder = 12 * (2 * 12 * 768**2 * visible + 4 * visible**2 * 768)
+    decoder = 4 * (2 * 12 * 384**2 * total + 4 * total**2 * 384)
+    hand = 3 * (encoder + decoder)  # backward costs twice the forward
+    assert flops == pytest.approx(hand, rel=0.08)
+
+
+@given(st.integers(0, 3000), st.integers(1, 2048))
+def test_largest_batch_finds_the_boundary(threshold, limit):
+    calls = []
+
+    def fits(batch):
+        calls.append(batch)
+        return batch <= threshold
+
+    assert largest_batch(fits, limit) == min(threshold, limit)
+    assert max(calls) <= 2 * limit and len(calls) <= 2 * limit.bit_length() + 2
+
+
+def test_cpu_has_no_peak_and_no_memory_search():
+    assert device_peak(torch.device("cpu")) == (None, "cpu")
+    assert max_batch("videomae", "micro", "cpu", grad_checkpointing=False) is None
+
+
+def test_cli_rejects_unknown_workloads(capsys):
+    with pytest.raises(SystemExit):
+        main(["bench", "model", "--workloads", "videomae,sora"])
+    assert "choose from" in capsys.readouterr().err
