@@ -174,6 +174,9 @@ def test_transcode_names_an_unreadable_source(tmp_path):
     (tmp_path / "text.mp4").write_text("not a video")
     with pytest.raises(VideoDecodeError, match="text.mp4"):
         transcode(str(tmp_path / "text.mp4"), str(tmp_path / "out.mp4"))
+    encode(str(tmp_path / "still.mp4"), frames=scene(1))
+    with pytest.raises(VideoDecodeError, match="1 frame"):  # no clip can come from it: reported now
+        transcode(str(tmp_path / "still.mp4"), str(tmp_path / "out.mp4"))
     assert not list(tmp_path.glob("out.mp4*"))
 
 

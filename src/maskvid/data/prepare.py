@@ -37,6 +37,7 @@ import numpy as np
 from av.video.frame import PictureType
 
 from maskvid.data.annotations import read_annotation_list, read_lines
+from maskvid.data.decode import MIN_FRAMES
 from maskvid.data.video_file import open_video, quarter_turns
 from maskvid.errors import ConfigError, MaskvidError, VideoDecodeError
 
@@ -99,8 +100,8 @@ def transcode(source: str, dest: str, config: PrepareConfig = PrepareConfig()) -
                 image.pict_type = PictureType.NONE  # else x264 makes every source I-frame a keyframe too
                 output.mux(encoder.encode(image))
                 frames += 1
-            if encoder is None:
-                raise VideoDecodeError(source, "no frame could be decoded")
+            if frames < MIN_FRAMES:  # what every reader would reject: report it here, not at training time
+                raise VideoDecodeError(source, f"has {frames} frame(s); a clip needs at least {MIN_FRAMES}")
             output.mux(encoder.encode(None))
     except MaskvidError:
         _remove(tmp)
