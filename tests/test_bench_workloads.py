@@ -71,3 +71,10 @@ def test_cli_rejects_unknown_workloads(capsys):
     with pytest.raises(SystemExit):
         main(["bench", "model", "--workloads", "videomae,sora"])
     assert "choose from" in capsys.readouterr().err
+
+
+def test_bf16_autocast_and_checkpointing_paths_run_on_cpu():
+    result = bench_workloads("micro", batch=2, steps=1, precision="bf16", names=("videomae", "finetune"),
+                             grad_checkpointing=True)
+    assert result["setup"]["precision"] == "bf16" and result["setup"]["grad_checkpointing"]
+    assert all(r["clips_per_s"] > 0 for r in result["workloads"].values())
