@@ -106,6 +106,15 @@ class Benchmark:
     def path(self, name: str) -> str:
         return os.path.join(self.root, name)
 
+    def fill_flow_cache(self, config: PretrainConfig, say: Say) -> None:
+        """The pool's flows and camera homographies for a trajectory target (``config.data.cache``), extracted
+        once and reused by every seed and rerun: MME pretrains at ~68 clips/s from it, ~27 tracking online."""
+        from maskvid.extract import extract_flows
+
+        with stage(say, f"flow cache of {self.preset}'s pool for trajectory targets") as done:
+            report = extract_flows("trajectories", self.path("pool.csv"), config.data.cache, config)
+            done(f"{report['built']} extracted, {report['already_valid']} already cached")
+
     def probe_clips(self, workers: int = 0):
         """The labelled training and validation clips (2 temporal views each), decoded once."""
         if self._clips is None:
@@ -176,7 +185,10 @@ def pretrain_config(bench: Benchmark, arm: Arm, seed: int, budget: Budget, out: 
         "train": {"epochs": 10_000, "max_steps": steps, "schedule_steps": steps, "batch_size": budget.batch_size,
                   "num_workers": workers, "checkpoint_every": steps, "log_every": 10, "progress": progress},
     }
-    return from_dict(PretrainConfig, _filled(merged(base, arm.pretrain or {}), bench.tokenizer))
+    values = merged(base, arm.pretrain or {})
+    if (values.get("target") or {}).get("name") == "trajectory":  # read from the pool's flow cache, not tracked online
+        values["data"].setdefault("cache", bench.path("flowcache"))
+    return from_dict(PretrainConfig, _filled(values, bench.tokenizer))
 
 
 def finetune_config(bench: Benchmark, arm: Arm, seed: int, budget: Budget, out: str, init: str | None,
@@ -208,6 +220,8 @@ def run_arm(bench: Benchmark, arm: Arm, seed: int, budget: Budget, out_dir: str,
     init = None
     if arm.pretrain is not None:
         config = pretrain_config(bench, arm, seed, budget, os.path.join(run, "pretrain"), workers, progress)
+        if config.data.cache:
+            bench.fill_flow_cache(config, say)
         with stage(say, f"pretrain {arm.name} (seed {seed}, {budget.pretrain_steps} steps)") as done:
             trained = pretrain(config)
             done(f"loss {trained.first_loss:.3f} -> {trained.last_loss:.3f}, {trained.clips_per_s:.0f} clips/s")
