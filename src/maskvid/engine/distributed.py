@@ -29,7 +29,9 @@ def init_distributed(device: torch.device) -> Dist:
     if world == 1:
         return Dist()
     if not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        # NCCL moves CUDA tensors only; the loop's few CPU-side reductions (bad-video counts, logged scalars) go
+        # through gloo on the same group
+        dist.init_process_group("cuda:nccl,cpu:gloo" if device.type == "cuda" else "gloo")
     return Dist(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
 
 
