@@ -61,7 +61,8 @@ class Clip:
 
     frames: uint8 ``(T, H, W, 3)``, upright; motion: float32 ``(T, ceil(H/4), ceil(W/4), 2)`` velocity (dx, dy) in
     output pixels per frame, or None; motion_valid: bool ``(T,)``, False for frames without vectors (I-frames,
-    codecs that export none) whose field is zero; indices: the display indices decoded; rotation: degrees applied.
+    codecs that export none) whose field is zero; indices: the display indices decoded; rotation: degrees applied;
+    packets_decoded: how many packets the decoder was given (disposable ones whose frame is not wanted are not).
     """
 
     frames: torch.Tensor
@@ -69,6 +70,7 @@ class Clip:
     motion: torch.Tensor | None = None
     motion_valid: torch.Tensor | None = None
     rotation: int = 0
+    packets_decoded: int = 0
 
 
 def frame_count(path: str | os.PathLike) -> int:
@@ -126,6 +128,7 @@ def decode_clip(
     size: int | tuple[int, int] | None = None,
     motion_vectors: bool = False,
     threads: int = 1,
+    skip_disposable: bool = True,
 ) -> Clip:
     """Decode exactly the frames at display ``indices`` (any order, repeats allowed) of one video.
 
@@ -137,6 +140,10 @@ def decode_clip(
         threads: decoder (slice) and scaler threads; 0 lets FFmpeg choose. The default, 1, suits
             data-loader workers, and leaves no FFmpeg worker threads behind in a process that later forks them
             (a forked DataLoader worker can deadlock on a lock such a thread held).
+        skip_disposable: packets that no other frame depends on (non-reference pictures,
+            :mod:`maskvid.data.disposable`) are not decoded unless their frame is wanted. The frames and motion
+            vectors are the same either way; a decode that the index contradicts while skipping is retried
+            without, and the file is no longer skipped in this process.
     Raises:
         VideoDecodeError: the file cannot be decoded, or an index is outside ``[0, frames)``.
     """
@@ -146,18 +153,31 @@ def decode_clip(
         raise ValueError("decode_clip: indices is empty")
     targets = sorted(set(wanted))
     from_start = False
+    skipping = skip_disposable and path not in _skipping_failed
+    suspect = None  # a mismatch seen while skipping, being retried without
     while True:
         index = _checked_index(path)
         if targets[-1] >= index.frames or targets[0] < 0:
             bad = next(i for i in wanted if not 0 <= i < index.frames)
             raise VideoDecodeError(path, f"frame index {bad} out of range: the video has {index.frames} frames")
         reader = PacketReader(path, index, threads, motion_vectors)
+        skip = _skipped_packets(index, targets) if skipping else None
         try:
-            decoded = _decode_frames(reader, index, targets, from_start)
-            return _assemble(decoded, wanted, index, size, motion_vectors, threads)
+            builder = _ClipBuilder(wanted, size, motion_vectors, threads)
+            _decode_frames(reader, index, targets, from_start, skip, builder.take)
+            if suspect is not None:  # the same decode without skipping is right: skipping was at fault
+                log.warning("%s: %s while skipping non-reference packets; this file is decoded whole from now on",
+                            path, suspect)
+                _skipping_failed.add(path)
+            return builder.clip(index, reader.packets_decoded)
         except IndexMismatch as e:
-            # timestamps misled a packets index: index the file by decoding it once; a start keyframe that does not
-            # reproduce the decoding pass: start earlier (from the file's start at last); that failing is an error
+            # while skipping: retry the same decode without, to learn whether skipping misled the decoder; timestamps
+            # misled a packets index: index the file by decoding it once; a start keyframe that does not reproduce
+            # the decoding pass: start earlier (from the file's start at last); that failing is an error
+            if skip is not None:
+                skipping, suspect = False, e
+                continue
+            skipping, suspect = skip_disposable and path not in _skipping_failed, None
             if index.addressing == "packets":
                 log.warning("%s: %s; indexing it by a decoding pass", path, e)
                 mark_needs_decoding(path)
@@ -177,75 +197,112 @@ def decode_clip(
             reader.close()
 
 
-def _decode_frames(reader: PacketReader, index: FrameIndex, targets: list[int], from_start: bool) -> dict:
-    """{display index: av.VideoFrame} for ``targets`` (sorted), starting over only where a later start is nearer.
+_skipping_failed: set[str] = set()  # files where a decode that skipped packets was contradicted
 
-    With a decoded index every frame returned is checked against the decoding pass's checksum.
+
+def _skipped_packets(index: FrameIndex, targets: list[int]) -> np.ndarray | None:
+    """``(P,)`` the disposable packets whose frame is not among ``targets``; None when there are none."""
+    if index.disposable is None or index.by_count or not index.disposable.any():
+        return None
+    skip = index.disposable.copy()
+    skip[index.packet[targets]] = False
+    return skip
+
+
+def _decode_frames(reader: PacketReader, index: FrameIndex, targets: list[int], from_start: bool,
+                   skip: np.ndarray | None, take) -> None:
+    """Give ``take(display index, av.VideoFrame)`` each of ``targets`` (sorted) as it is decoded, in runs from a
+    start packet; the ``skip`` packets are not given to the decoder.
+
+    A run goes on to the next target while that target's start packet is no later than what the run has fed; a
+    run ends by draining the decoder once its last target's packet is in, rather than feeding further packets
+    until the reorder delay lets that frame out. With a decoded index every frame returned is checked against the
+    decoding pass's checksum.
     """
     start_of = (lambda t: (0, 0)) if from_start else index.start_for
-    found: dict[int, av.VideoFrame] = {}
-    frames, start = None, 0
-    k = 0
-    while k < len(targets):
-        target = targets[k]
-        if frames is None or start_of(target)[0] > reader.fed:
-            start, first_valid = start_of(target)
-            frames = reader.frames_from(start, first_valid)
-        for shown, frame in frames:
-            if shown == target:
-                if index.checksum is not None and frame_checksum(frame) != index.checksum[target]:
-                    raise IndexMismatch(f"frame {target} decoded from packet {start} differs from the decoding pass",
-                                        start)
-                found[target] = frame
-                k += 1
-                if k == len(targets) or start_of(targets[k])[0] > reader.fed:
-                    break
-                target = targets[k]
+    for start, first_valid, run in _runs(index, targets, start_of):
+        last_packet = int(index.packet[run].max())
+        pending = iter(run)
+        target = next(pending)
+        for shown, frame in reader.frames_from(start, first_valid, skip, last_packet):
+            if shown != target:
+                continue
+            if index.checksum is not None and frame_checksum(frame) != index.checksum[target]:
+                raise IndexMismatch(f"frame {target} decoded from packet {start} differs from the decoding pass",
+                                    start)
+            take(target, frame)
+            target = next(pending, None)
+            if target is None:
+                break
         else:
             raise IndexMismatch(f"the stream ended before frame {target} (of {index.frames}): truncated?")
-    return found
 
 
-def _assemble(decoded: dict, wanted: list[int], index: FrameIndex, size, motion_vectors: bool, threads: int) -> Clip:
-    first = decoded[wanted[0]]
-    turns = quarter_turns(first)
-    upright = (first.width, first.height) if turns % 2 else (first.height, first.width)
-    out_h, out_w = _output_size(size, *upright)
-    coded_out = (out_w, out_h) if turns % 2 else (out_h, out_w)  # the scaler works before the rotation
-    frames = np.empty((len(wanted), out_h, out_w, 3), np.uint8)
-    converted: dict[int, int] = {}
-    # One scaler for the whole clip, owned here and freed when this returns. ``frame.reformat`` would hang a scaler
-    # on each frame; decoded frames sit in reference cycles, so with threads != 1 a forked DataLoader worker's garbage
-    # collector freed them and waited forever on the scaler's slice threads, which exist only in the parent.
-    scaler = VideoReformatter()
-    for slot, i in enumerate(wanted):
-        if i in converted:
-            frames[slot] = frames[converted[i]]
-            continue
-        rgb = scaler.reformat(decoded[i], coded_out[1], coded_out[0], "rgb24", interpolation="BILINEAR",
-                              threads=threads).to_ndarray()
-        frames[slot] = np.rot90(rgb, turns) if turns else rgb
-        converted[i] = slot
-    clip = Clip(frames=torch.from_numpy(frames), indices=torch.tensor(wanted, dtype=torch.long), rotation=turns * 90)
-    if motion_vectors:
-        clip.motion, clip.motion_valid = _motion_fields(decoded, wanted, index, coded_out, turns)
-    return clip
+def _runs(index: FrameIndex, targets: list[int], start_of) -> list[tuple[int, int, list[int]]]:
+    """(start packet, first valid frame, targets) of each decoding run: a target joins the run before it when its
+    start packet is at or before the latest packet that run needs."""
+    runs: list[tuple[int, int, list[int]]] = []
+    reach = -1
+    for target in targets:
+        start, first_valid = start_of(target)
+        if not runs or start > reach:
+            runs.append((start, first_valid, []))
+            reach = -1
+        runs[-1][2].append(target)
+        reach = max(reach, int(index.packet[target]))
+    return runs
 
 
-def _motion_fields(decoded: dict, wanted: list[int], index: FrameIndex, coded_out: tuple[int, int], turns: int):
-    """(T, h, w, 2) field and (T,) validity of the ``wanted`` frames, rasterized in one pass."""
-    vectors = []
-    for i in wanted:
-        side = decoded[i].side_data.get("MOTION_VECTORS")
-        vectors.append(side.to_ndarray() if side is not None else np.zeros(0, _NO_VECTORS))
-    valid = torch.tensor([len(v) > 0 for v in vectors], dtype=torch.bool)
-    shown = np.array(wanted)
-    past, future = index.reference_distances
-    coded = (decoded[wanted[0]].height, decoded[wanted[0]].width)
-    field = rasterize_frames(vectors, coded, past[shown], future[shown])
-    field = rotate_field(resize_field(field, coded_out, coded), turns)
-    # the rasterizer's channel-last view is strided; reductions over it were 5x slower than over a compact copy
-    return torch.from_numpy(np.ascontiguousarray(field)), valid
+class _ClipBuilder:
+    """Converts each wanted frame to RGB at the output size the moment it is decoded (while its planes are still
+    in cache, and so the decoded frame is freed at once), and keeps its motion vectors."""
+
+    def __init__(self, wanted: list[int], size, motion_vectors: bool, threads: int):
+        self.wanted, self.size, self.motion_vectors, self.threads = wanted, size, motion_vectors, threads
+        self.slots: dict[int, list[int]] = {}
+        for slot, i in enumerate(wanted):
+            self.slots.setdefault(i, []).append(slot)
+        self.frames: np.ndarray | None = None
+        self.vectors: dict[int, np.ndarray] = {}
+        # One scaler for the whole clip, owned here and freed with it. ``frame.reformat`` would hang a scaler on
+        # each frame; decoded frames sit in reference cycles, so with threads != 1 a forked DataLoader worker's
+        # garbage collector freed them and waited forever on the scaler's slice threads, which exist only in the
+        # parent.
+        self.scaler = VideoReformatter()
+
+    def take(self, shown: int, frame: av.VideoFrame) -> None:
+        if self.frames is None:
+            self.turns = quarter_turns(frame)
+            self.coded = (frame.height, frame.width)
+            upright = (frame.width, frame.height) if self.turns % 2 else (frame.height, frame.width)
+            out_h, out_w = _output_size(self.size, *upright)
+            self.coded_out = (out_w, out_h) if self.turns % 2 else (out_h, out_w)  # the scaler works before rotating
+            self.frames = np.empty((len(self.wanted), out_h, out_w, 3), np.uint8)
+        rgb = self.scaler.reformat(frame, self.coded_out[1], self.coded_out[0], "rgb24", interpolation="BILINEAR",
+                                   threads=self.threads).to_ndarray()
+        for slot in self.slots[shown]:
+            self.frames[slot] = np.rot90(rgb, self.turns) if self.turns else rgb
+        if self.motion_vectors:
+            side = frame.side_data.get("MOTION_VECTORS")
+            self.vectors[shown] = side.to_ndarray() if side is not None else np.zeros(0, _NO_VECTORS)
+
+    def clip(self, index: FrameIndex, packets_decoded: int) -> Clip:
+        clip = Clip(frames=torch.from_numpy(self.frames), indices=torch.tensor(self.wanted, dtype=torch.long),
+                    rotation=self.turns * 90, packets_decoded=packets_decoded)
+        if self.motion_vectors:
+            clip.motion, clip.motion_valid = self._motion_fields(index)
+        return clip
+
+    def _motion_fields(self, index: FrameIndex) -> tuple[torch.Tensor, torch.Tensor]:
+        """(T, h, w, 2) field and (T,) validity of the wanted frames, rasterized in one pass."""
+        vectors = [self.vectors[i] for i in self.wanted]
+        valid = torch.tensor([len(v) > 0 for v in vectors], dtype=torch.bool)
+        shown = np.array(self.wanted)
+        past, future = index.reference_distances
+        field = rasterize_frames(vectors, self.coded, past[shown], future[shown])
+        field = rotate_field(resize_field(field, self.coded_out, self.coded), self.turns)
+        # the rasterizer's channel-last view is strided; reductions over it were 5x slower than over a compact copy
+        return torch.from_numpy(np.ascontiguousarray(field)), valid
 
 
 _NO_VECTORS = np.dtype([(name, np.int32) for name in ("source", "w", "h", "dst_x", "dst_y", "motion_x", "motion_y")]

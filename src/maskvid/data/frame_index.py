@@ -32,6 +32,7 @@ import av
 import numpy as np
 
 from maskvid.data import index_cache
+from maskvid.data.disposable import Classification, classifier, disposable_packets
 from maskvid.data.video_file import (
     check_file,
     configure_decoder,
@@ -65,6 +66,8 @@ class FrameIndex:
     seekable: positions and timestamps allow ``container.seek`` followed by a byte-position match.
     by_count: frames cannot be told apart by packet (a packet made two frames): they are counted from the file's
         start, which is then where every decode begins.
+    disposable: ``(P,)`` packets no other frame depends on (:mod:`maskvid.data.disposable`): a decode that does not
+        want their frame need not decode them.
     checksum: ``(N,)`` CRC-32 of every frame of the decoding pass (decoded indices): each frame a decode returns is
         checked against it. bad_starts: start packets found not to reproduce the sequential decode (MPEG-4 Part 2
         decoders carry encoder-quirk state across keyframes); later decodes start earlier.
@@ -80,6 +83,7 @@ class FrameIndex:
     seekable: bool
     by_count: bool = False
     checksum: np.ndarray | None = None
+    disposable: np.ndarray | None = None
     bad_starts: set[int] = field(default_factory=set, compare=False, repr=False)
 
     @property
@@ -141,17 +145,29 @@ class _Packets:
     pos: list
     key: list
     discard: list
+    classes: list[Classification] = field(default_factory=list)  # empty: the codec's packets are never skipped
 
     @classmethod
     def empty(cls) -> _Packets:
         return cls([], [], [], [], [])
 
-    def add(self, packet: av.Packet) -> None:
+    def add(self, packet: av.Packet, classify=None) -> None:
         self.pts.append(packet.pts)
         self.dts.append(packet.dts)
         self.pos.append(packet.pos if packet.pos is not None else -1)
         self.key.append(bool(packet.is_keyframe))
         self.discard.append(bool(packet.is_discard))
+        if classify is not None:
+            self.classes.append(classify(bytes(packet)))
+
+    def disposable(self, packet_of_frame: np.ndarray) -> np.ndarray:
+        """``(P,)`` packets that may be skipped, given which packet makes each frame (nothing where unknown)."""
+        if len(self.classes) != len(self.pts):
+            return np.zeros(len(self.pts), bool)
+        makes_frame = np.zeros(len(self.pts), bool)
+        makes_frame[packet_of_frame] = True
+        makes_frame |= np.asarray(self.discard, bool)  # an edit list's dropped packets make no frame by design
+        return disposable_packets(self.classes, makes_frame) & ~np.asarray(self.discard, bool)
 
     def seek_fields(self) -> tuple[np.ndarray, np.ndarray, bool]:
         pos = np.asarray(self.pos, np.int64)
@@ -200,7 +216,8 @@ def packets_index(packets: _Packets) -> FrameIndex:
     start = np.where(start <= packet, start, 0)  # never start after the frame's own packet
     first_valid = np.searchsorted(shown_pts, pts[start], side="left")
     pos, ts, seekable = packets.seek_fields()
-    return FrameIndex(packet, start, first_valid, pos, ts, "packets", None, seekable)
+    return FrameIndex(packet, start, first_valid, pos, ts, "packets", None, seekable,
+                      disposable=packets.disposable(packet))
 
 
 def decoded_index(packets: _Packets, outputs: list[tuple[int | None, bool, int]], reason: str) -> FrameIndex:
@@ -214,7 +231,7 @@ def decoded_index(packets: _Packets, outputs: list[tuple[int | None, bool, int]]
         # frames cannot be told apart by packet: address them by counting from the file's start (no seeking)
         zeros = np.zeros(n, np.int64)
         return FrameIndex(np.arange(n), zeros, zeros, pos, ts, "decoded", reason, seekable=False, by_count=True,
-                          checksum=checksum)
+                          checksum=checksum, disposable=np.zeros(len(pos), bool))
     # a keyframe packet is a start point only if the frame it makes is a key frame: AVI indexes flag the N-VOPs
     # of packed B-frames as keyframes, and those output the previous GOP's last P-frame
     key_flag = np.asarray(packets.key, bool)
@@ -228,7 +245,8 @@ def decoded_index(packets: _Packets, outputs: list[tuple[int | None, bool, int]]
     first_valid = start_shown[slot]
     behind = start > packet  # a start decoded after the frame's own packet cannot produce it
     start[behind], first_valid[behind] = 0, 0
-    return FrameIndex(packet, start, first_valid, pos, ts, "decoded", reason, seekable, checksum=checksum)
+    return FrameIndex(packet, start, first_valid, pos, ts, "decoded", reason, seekable, checksum=checksum,
+                      disposable=packets.disposable(packet))
 
 
 # ---- building --------------------------------------------------------------------------------------------------
@@ -237,10 +255,11 @@ def decoded_index(packets: _Packets, outputs: list[tuple[int | None, bool, int]]
 def _demux_packets(path: str) -> tuple[_Packets, str, bool, str]:
     container, stream = open_video(path)
     packets = _Packets.empty()
+    classify = _classifier(stream)
     try:
         for packet in container.demux(stream):
             if packet.size:
-                packets.add(packet)
+                packets.add(packet, classify)
         reorders = bool(stream.codec_context.has_b_frames)
         return packets, container.format.name, reorders, stream.codec_context.name
     except Exception as e:
@@ -258,11 +277,12 @@ def _decoding_pass(path: str) -> tuple[_Packets, list[tuple[int | None, bool, in
     container, stream = open_video(path)
     configure_decoder(stream)
     packets, outputs, rejected = _Packets.empty(), [], 0
+    classify = _classifier(stream)
     try:
         for packet in container.demux(stream):
             if packet.size:
                 tag_packet(packet, len(packets.pts))
-                packets.add(packet)
+                packets.add(packet, classify)
             try:
                 frames = stream.decode(packet if packet.size else None)
             except av.error.FFmpegError:
@@ -276,6 +296,11 @@ def _decoding_pass(path: str) -> tuple[_Packets, list[tuple[int | None, bool, in
     if packets.pts and rejected == len(packets.pts):
         raise VideoDecodeError(path, "the decoder rejected every packet")
     return packets, outputs
+
+
+def _classifier(stream):
+    context = stream.codec_context
+    return classifier(context.name, bytes(context.extradata or b""))
 
 
 @functools.lru_cache(maxsize=4096)
@@ -305,7 +330,7 @@ def _from_cache(values: dict | None) -> FrameIndex | None:
             packet=values["packet"], start=values["start"], first_valid=values["first_valid"],
             packet_pos=values["packet_pos"], packet_ts=values["packet_ts"], addressing="decoded",
             reason=str(values["reason"]), seekable=bool(values["seekable"]), by_count=bool(values["by_count"]),
-            checksum=values["checksum"])
+            checksum=values["checksum"], disposable=values["disposable"])
     except KeyError:
         return None  # another layout: decode again
 

@@ -15,7 +15,7 @@ import tempfile
 import av
 import numpy as np
 
-LAYOUT_VERSION = 2
+LAYOUT_VERSION = 3  # 3: the disposable packets
 
 
 def cache_dir() -> str | None:

@@ -22,6 +22,11 @@ from maskvid.errors import VideoDecodeError
 # (MP4, AVI, TS measured); past ~50 packets seeking wins
 READ_AHEAD_PACKETS = 32
 SEEK_MARGINS_S = (0.0, 2.0, 20.0)  # seek targets tried before reading from the file's start
+# decoders drained as soon as a run's last packet is in: what they output then is what a full decode gives (tested
+# on the corpus); FFmpeg's MPEG-4 Part 2 decoder hands its held-back frame out without motion vectors on a drain,
+# and a packed B-frame then came out different. Only single-threaded decoders are drained early: a drained
+# slice-threaded decoder left frames whose release, in a DataLoader worker forked afterwards, never returned.
+DRAIN_EARLY_CODECS = ("h264", "hevc")
 
 
 class IndexMismatch(Exception):
@@ -38,14 +43,15 @@ class _Overshoot(Exception):
 
 
 class PacketReader:
-    """One open video: ``frames_from(start, first_valid)`` decodes from packet ``start`` and yields
+    """One open video: ``frames_from(start, first_valid, skip)`` decodes from packet ``start`` and yields
     ``(display index, frame)`` for frames ``first_valid, first_valid + 1, ...``, checking each against the index."""
 
     def __init__(self, path: str, index: FrameIndex, threads: int = 1, motion_vectors: bool = False):
         self.path, self.index = path, index
         self.threads, self.motion_vectors = threads, motion_vectors
         self.container = None
-        self.fed = -1  # ordinal of the last packet given to the decoder
+        self.fed = -1  # ordinal of the last packet read for the decoder (given to it, or skipped)
+        self.packets_decoded = 0  # packets actually given to the decoder
         self._reopen()
 
     def close(self) -> None:
@@ -136,15 +142,37 @@ class PacketReader:
 
     # ---- decoding -------------------------------------------------------------------------------------------
 
-    def frames_from(self, start: int, first_valid: int) -> Iterator[tuple[int, av.VideoFrame]]:
+    def frames_from(self, start: int, first_valid: int, skip: np.ndarray | None = None,
+                    last_packet: int | None = None) -> Iterator[tuple[int, av.VideoFrame]]:
+        """``skip``: ``(P,)`` packets not to give the decoder (disposable ones whose frame is not wanted); their
+        frames are then not expected either. ``last_packet``: once it is fed, the decoder is drained instead of fed
+        further (the frames it holds come out without decoding the packets after it)."""
         self.position(start)
-        expected = first_valid
+        if self.index.by_count:
+            skip = last_packet = None  # frames are counted: every one must come out
+        if self.stream.codec_context.name not in DRAIN_EARLY_CODECS or self.threads != 1:
+            last_packet = None
+        absent = None  # (N,) in display order: frames this decode does not output (their packet is not fed)
+        if skip is not None:
+            absent = skip[self.index.packet]
+        if last_packet is not None:
+            after = self.index.packet > last_packet
+            absent = after if absent is None else absent | after
+
+        def due(shown: int) -> int:  # the first frame at or after ``shown`` that this decode outputs
+            while absent is not None and shown < len(absent) and absent[shown]:
+                shown += 1
+            return shown
+
+        expected = due(first_valid)
         counted = first_valid if self.index.by_count else None
         while True:
-            item = self._read()
+            item = None if last_packet is not None and self.fed >= last_packet else self._read()
             packet = None if item is None else item[1]  # None flushes the decoder's last frames
             if item is not None:
                 self.fed = item[0]
+                if skip is not None and skip[item[0]]:
+                    continue
             for frame in self._decode(packet):
                 if counted is not None:
                     shown, counted = counted, counted + 1
@@ -158,7 +186,7 @@ class PacketReader:
                 if shown != expected:
                     raise IndexMismatch(f"decoding from packet {start} gave frame {shown} where {expected} was due",
                                         start)
-                expected += 1
+                expected = due(expected + 1)
                 yield shown, frame
             if item is None:
                 return
@@ -166,6 +194,7 @@ class PacketReader:
     def _decode(self, packet: av.Packet | None) -> list[av.VideoFrame]:
         if packet is not None:
             tag_packet(packet, self.fed)
+            self.packets_decoded += 1
         try:
             return self.stream.decode(packet)
         except av.error.FFmpegError as e:
