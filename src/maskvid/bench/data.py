@@ -38,23 +38,32 @@ class VideoMAEReferenceLoader(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> dict:
         import decord
-        from PIL import Image
 
         g = sample_generator(0, 0, index)
-        reader = decord.VideoReader(self.records[index].path, num_threads=1, ctx=decord.cpu(0))
-        indices = dense_indices(len(reader), CLIP_LEN, STRIDE, g)
-        buffer = reader.get_batch(indices).asnumpy()
-        images = [Image.fromarray(frame).convert("RGB") for frame in buffer]
-        top, left, h, w = multiscale_crop_box(images[0].height, images[0].width, g, MULTISCALE)
-        box = (int(left), int(top), int(left + w), int(top + h))
-        images = [img.crop(box).resize((SIZE, SIZE), Image.BILINEAR) for img in images]  # GroupMultiScaleCrop
-        stacked = np.concatenate([np.asarray(img) for img in images], axis=2)  # Stack(roll=False): (H, W, 3T)
-        tensor = torch.from_numpy(stacked).permute(2, 0, 1).contiguous().float().div(255)  # ToTorchFormatTensor
-        mean = torch.tensor(IMAGENET_MEAN).repeat(CLIP_LEN).view(-1, 1, 1)
-        std = torch.tensor(IMAGENET_STD).repeat(CLIP_LEN).view(-1, 1, 1)
-        tensor = (tensor - mean) / std  # GroupNormalize
-        video = tensor.view(CLIP_LEN, 3, SIZE, SIZE).transpose(0, 1)  # (C, T, H, W) as VideoMAE's collate sees it
-        return {"video": video, "label": 0, "skipped": []}
+        path = self.records[index].path
+        indices = dense_indices(len(decord.VideoReader(path, num_threads=1, ctx=decord.cpu(0))), CLIP_LEN, STRIDE, g)
+        return {"video": videomae_sample(path, indices, g), "label": 0, "skipped": []}
+
+
+def videomae_sample(path: str, indices: list[int], g: torch.Generator) -> torch.Tensor:
+    """One pretraining clip the way VideoMAE makes it: decord ``get_batch``, then per-frame PIL ``GroupMultiScaleCrop``,
+    ``Stack``, ``ToTorchFormatTensor``, ``GroupNormalize``; ``(C, T, H, W)`` as its collate sees it."""
+    import decord
+    from PIL import Image
+
+    reader = decord.VideoReader(path, num_threads=1, ctx=decord.cpu(0))
+    buffer = reader.get_batch(indices).asnumpy()
+    images = [Image.fromarray(frame).convert("RGB") for frame in buffer]
+    top, left, h, w = multiscale_crop_box(images[0].height, images[0].width, g, MULTISCALE)
+    box = (int(left), int(top), int(left + w), int(top + h))
+    images = [img.crop(box).resize((SIZE, SIZE), Image.BILINEAR) for img in images]  # GroupMultiScaleCrop
+    stacked = np.concatenate([np.asarray(img) for img in images], axis=2)  # Stack(roll=False): (H, W, 3T)
+    tensor = torch.from_numpy(stacked).permute(2, 0, 1).contiguous().float().div(255)  # ToTorchFormatTensor
+    length = len(indices)
+    mean = torch.tensor(IMAGENET_MEAN).repeat(length).view(-1, 1, 1)
+    std = torch.tensor(IMAGENET_STD).repeat(length).view(-1, 1, 1)
+    tensor = (tensor - mean) / std  # GroupNormalize
+    return tensor.view(length, 3, SIZE, SIZE).transpose(0, 1)
 
 
 def _clips_per_second(dataset, clips: int, batch_size: int = 4) -> float:
