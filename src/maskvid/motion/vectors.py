@@ -139,7 +139,9 @@ def resize_field(
     if field.shape[-3:-1] != (gh, gw):
         # torch keeps this free of OpenCV's own thread pool inside data-loader workers
         shrinking = gh < field.shape[-3] or gw < field.shape[-2]
+        # pooling a compact (N, 2, h, w) tensor took 1.1 ms a clip; the channel-last view of the same, 1.7 ms
         grid = torch.from_numpy(np.ascontiguousarray(field)).reshape(-1, *field.shape[-3:]).permute(0, 3, 1, 2)
+        grid = grid.contiguous()
         mode = "area" if shrinking else "nearest"
         resized = torch.nn.functional.interpolate(grid, size=(gh, gw), mode=mode).permute(0, 2, 3, 1)
         field = resized.reshape(*field.shape[:-3], gh, gw, 2).numpy()
