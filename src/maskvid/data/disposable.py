@@ -136,12 +136,13 @@ def _hevc(data: bytes, length_size: int | None) -> Classification:
 
 
 def _mpeg4(data: bytes) -> Classification:
-    """Every VOP a B-VOP (the two bits after the start code), and no other start code: a VOL, GOV or user data
-    (where Xvid/DivX builds announce packed B-frames) sets decoder state."""
-    vops = [at for at in _start_codes(data) if data[at + 3] == _MPEG4_VOP]
+    """One VOP, a B-VOP (the two bits after its start code), and no other start code: a VOL, GOV or user data
+    (where Xvid/DivX builds announce packed B-frames) sets decoder state. Two VOPs: a packed stream."""
+    codes = _start_codes(data)
+    vops = [at for at in codes if data[at + 3] == _MPEG4_VOP]
     if len(vops) > 1:
         return Classification(False, packed=True)
-    if len(vops) != len(_start_codes(data)) or not vops:
+    if len(vops) != len(codes) or not vops:
         return KEEP
     return Classification(data[vops[0] + 4] >> 6 == _MPEG4_B_VOP)
 
