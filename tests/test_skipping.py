@@ -97,3 +97,13 @@ def test_a_naive_rule_would_give_wrong_frames(name, naive, made, monkeypatch):
         wrong += path in decode._skipping_failed or not np.array_equal(clip.frames.numpy(), reference[indices])
         decode._skipping_failed.clear()
     assert wrong, f"{name}: skipping the naive packets changed nothing, so this test shows nothing"
+
+
+def test_the_environment_switches_skipping_off_for_a_whole_run(made, monkeypatch):
+    path = made("real/bikes.mp4")
+    indices = list(range(40, 40 + SPAN, 4))
+    skipping = decode.decode_clip(path, indices).packets_decoded
+    monkeypatch.setenv("MASKVID_SKIP_DISPOSABLE", "off")
+    whole = decode.decode_clip(path, indices).packets_decoded
+    assert whole == decode.decode_clip(path, indices, skip_disposable=False).packets_decoded > skipping
+    assert decode.decode_clip(path, indices, skip_disposable=True).packets_decoded == skipping  # explicit wins

@@ -128,7 +128,7 @@ def decode_clip(
     size: int | tuple[int, int] | None = None,
     motion_vectors: bool = False,
     threads: int = 1,
-    skip_disposable: bool = True,
+    skip_disposable: bool | None = None,
 ) -> Clip:
     """Decode exactly the frames at display ``indices`` (any order, repeats allowed) of one video.
 
@@ -143,7 +143,9 @@ def decode_clip(
         skip_disposable: packets that no other frame depends on (non-reference pictures,
             :mod:`maskvid.data.disposable`) are not decoded unless their frame is wanted. The frames and motion
             vectors are the same either way; a decode that the index contradicts while skipping is retried
-            without, and the file is no longer skipped in this process.
+            without, and the file is no longer skipped in this process. None (the default): on, unless
+            ``$MASKVID_SKIP_DISPOSABLE`` is ``0``/``off`` — the switch for a whole run, data-loader workers
+            included.
     Raises:
         VideoDecodeError: the file cannot be decoded, or an index is outside ``[0, frames)``.
     """
@@ -153,6 +155,8 @@ def decode_clip(
         raise ValueError("decode_clip: indices is empty")
     targets = sorted(set(wanted))
     from_start = False
+    if skip_disposable is None:
+        skip_disposable = _skipping_by_default()
     skipping = skip_disposable and path not in _skipping_failed
     suspect = None  # a mismatch seen while skipping, being retried without
     while True:
@@ -198,6 +202,10 @@ def decode_clip(
 
 
 _skipping_failed: set[str] = set()  # files where a decode that skipped packets was contradicted
+
+
+def _skipping_by_default() -> bool:
+    return os.environ.get("MASKVID_SKIP_DISPOSABLE", "1").strip().lower() not in ("0", "off", "no", "false")
 
 
 def _skipped_packets(index: FrameIndex, targets: list[int]) -> np.ndarray | None:
