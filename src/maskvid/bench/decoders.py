@@ -85,8 +85,9 @@ def available_decoders(probe: str) -> tuple[dict[str, Callable], dict[str, str]]
             decoders[name] = decoder
         except Exception as e:  # ImportError, a missing FFmpeg library, an ABI mismatch: each says why
             missing[name] = f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"
-            if name.startswith("torchcodec") and not isinstance(e, ImportError):
-                missing[name] += " (it needs FFmpeg 4 to 8's shared libraries on the library path; docs/decoding.md)"
+            if "Could not load libtorchcodec" in str(e):
+                missing[name] = ("torchcodec cannot load FFmpeg: it needs FFmpeg 4 to 8's shared libraries on the "
+                                 "library path (docs/decoding.md)")
     return decoders, missing
 
 
