@@ -172,3 +172,39 @@ def test_a_packet_the_decoder_rejects_fails_only_the_clips_through_it(tmp_path, 
     if name.endswith(".mp4"):  # frames are addressed by timestamps: after the damage they keep their places
         reference = sequential(original)[0]
         np.testing.assert_array_equal(decode_clip(damaged, [50, 60, 70]).frames.numpy(), reference[[50, 60, 70]])
+
+
+def test_evaluation_leaves_bad_videos_out_instead_of_scoring_another_in_their_place(corpus, tmp_path):
+    """A training set may replace a bad video by another; an evaluation set must not: the replacement would be
+    scored twice, once under the bad video's place in the list. ``bad_videos="skip"`` leaves the sample out."""
+    from maskvid.engine.evaluate import evaluate
+
+    good = []
+    for i in range(3):
+        good.append(str(tmp_path / f"eval{i}.mp4"))
+        write_video(good[-1], moving_square_frames(n=16, size=64))
+    bad = [corpus["truncated.mp4"], corpus["not_a_video.mp4"], corpus["missing.mp4"]]
+    records = [VideoRecord(good[0], 0), VideoRecord(good[1], 0), VideoRecord(bad[0], 1), VideoRecord(bad[1], 1),
+               VideoRecord(bad[2], 1), VideoRecord(good[2], 0)]  # in batches of 2, the second is all bad
+    dataset = VideoDataset(records, ClipTransform(size=32, crop="centre", flip=False), num_frames=4, stride=2,
+                           sampling="multiview", views=(2, 1), bad_videos="skip")
+
+    class AlwaysClassZero(torch.nn.Module):
+        def predict(self, video, mask):
+            return torch.tensor([[1.0, 0.0]]).expand(len(video), 2)
+
+    report = evaluate(AlwaysClassZero(), dataset, num_classes=2, batch_size=2)
+    assert report["videos"] == 3 and report["top1"] == 1.0  # the three good videos, each once, all class 0
+    assert set(report["bad_videos"]) == set(bad)
+    only_bad = collate([dataset[2], dataset[3]])
+    assert set(only_bad) == {"skipped"} and len(only_bad["skipped"]) == 2
+    substituting = VideoDataset(records, dataset.transform, num_frames=4, stride=2, sampling="multiview",
+                                views=(2, 1))
+    assert substituting[2]["path"] in good  # what training does: another video in the bad one's place
+
+
+def test_bad_videos_mode_is_checked():
+    from maskvid.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="data.bad_videos"):
+        VideoDataset([], bad_videos="ignore")

@@ -126,7 +126,7 @@ class Benchmark:
                 dataset = VideoDataset.from_list(
                     self.path(name), classes=self.path("classes.txt"), sampling="multiview", views=views,
                     num_frames=CLIP["num_frames"], stride=CLIP["stride"], patch=tuple(MODEL["patch"]),
-                    transform=ClipTransform(size=CLIP["size"], crop="centre", flip=False))
+                    transform=ClipTransform(size=CLIP["size"], crop="centre", flip=False), bad_videos="skip")
                 sets.append(load_clips(dataset, num_workers=workers))
             self._clips = tuple(sets)
         return self._clips

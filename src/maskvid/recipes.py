@@ -160,7 +160,8 @@ def build_dataset(config: PretrainConfig | FinetuneConfig, split: str = "train",
     if split == "val":
         return VideoDataset.from_list(path, classes=d.val_classes or d.classes, sampling="multiview",
                                       views=d.test_views, transform=ClipTransform(size=d.size, crop="centre",
-                                                                                  flip=False), **common)
+                                                                                  flip=False),
+                                      bad_videos="skip", **common)
     transform = ClipTransform(size=d.size, crop=d.crop, flip=d.flip, randaugment=d.randaugment, erase=d.erase)
     return VideoDataset.from_list(path, classes=d.classes, require_labels=isinstance(config, FinetuneConfig),
                                   transform=transform, sampling=d.sampling, pair_distance=d.pair_max_distance,
@@ -235,7 +236,7 @@ def build_knn_monitor(config: PretrainConfig, method):
         sets.append(VideoDataset.from_list(
             path, root=d.root, require_labels=True, num_frames=d.num_frames, stride=d.stride,
             decode_size=d.decode_size, seed=config.seed, patch=config.model.patch,
-            transform=ClipTransform(size=d.size, crop="centre", flip=False), tokens=tokens))
+            transform=ClipTransform(size=d.size, crop="centre", flip=False), tokens=tokens, bad_videos="skip"))
     classes = 1 + max(r.label for s in sets for r in s.records)
     return KNNMonitor(*sets, num_classes=classes, batch_size=config.train.batch_size,
                       num_workers=config.train.num_workers, k=config.train.knn_k)

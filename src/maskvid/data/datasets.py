@@ -41,6 +41,7 @@ from maskvid.motion.trajectory_features import TrajectorySpec
 from maskvid.rng import sample_generator
 
 SAMPLINGS = ("dense", "segments", "multiview", "pair")
+BAD_VIDEOS = ("substitute", "skip")
 MOTION_SOURCES = ("codec", "flow")
 
 
@@ -63,6 +64,10 @@ class VideoDataset(torch.utils.data.Dataset):
     random, and carries that view's ``tokens`` ``(T, g, g)`` (frames past a short video's end: ``PAD_TOKEN``) —
     or None; clip_order: each clip carries
     ``clip_order`` ``(H'·W',)``, a random order (0 or 1) per spatial position for MAM²'s clip-order target.
+    bad_videos: what a video that cannot be decoded becomes — ``substitute`` (training: another video, drawn from
+    the sample's generator, takes its place, up to ``max_retries`` in a row) or ``skip`` (evaluation: the sample is
+    left out of its batch, so no video is scored twice and none in another's name). Either way it is reported in
+    the batch's ``skipped``.
     """
 
     records: Sequence[VideoRecord]
@@ -89,10 +94,13 @@ class VideoDataset(torch.utils.data.Dataset):
     dense_hog: DenseHOGSpec | None = None
     tokens: TokenCache | None = None
     clip_order: bool = False
+    bad_videos: str = "substitute"
 
     def __post_init__(self):
         if self.sampling not in SAMPLINGS:
             raise ConfigError("data.sampling", f"{self.sampling!r} not in {SAMPLINGS}")
+        if self.bad_videos not in BAD_VIDEOS:
+            raise ConfigError("data.bad_videos", f"{self.bad_videos!r} not in {BAD_VIDEOS}")
         for key in ("num_frames", "stride", "num_repeats"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"data.{key}", f"must be >= 1, got {getattr(self, key)}")
@@ -150,6 +158,8 @@ class VideoDataset(torch.utils.data.Dataset):
                 samples = self._load(record, index, g)
             except VideoDecodeError as e:
                 skipped.append((e.path, e.reason))
+                if self.bad_videos == "skip":
+                    return {"skipped": skipped}  # a placeholder: collate leaves it out of the batch
                 index = int(torch.randint(len(self.records), (), generator=g))  # retry with another video
                 continue
             samples[0]["skipped"] = skipped
@@ -276,12 +286,16 @@ def past_end(indices: list[int], stride: int) -> torch.Tensor:
 
 
 def collate(samples: list[dict | list[dict]]) -> dict:
-    """Batch sample dicts: flatten repeated-augmentation lists, stack tensors, list the rest, merge ``skipped``.
+    """Batch sample dicts: flatten repeated-augmentation lists, stack tensors, list the rest, merge ``skipped``;
+    a skipped video's placeholder adds only to ``skipped`` (a batch of nothing else has no other key).
 
     Masks ``(T', H', W')`` become ``(B, N)`` in ``(t h w)`` order, the layout models take (DESIGN.md).
     """
     flat = [s for item in samples for s in (item if isinstance(item, list) else [item])]
     batch: dict = {"skipped": [bad for s in flat for bad in s.get("skipped", [])]}
+    flat = [s for s in flat if s.keys() != {"skipped"}]  # a bad video's placeholder (``bad_videos="skip"``)
+    if not flat:
+        return batch  # every video of the batch was bad: only ``skipped``
     for key in flat[0]:
         if key == "skipped":
             continue

@@ -29,6 +29,8 @@ def evaluate(method, dataset, num_classes: int, batch_size: int = 4, num_workers
     start = time.perf_counter()
     for batch in loader:
         bad.update(batch)
+        if "video" not in batch:
+            continue  # every video of this batch was bad (the dataset skips, never substitutes, here)
         video = batch["video"].to(device)  # (B, V, C, T, H, W)
         b, v = video.shape[:2]
         mask = batch["mask"].to(device).flatten(0, 1) if "mask" in batch else None  # (B·V, N)

@@ -40,6 +40,8 @@ def load_clips(dataset, batch_size: int = 16, num_workers: int = 0, dtype: torch
     clips, labels, bad = [], [], BadVideoLog(max_fraction=1.0)
     for batch in loader:
         bad.update(batch)
+        if "video" not in batch:
+            continue  # every video of this batch was bad
         video = batch["video"]
         clips.append((video if video.dim() == 6 else video[:, None]).to(dtype))
         labels.append(batch["label"])

@@ -53,6 +53,8 @@ class KNNMonitor:
                                              collate_fn=collate)
         features, labels = [], []
         for batch in loader:
+            if "video" not in batch:
+                continue  # every video of this batch was bad
             features.append(method.features(batch, device).float().cpu())
             labels.append(batch["label"])
         return torch.cat(features), torch.cat(labels)
