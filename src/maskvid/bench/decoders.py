@@ -120,10 +120,10 @@ def bench_decoders(clips: int = 40, videos: int = 4, workdir: str | None = None,
             decoders, missing = available_decoders(paths[0])
             plan = clip_plan(paths, clips)
             identical = _identical(decoders, plan[:check_clips])
-            decode = {name: (lambda path, indices, k, d=d: d(path, indices)) for name, d in decoders.items()}
-            decode["maskvid_vectors"] = lambda path, indices, k: decode_clip(path, indices, motion_vectors=True)
-            decode["maskvid_vectors_no_skipping"] = lambda path, indices, k: decode_clip(
-                path, indices, motion_vectors=True, skip_disposable=False)
+            with_vectors = {"maskvid_vectors": maskvid_decoder(True, motion_vectors=True),
+                            "maskvid_vectors_no_skipping": maskvid_decoder(False, motion_vectors=True)}
+            decode = {name: (lambda path, indices, k, d=d: d(path, indices))
+                      for name, d in {**decoders, **with_vectors}.items()}
             decode_ms = time_per_clip(decode, plan, rounds)
             samples, sample_missing = sample_functions(paths, "torchcodec_exact" in decoders)
             sample_ms = time_per_clip(samples, plan, rounds)
