@@ -164,7 +164,8 @@ class ModelConfig:
     attention: str = "joint"
     """`joint`, `divided` (TimeSformer), `t_hw` (VIMPAC: time, then rows and columns; post-LN) or `thw_split`"""
     pos_embed: str = "sincos"
-    """`sincos` (VideoMAE's fixed table), `learned`, `separable` (space + time)"""
+    """`sincos` (VideoMAE's fixed table), `learned`, `separable` (space + time), `factorized` (t + h + w), `rope` (3D
+    rotary: joint attention; not for MAM² or HF export)"""
     patch: tuple[int, int, int] = (2, 16, 16)
     """tubelet (t, p, p); the token stem: the tokenizer's downsampling"""
     stem: str = "tubelet"

@@ -25,6 +25,7 @@ from maskvid.models.blocks import TokenLayout
 from maskvid.models.frozen import CarriesFrozenParts
 from maskvid.models.heads import masked_mean
 from maskvid.models.tokens import fill_masked, gather_tokens, order_ids
+from maskvid.models.vit import check_rope
 from maskvid.targets import Target
 
 
@@ -59,8 +60,11 @@ class PredictionHead(nn.Module):
         self.encoder_to_decoder = nn.Linear(encoder.width, decoder.width, bias=False)
         # dropped tokens come back as mask tokens; an encoder that replaces them already returns all N
         self.mask_token = nn.Parameter(torch.zeros(1, 1, decoder.width)) if encoder.hide == "drop" else None
-        self.decoder_pos_embed = PositionEmbedding("sincos", encoder.grid, decoder.width)
-        self.decoder = MAEDecoder(decoder, target.dim)
+        rope = encoder.pos_embed == "rope"  # the decoder then places tokens the encoder's way, by rotation
+        if rope:
+            check_rope("joint", decoder.width, decoder.heads, "model.decoder_heads")
+        self.decoder_pos_embed = PositionEmbedding("rope" if rope else "sincos", encoder.grid, decoder.width)
+        self.decoder = MAEDecoder(decoder, target.dim, rope=rope)
         self.target = target
         nn.init.xavier_uniform_(self.encoder_to_decoder.weight)
         if self.mask_token is not None:

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from timm.layers import DropPath
 from torch import nn
 
+from maskvid.models.rope import rotate, rotations
 from maskvid.models.tokens import fill_masked, gather_tokens
 
 
@@ -54,13 +55,17 @@ class Attention(nn.Module):
         self.proj = nn.Linear(dim, dim)
         self.proj_drop = nn.Dropout(proj_drop)
 
-    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None,
+                rotation: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+        """``rotation``: RoPE's ``(cos, sin)`` for these tokens (:func:`maskvid.models.rope.rotations`), or None."""
         b, n, d = x.shape
         bias = None
         if self.q_bias is not None:
             bias = torch.cat([self.q_bias, torch.zeros_like(self.v_bias), self.v_bias])
         qkv = F.linear(x, self.qkv.weight, bias).view(b, n, 3, self.heads, d // self.heads)
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (B, heads, N, d_head)
+        if rotation is not None:
+            q, k = rotate(q, *rotation), rotate(k, *rotation)
         drop = self.attn_drop if self.training else 0.0
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=drop)
         return self.proj_drop(self.proj(out.transpose(1, 2).reshape(b, n, d)))
@@ -92,8 +97,10 @@ class Block(nn.Module):
         drop_path: float = 0.0,
         layer_scale: float | None = None,
         eps: float = 1e-6,
+        rope: bool = False,
     ):
         super().__init__()
+        self.rope = rope  # position as a rotation of queries and keys (models/rope.py) instead of a table
         self.norm1 = nn.LayerNorm(dim, eps=eps)
         self.attn = Attention(dim, heads, qv_bias, attn_drop, drop)
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
@@ -106,7 +113,10 @@ class Block(nn.Module):
         return self.drop_path(x if gamma is None else gamma * x)
 
     def forward(self, x: torch.Tensor, layout: TokenLayout) -> torch.Tensor:
-        x = x + self._scaled(self.attn(self.norm1(x), layout.key_mask), self.gamma_1)
+        rotation = None
+        if self.rope:
+            rotation = rotations(layout.grid, x.shape[-1] // self.attn.heads, layout.ids, layout.prefix, x.device)
+        x = x + self._scaled(self.attn(self.norm1(x), layout.key_mask, rotation), self.gamma_1)
         return x + self._scaled(self.mlp(self.norm2(x)), self.gamma_2)
 
 

@@ -30,11 +30,15 @@ class DecoderConfig:
 
 
 class MAEDecoder(nn.Module):
-    def __init__(self, config: DecoderConfig, out_dim: int):
+    """``rope``: the blocks rotate queries and keys by grid position (an encoder with ``pos_embed: rope``); otherwise
+    position comes from the table the head adds to its input."""
+
+    def __init__(self, config: DecoderConfig, out_dim: int, rope: bool = False):
         super().__init__()
         c = config
         self.blocks = nn.ModuleList(
-            Block(c.width, c.heads, mlp_ratio=c.mlp_ratio, qv_bias=c.qv_bias, eps=c.eps) for _ in range(c.depth)
+            Block(c.width, c.heads, mlp_ratio=c.mlp_ratio, qv_bias=c.qv_bias, eps=c.eps, rope=rope)
+            for _ in range(c.depth)
         )
         self.norm = nn.LayerNorm(c.width, eps=c.head_eps)
         self.head = nn.Linear(c.width, out_dim)

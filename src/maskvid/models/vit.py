@@ -35,7 +35,7 @@ PRESETS = {  # width, depth, heads: the field's ViT sizes (DeiT/ViT-Ti …) and 
     "large": (1024, 24, 16),
     "huge": (1280, 32, 16),
 }
-POS_EMBED = ("sincos", "learned", "separable", "factorized")
+POS_EMBED = ("sincos", "learned", "separable", "factorized", "rope")
 HIDE = ("drop", "replace")
 
 
@@ -43,9 +43,10 @@ HIDE = ("drop", "replace")
 class ViTConfig:
     """Encoder shape. ``pos_embed``: ``sincos`` (VideoMAE's fixed 1D table over the N flattened tokens),
     ``learned`` (one table over the grid), ``separable`` (learned space table + time table, MAM²) or ``factorized``
-    (time + height + width tables, VIMPAC eq. 8). ``embed_norm``: a LayerNorm after embedding + position (VIMPAC
-    eq. 7, BERT). ``attn_ratio``: the axial layouts' attention width over the model width (VIMPAC's "halved
-    attention": 0.5).
+    (time + height + width tables, VIMPAC eq. 8) or ``rope`` (no table: 3D rotary embedding of queries and keys in
+    every block, :mod:`maskvid.models.rope`; joint attention only). ``embed_norm``: a LayerNorm after embedding +
+    position (VIMPAC eq. 7, BERT). ``attn_ratio``: the axial layouts' attention width over the model width
+    (VIMPAC's "halved attention": 0.5).
     ``stem``: ``tubelet`` (``patch`` = t×p×p), ``frame`` (patch (1, p, p)) or ``token`` (``vocab_size`` ids on a
     grid of ``num_frames/patch[0]`` × ``size/patch[1]`` × ``size/patch[2]``, the tokenizer's downsampling).
     ``cls_token``: a learned [CLS] prefix token. ``hide``: ``drop`` or ``replace`` masked tokens."""
@@ -100,6 +101,8 @@ class ViTConfig:
             raise ConfigError("model.hide", f"{self.hide!r} not in {HIDE}")
         if self.pos_embed not in POS_EMBED:
             raise ConfigError("model.pos_embed", f"{self.pos_embed!r} not in {POS_EMBED}")
+        if self.pos_embed == "rope":
+            check_rope(self.attention, self.width, self.heads)
         if self.width % self.heads:
             raise ConfigError("model.heads", f"width {self.width} is not divisible by {self.heads} heads")
         if not 0 <= self.drop_path < 1:
@@ -118,6 +121,17 @@ class ViTConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def check_rope(attention: str, width: int, heads: int, heads_key: str = "model.heads") -> None:
+    """RoPE turns each head's channels in pairs, a share per grid axis: joint attention and ≥ 6 even channels."""
+    if attention != "joint":
+        raise ConfigError("model.pos_embed", f"rope needs joint attention (it rotates by grid position in one "
+                          f"sequence); got {attention!r}")
+    head_dim = width // heads
+    if head_dim % 2 or head_dim < 6:
+        raise ConfigError(heads_key, f"rope turns channel pairs, at least one per axis: a head needs an even width "
+                          f"of 6 or more; {width} / {heads} heads = {head_dim}")
 
 
 def sincos_table(positions: int, dim: int) -> torch.Tensor:
@@ -163,6 +177,8 @@ class PositionEmbedding(nn.Module):
     def table(self, grid: tuple[int, int, int]) -> torch.Tensor:
         """``(N, D)`` embedding of ``grid`` (the training grid or another one)."""
         t, h, w = grid
+        if not self.adds:
+            raise ConfigError("model.pos_embed", "rope has no position table to read (it rotates queries and keys)")
         if self.kind == "sincos":
             return sincos_table(t * h * w, self.dim)
         if self.kind == "learned":
@@ -184,8 +200,13 @@ class PositionEmbedding(nn.Module):
             return self._cache.to(like.dtype)
         return self.table(grid).to(like.dtype)
 
+    @property
+    def adds(self) -> bool:
+        """False for ``rope``: position then enters in attention, and there is no table to add."""
+        return self.kind != "rope"
+
     def forward(self, x: torch.Tensor, grid: tuple[int, int, int]) -> torch.Tensor:
-        return x + self.table_for(grid, x)
+        return x + self.table_for(grid, x) if self.adds else x
 
 
 def visible_layout(mask: torch.Tensor, grid: tuple[int, int, int]) -> TokenLayout:
@@ -211,6 +232,8 @@ class VideoViT(nn.Module):
         self.embed_norm = nn.LayerNorm(c.width, eps=c.eps) if c.embed_norm else None
         rates = torch.linspace(0, c.drop_path, c.depth).tolist()  # stochastic depth grows with depth
         axial = {"attn_ratio": c.attn_ratio} if c.attention in AXIAL else {}
+        if c.pos_embed == "rope":
+            axial["rope"] = True
         self.blocks = nn.ModuleList(
             LAYOUTS[c.attention](c.width, c.heads, mlp_ratio=c.mlp_ratio, qv_bias=c.qv_bias, drop=c.drop,
                                  attn_drop=c.attn_drop, drop_path=rate, layer_scale=c.layer_scale, eps=c.eps, **axial)
@@ -242,7 +265,8 @@ class VideoViT(nn.Module):
         if mask is not None and self.config.hide == "drop":
             layout = visible_layout(mask if real is None else mask | ~real, grid)  # [PAD] is never encoded
             x = self.patch_embed.embed_at(x, layout.ids)  # (B, K, D)
-            x = x + self.pos_embed.table_for(grid, x)[layout.ids]
+            if self.pos_embed.adds:
+                x = x + self.pos_embed.table_for(grid, x)[layout.ids]
         else:
             layout = TokenLayout(grid, valid=real)  # [PAD] is no key of any attention
             x = self.pos_embed(self._embed_all(x, mask), grid)  # (B, N, D)
