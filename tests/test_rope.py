@@ -132,3 +132,13 @@ def test_a_rope_checkpoint_fine_tunes_at_another_grid(tmp_path):
     assert not [name for name in report["fresh"] if name.startswith("net.encoder.")]
     logits = clf.net(torch.randn(2, 3, 8, 32, 32))
     assert logits.shape == (2, 5) and torch.isfinite(logits).all()
+
+
+def test_mam2_refuses_rope_before_building():
+    from maskvid.config import load_config
+    from maskvid.recipes import build_method
+
+    config = load_config("configs/pretrain/mam2_micro.yaml", ["model.attention=joint", "model.pos_embed=rope",
+                                                           "heads=[{target: pixels}]"])
+    with pytest.raises(ConfigError, match="MAM² shares the encoder's position table"):
+        build_method(config)
