@@ -12,8 +12,8 @@ import pytest
 from maskvid.cli import main
 from video_corpus import encode, scene
 
-COMMANDS = ["synth", "prepare", "probe-video", "mask", "pretrain", "train-tokenizer", "convert-tokenizer", "finetune",
-            "evaluate", "extract", "visualize", "bench", "demo", "study"]
+COMMANDS = ["synth", "prepare", "probe-video", "mask", "pretrain", "check-routing", "train-tokenizer",
+            "convert-tokenizer", "finetune", "evaluate", "extract", "visualize", "bench", "demo", "study"]
 
 
 def run(*args: str) -> subprocess.CompletedProcess:

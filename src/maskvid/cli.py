@@ -165,6 +165,16 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     return 0 if result.status == "finished" else 3
 
 
+def cmd_check_routing(args: argparse.Namespace) -> int:
+    from maskvid.routing_check import check_routing, routing_text
+
+    show = None if args.json else (lambda step, loss: print(f"  step {step}: {loss:.4f}", file=sys.stderr))
+    report = check_routing(_run_config(args), steps=args.steps, batch=args.batch, lr=args.lr, seed=args.seed,
+                           progress=show)
+    print(json.dumps(report.to_dict()) if args.json else routing_text(report))
+    return 0
+
+
 def cmd_train_tokenizer(args: argparse.Namespace) -> int:
     from maskvid.recipes import train_tokenizer
 
@@ -303,6 +313,7 @@ COMMANDS = {
     "probe-video": cmd_probe_video,
     "mask": cmd_mask,
     "pretrain": cmd_pretrain,
+    "check-routing": cmd_check_routing,
     "train-tokenizer": cmd_train_tokenizer,
     "convert-tokenizer": cmd_convert_tokenizer,
     "finetune": cmd_finetune,

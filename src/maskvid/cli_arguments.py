@@ -65,6 +65,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("pretrain", help="masked-video pretraining from a YAML config (configs/pretrain/)")
     _add_run_arguments(p, "optim.lr=1e-3 or train.max_steps=100")
 
+    p = sub.add_parser("check-routing", help="can a config's model learn to fetch a masked token's content from "
+                       "the visible token holding it? Trains it on identical-frame clips; reports where the loss "
+                       "leaves the trivial plateau")
+    p.add_argument("--config", required=True, help="pretraining YAML config (its model, clip shape and AdamW)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key, e.g. model.pos_embed=rope; repeatable")
+    p.add_argument("--steps", type=int, default=400)
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--lr", type=float, default=None, help="constant lr (default: the config's optim.lr, else 1e-3)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true")
+
     p = sub.add_parser("train-tokenizer", help="train the VQ-VAE tokenizer (method: vqvae) on the frames of a list")
     _add_run_arguments(p, "tokenizer.codebook_size=512")
 
