@@ -17,7 +17,7 @@ import functools
 
 import torch
 
-ROPE_BASE = 100.0  # grids are tens of tokens a side, not thousands of text positions: slowest turn ~1/100 rad
+ROPE_BASE = 100.0  # grids are tens of tokens a side, not thousands of text positions: 1 to ~1/base rad a token
 
 
 def axis_pairs(head_dim: int) -> tuple[int, int, int]:
