@@ -59,9 +59,6 @@ def build_mam2(config: PretrainConfig) -> MAM2:
     encoder, m, o = encoder_config(config), config.model, config.mam2
     if config.mask is None:
         raise ConfigError("mask", "MAM² predicts masked tokens: give a mask strategy")
-    if encoder.pos_embed == "rope":  # its regressor and decoders read the encoder's position table (App. C)
-        raise ConfigError("model.pos_embed", "MAM² shares the encoder's position table with its regressor and "
-                          "decoders; rope has none: use sincos, learned or separable")
     width, heads = o.width or encoder.width, o.heads or encoder.heads
     if width % heads:
         raise ConfigError("mam2.width", f"{width} is not divisible by {heads} attention heads (mam2.heads)")

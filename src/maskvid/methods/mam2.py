@@ -64,6 +64,9 @@ class MAM2(CarriesFrozenParts):
         o = self.options = options or Mam2Config()
         if not heads:
             raise ConfigError("heads", "MAM² needs an appearance or a motion head (or both)")
+        if encoder.pos_embed == "rope":  # its regressor and decoders read the encoder's position table (App. C)
+            raise ConfigError("model.pos_embed", "MAM² shares the encoder's position table with its regressor and "
+                              "decoders; rope has none: use sincos, learned or separable")
         self.encoder = VideoViT(encoder)
         width, n_heads = o.width or encoder.width, o.heads or encoder.heads
         self.proj = nn.Linear(encoder.width, width) if width != encoder.width else nn.Identity()
