@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -30,6 +30,16 @@ class TokenLayout:
     ids: torch.Tensor | None = None
     valid: torch.Tensor | None = None
     prefix: int = 0
+    # RoPE's rotations per (head_dim, device, prefix); not an init field, so a copy with other ids starts empty
+    _rotations: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    def rotations(self, head_dim: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """RoPE's ``(cos, sin)`` for these tokens (:func:`maskvid.models.rope.rotations`), made once for all the
+        blocks that share this layout."""
+        key = (head_dim, device, self.prefix)
+        if key not in self._rotations:
+            self._rotations[key] = rotations(self.grid, head_dim, self.ids, self.prefix, device)
+        return self._rotations[key]
 
     @property
     def key_mask(self) -> torch.Tensor | None:
@@ -115,7 +125,7 @@ class Block(nn.Module):
     def forward(self, x: torch.Tensor, layout: TokenLayout) -> torch.Tensor:
         rotation = None
         if self.rope:
-            rotation = rotations(layout.grid, x.shape[-1] // self.attn.heads, layout.ids, layout.prefix, x.device)
+            rotation = layout.rotations(x.shape[-1] // self.attn.heads, x.device)
         x = x + self._scaled(self.attn(self.norm1(x), layout.key_mask, rotation), self.gamma_1)
         return x + self._scaled(self.mlp(self.norm2(x)), self.gamma_2)
 
