@@ -257,6 +257,9 @@ def to_hf(model: torch.nn.Module, out_dir: str | os.PathLike) -> str:
     use eps 1e-5; a model trained with another eps there differs by that (≈1e-6 relative)."""
     enc = model.encoder.config
     _check_exportable(enc)
+    if any(name.endswith("locality.slopes") for name, _ in model.named_parameters()):
+        raise CheckpointError("cannot write a Hugging Face VideoMAE: HF's decoder has no place for the locality "
+                              "bias (model.decoder_locality)")
     cfg = {
         "model_type": "videomae", "image_size": enc.size, "patch_size": enc.patch[1], "num_channels": enc.channels,
         "num_frames": enc.num_frames, "tubelet_size": enc.patch[0], "hidden_size": enc.width,

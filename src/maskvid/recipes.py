@@ -106,8 +106,8 @@ def build_heads(config: PretrainConfig) -> list[PredictionHead]:
     for spec, generated in zip(specs, head_names([s.target for s in specs]), strict=True):
         name = spec.name or generated
         width, depth = spec.decoder_width or m.decoder_width, spec.decoder_depth or m.decoder_depth
-        decoder = DecoderConfig(width=width, depth=depth,
-                                heads=spec.decoder_heads or m.decoder_heads, eps=encoder.eps, head_eps=encoder.eps)
+        decoder = DecoderConfig(width=width, depth=depth, heads=spec.decoder_heads or m.decoder_heads, eps=encoder.eps,
+                                head_eps=encoder.eps, locality=m.decoder_locality)
         if decoder.width % decoder.heads:
             raise ConfigError("heads.decoder_heads", f"head {name!r}: width {decoder.width} is not divisible by "
                               f"{decoder.heads} heads")
@@ -304,7 +304,7 @@ def build_finetune_method(config: FinetuneConfig, num_classes: int) -> Classific
     encoder = encoder_config(config)
     if config.mask is not None:  # MAR: the encoder sees only the visible tokens, in training and inference
         decoder = DecoderConfig(width=m.decoder_width, depth=m.decoder_depth, heads=m.decoder_heads,
-                                eps=encoder.eps, head_eps=encoder.eps)
+                                eps=encoder.eps, head_eps=encoder.eps, locality=m.decoder_locality)
         mae = MAE(encoder, decoder, targets.build("norm_pixels", **target_geometry("norm_pixels", encoder)))
         bridge = {"width": h.bridge_width, "depth": h.bridge_depth, "heads": h.bridge_heads}
         kind = "bridging" if h.kind == "bridging" else "linear"

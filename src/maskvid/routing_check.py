@@ -76,7 +76,7 @@ def check_routing(config: PretrainConfig, steps: int = 400, batch: int = 16, lr:
                           f"{log_every}")
     m = config.model
     decoder = DecoderConfig(width=m.decoder_width, depth=m.decoder_depth, heads=m.decoder_heads, eps=encoder.eps,
-                            head_eps=encoder.eps)
+                            head_eps=encoder.eps, locality=m.decoder_locality)
     torch.manual_seed(seed)
     target = targets.build("norm_pixels", patch=encoder.patch, channels=encoder.channels)
     method = MaskedPrediction(encoder, [PredictionHead("norm_pixels", encoder, decoder, target)])

@@ -54,6 +54,9 @@ class PretrainConfig:
         if self.train.knn_every and not (self.data.knn_train_list and self.data.knn_val_list):
             raise ConfigError("train.knn_every", "the kNN monitor needs a labelled bank and query list: set "
                               "data.knn_train_list and data.knn_val_list")
+        if self.method == "mam2" and self.model.decoder_locality:
+            raise ConfigError("model.decoder_locality", "MAM²'s decoders are its own (mam2.width, heads): they take "
+                              "no locality bias")
         encoder = encoder_config(self)  # cross-section: the tubelet divides the clip, heads divide the width
         from maskvid import targets
 

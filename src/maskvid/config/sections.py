@@ -188,6 +188,8 @@ class ModelConfig:
     """decoder blocks"""
     decoder_heads: int = 6
     """decoder attention heads"""
+    decoder_locality: float | None = None
+    """decoder attention starts local: a learned bias −s·|Δ| per axis, s for head 0, halved per head; null: none"""
     overrides: dict = field(default_factory=dict)
     """any other `ViTConfig` field (`width`, `depth`, `heads`, `mlp_ratio`, `eps`, ...)"""
 
@@ -201,7 +203,7 @@ class ModelConfig:
             raise ConfigError("model.decoder_heads", f"decoder width {self.decoder_width} is not divisible by "
                               f"{self.decoder_heads} heads")
         within("model.drop_path", self.drop_path, 0, 1, open_high=True)
-        positive("model", layer_scale=self.layer_scale)
+        positive("model", layer_scale=self.layer_scale, decoder_locality=self.decoder_locality)
 
 
 @dataclass

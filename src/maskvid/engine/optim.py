@@ -15,9 +15,10 @@ def scaled_lr(optim: OptimConfig, effective_batch: int) -> float:
 
 
 def no_decay_names(model: torch.nn.Module) -> set[str]:
-    """Position tables, [MASK] and [CLS] tokens; 1-D parameters (norms, biases, q/v biases) are excluded by shape."""
+    """Position tables and a decoder's locality slopes, [MASK] and [CLS] tokens; 1-D parameters (norms, biases, q/v
+    biases) are excluded by shape."""
     return {name for name, _ in model.named_parameters()
-            if "pos_embed" in name or name.endswith(("mask_token", "cls_token"))}
+            if "pos_embed" in name or name.endswith(("mask_token", "cls_token", "locality.slopes"))}
 
 
 def build_optimizer(model: torch.nn.Module, optim: OptimConfig, lr: float) -> torch.optim.AdamW:

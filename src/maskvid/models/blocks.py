@@ -122,11 +122,15 @@ class Block(nn.Module):
     def _scaled(self, x: torch.Tensor, gamma: torch.Tensor | None) -> torch.Tensor:
         return self.drop_path(x if gamma is None else gamma * x)
 
-    def forward(self, x: torch.Tensor, layout: TokenLayout) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, layout: TokenLayout, attn_bias: torch.Tensor | None = None) -> torch.Tensor:
+        """``attn_bias``: added to the attention logits, ``(heads, N, N)`` (a decoder's locality prior) or None."""
         rotation = None
         if self.rope:
             rotation = layout.rotations(x.shape[-1] // self.attn.heads, x.device)
-        x = x + self._scaled(self.attn(self.norm1(x), layout.key_mask, rotation), self.gamma_1)
+        mask = layout.key_mask
+        if attn_bias is not None:
+            mask = attn_bias if mask is None else attn_bias.masked_fill(~mask, float("-inf"))
+        x = x + self._scaled(self.attn(self.norm1(x), mask, rotation), self.gamma_1)
         return x + self._scaled(self.mlp(self.norm2(x)), self.gamma_2)
 
 

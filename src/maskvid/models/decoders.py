@@ -10,6 +10,7 @@ from torch import nn
 
 from maskvid.models.blocks import Block, TokenLayout, init_weights
 from maskvid.models.layouts import LAYOUTS
+from maskvid.models.locality import LocalityBias
 
 
 @dataclass
@@ -24,6 +25,7 @@ class DecoderConfig:
     qv_bias: bool = True
     eps: float = 1e-6
     head_eps: float = 1e-6
+    locality: float | None = None  # the first head's starting slope of a learned locality bias (models/locality.py)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -31,7 +33,8 @@ class DecoderConfig:
 
 class MAEDecoder(nn.Module):
     """``rope``: the blocks rotate queries and keys by grid position (an encoder with ``pos_embed: rope``); otherwise
-    position comes from the table the head adds to its input."""
+    position comes from the table the head adds to its input. ``config.locality``: attention starts local
+    (:class:`maskvid.models.locality.LocalityBias`)."""
 
     def __init__(self, config: DecoderConfig, out_dim: int, rope: bool = False):
         super().__init__()
@@ -43,12 +46,13 @@ class MAEDecoder(nn.Module):
         self.norm = nn.LayerNorm(c.width, eps=c.head_eps)
         self.head = nn.Linear(c.width, out_dim)
         self.apply(init_weights)
+        self.locality = LocalityBias(c.depth, c.heads, c.locality) if c.locality else None
 
     def forward(self, x: torch.Tensor, grid: tuple[int, int, int]) -> torch.Tensor:
         """``(B, N, width)`` full sequence → ``(B, N, out_dim)`` (every sample has all N tokens: no padding)."""
         layout = TokenLayout(grid)
-        for blk in self.blocks:
-            x = blk(x, layout)
+        for i, blk in enumerate(self.blocks):
+            x = blk(x, layout, self.locality(i, grid, x) if self.locality is not None else None)
         return self.head(self.norm(x))
 
 
