@@ -31,7 +31,7 @@ from maskvid.synth.encode import write_video
 from maskvid.synth.scenes import COLOURS, MOTIONS, SHAPES, Renderer, background_colours, distractor_sprite, main_sprite
 
 PRESETS = ("motion", "appearance")
-FORMAT_VERSION = 2  # 2: grain textures, speed_up/slow_down, the pool
+FORMAT_VERSION = 3  # 2: grain textures, speed_up/slow_down, the pool; 3: textures smooth at a patch's scale
 _SPLITS = {"train": 0, "val": 1, "pool": 2}
 
 

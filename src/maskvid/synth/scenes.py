@@ -5,12 +5,14 @@ periodic), so an object's position and angle in any single frame are uniform wha
 preset only the motion across frames decides the label, and every class shows itself in any two intervals of any
 clip (no class waits for an event at one moment of the video).
 
-Surfaces carry two textures: smooth sinusoids (one broad, one at about a 16-pixel patch) and a fixed *grain* —
-smoothed noise with a few pixels' correlation, attached to the world (the background, seen through the panning
-camera) or to the object (it turns and scales with it). The grain is what makes masked prediction a motion task:
-inside a hidden patch it cannot be guessed from the visible neighbours of the same frame, only fetched from where
-the camera or the object carried it in another frame — so neither the raw- nor the per-patch normalized-pixel loss
-is solved from static context.
+Surfaces carry two textures, both smooth at the scale of a 16-pixel patch (8 at the demo's 64 pixels): broad
+sinusoids (stripes on the objects) and a fixed *grain* — Gaussian-smoothed noise with a correlation of about a
+patch, attached to the world (the background, seen through the panning camera) or to the object (it turns and
+scales with it). Inside a hidden patch the grain is partly guessed from the visible neighbours of the same frame
+and the rest fetched from where the camera or the object carried it in another frame, so the per-patch normalized
+pixel loss trains from the first steps and is not solved from static context. Format 2 had pixel-fine grain and
+stripes of a few pixels: nothing inside a patch followed from its neighbours, and that loss stayed at its trivial
+value (docs/demo.md).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ MOTIONS = (
     "approach", "recede", "speed_up", "slow_down",
 )  # fmt: skip
 GRAIN_TILE = 64  # pixels (at size 128) of an object's grain tile, repeated
+GRAIN_CORRELATION = 15.0  # pixels at size 128: about one 16-pixel patch
 COLOURS = {"red": (220, 40, 40), "blue": (40, 80, 230), "yellow": (235, 200, 30), "green": (40, 180, 70)}
 
 
@@ -104,13 +107,13 @@ class Renderer:
         self.pan = pan
         ys, xs = np.mgrid[0:size, 0:size].astype(np.float32)
         self.xs, self.ys = xs, ys
-        # Integer wave numbers keep the texture periodic on the torus: one broad wave, one at ~patch scale.
+        # Integer wave numbers keep the texture periodic on the torus: two broad waves, of about 1 and 2 cycles.
         self.waves = [
             (rng.integers(-2, 3, 2), rng.uniform(0, 2 * np.pi), 0.3),
-            (_patch_wave(rng), rng.uniform(0, 2 * np.pi), 0.2),
+            (_second_wave(rng), rng.uniform(0, 2 * np.pi), 0.2),
         ]
         self.background_colours = background_colours
-        self.grain = grain(rng, size, 1.5 * size / 128)  # the world's, carried by the camera's pan
+        self.grain = grain(rng, size, GRAIN_CORRELATION * size / 128)  # the world's, carried by the camera's pan
         self.grain_amplitude = grain_amplitude
 
     def background(self, t: int) -> np.ndarray:
@@ -146,9 +149,9 @@ class Renderer:
         return np.clip(image + 0.5, 0, 255).astype(np.uint8)
 
 
-def _patch_wave(rng: np.random.Generator) -> np.ndarray:
+def _second_wave(rng: np.random.Generator) -> np.ndarray:
     angle = rng.uniform(0, np.pi)
-    k = rng.uniform(6, 9)  # 128/k ≈ 14–21 px periods at the default size
+    k = rng.uniform(1.5, 2.25)  # about two cycles across the frame: 57–85 px periods at the default size
     return np.round([k * np.cos(angle), k * np.sin(angle)]).astype(int)
 
 
@@ -162,12 +165,12 @@ def main_sprite(motion: str, rng: np.random.Generator, size: int, frames: int, s
         shape=shape,
         radius=rng.uniform(14, 20) * unit,
         colours=(np.asarray(colour, np.float32), _random_colour(rng, dark=True)),
-        stripe_period=rng.uniform(7, 11) * unit,
+        stripe_period=rng.uniform(28, 44) * unit,  # 2–3 patches
         start=rng.uniform(0, size, 2),
         velocity=np.zeros(2),
         start_angle=rng.uniform(0, 2 * np.pi),
         centre_frame=(frames - 1) / 2,
-        grain=grain(rng, round(GRAIN_TILE * unit), 1.2 * unit),
+        grain=grain(rng, round(GRAIN_TILE * unit), 0.8 * GRAIN_CORRELATION * unit),
     )
     if motion in direction:
         sprite.velocity = speed * np.asarray(direction[motion], float)
@@ -193,12 +196,12 @@ def distractor_sprite(rng: np.random.Generator, size: int) -> Sprite:
         shape=str(rng.choice(SHAPES)),
         radius=rng.uniform(6, 9) * unit,
         colours=(_random_colour(rng), _random_colour(rng, dark=True)),
-        stripe_period=rng.uniform(5, 8) * unit,
+        stripe_period=rng.uniform(20, 32) * unit,
         start=rng.uniform(0, size, 2),
         velocity=rng.uniform(0.3, 1.2) * unit * np.array([np.cos(heading), np.sin(heading)]),
         spin=np.deg2rad(rng.uniform(-4, 4)),
         start_angle=rng.uniform(0, 2 * np.pi),
-        grain=grain(rng, round(GRAIN_TILE * unit), 1.2 * unit),
+        grain=grain(rng, round(GRAIN_TILE * unit), 0.8 * GRAIN_CORRELATION * unit),
     )
 
 
