@@ -35,8 +35,8 @@ from maskvid.experiment import (
 )
 
 BUDGETS = {  # the issue asks ≤10 min and ≤2 min on 2 CPU cores; README has the times measured (both under)
-    "full": Budget(),  # pool 400, 16 labelled videos per class, 300 validation, 200 steps, 4 epochs, 3 seeds
-    "quick": Budget(pool=120, train_per_class=16, val_per_class=30, pretrain_steps=80, finetune_epochs=1, seeds=1),
+    "full": Budget(),  # pool 400, 16 labelled videos per class, 300 validation, 400 steps of 8, 4 epochs, 3 seeds
+    "quick": Budget(pool=120, train_per_class=16, val_per_class=30, pretrain_steps=160, finetune_epochs=1, seeds=1),
 }
 PIXELS = Arm("pixel MAE", {**TUBE, "target": {"name": "norm_pixels"}})
 MME = Arm("MME trajectory", TRAJECTORY)

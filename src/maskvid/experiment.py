@@ -24,7 +24,9 @@ from maskvid.config import FinetuneConfig, PretrainConfig, from_dict
 
 Say = Callable[[str], None]
 CLIP = {"num_frames": 8, "stride": 2, "size": 64, "flip": False}  # the motion preset is direction-sensitive
-MODEL = {"preset": "micro", "patch": [2, 8, 8]}
+# The decoder's attention starts local (models/locality.py): without it the micro MAE's loss sat on its trivial
+# value through the whole pretraining budget, and the probes of pixel MAE were random init's (docs/demo.md)
+MODEL = {"preset": "micro", "patch": [2, 8, 8], "decoder_locality": 2.0}
 TUBE = {"mask": {"strategy": "tube", "ratio": 0.75}}
 TRAJECTORY = {**TUBE, "target": {"name": "trajectory",  # MME's target, camera motion removed
                                  "options": {"k": 4, "length": 6, "flow_stride": 1, "camera": "klt"}}}
@@ -37,8 +39,8 @@ class Budget:
     pool: int = 400  # unlabelled pretraining videos
     train_per_class: int = 16  # labelled videos per class
     val_per_class: int = 30  # validation videos per class (10 classes: 300)
-    pretrain_steps: int = 200
-    batch_size: int = 16
+    pretrain_steps: int = 400  # of batch 8: the loss keeps falling with steps, not with bigger batches (docs/demo.md)
+    batch_size: int = 8
     finetune_epochs: int = 4
     seeds: int = 3
     frame_size: int = 64  # synthesized frame side

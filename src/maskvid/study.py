@@ -40,7 +40,8 @@ def _vimpac(strategy: str, ratio: float) -> dict:
             "mask": {"strategy": strategy, "ratio": ratio}, "model": TOKEN_MODEL, "target": None}
 
 
-MAM2_MODEL = {"stem": "frame", "patch": [1, 8, 8], "attention": "divided", "pos_embed": "separable"}
+MAM2_MODEL = {"stem": "frame", "patch": [1, 8, 8], "attention": "divided", "pos_embed": "separable",
+              "decoder_locality": None}  # MAM²'s decoders are its own
 MAM2_FINETUNE = {"data": {"stride": 4}, "model": MAM2_MODEL}  # MAM² Tab. 1b: stride 4
 
 
