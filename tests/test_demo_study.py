@@ -66,6 +66,7 @@ def test_demo_end_to_end_then_reuse(tmp_path):
     starts = [line for line in lines if line.startswith("…")]
     ends = [line for line in lines if line.startswith("✓")]
     assert len(starts) == len(ends) > 20 and "goals" in report["table"] and "NOT reached" in report["table"]
+    assert "what we measured and tried toward the goals not reached: docs/demo.md" in report["table"]
     assert not any("reused" in line for line in lines)
 
     lines.clear()  # a second run reuses the videos, and says so

@@ -140,6 +140,8 @@ def _table(r: dict, quick: bool) -> str:
                      f"std {g['std']:.3f})")
     if b["seeds"] < 2:
         lines.append("    (one seed has no spread to judge a goal by: the full demo runs 3 seeds)")
+    if not all(g["reached"] for g in r["goals"]):
+        lines.append("    what we measured and tried toward the goals not reached: docs/demo.md")
     lines += ["", *(f"  {name}: {path}" for name, path in r["pictures"].items()),
               f"  every figure: {os.path.join(os.path.dirname(r['pictures']['loss_curves']), 'demo.json')}",
               f"  total {r['total_seconds']:.0f} s"]
