@@ -5,10 +5,8 @@ within 100 steps with it and not without."""
 import pytest
 import torch
 
-from maskvid import targets
 from maskvid.config import load_config
-from maskvid.config.runs import encoder_config
-from maskvid.engine.optim import build_optimizer, no_decay_names
+from maskvid.engine.optim import no_decay_names
 from maskvid.errors import CheckpointError, ConfigError
 from maskvid.models import DecoderConfig, MAEDecoder
 from maskvid.models.locality import LocalityBias, grid_distances
@@ -54,44 +52,17 @@ def test_bad_values_and_the_methods_without_a_place_for_it_are_refused(tmp_path)
         to_hf(model, tmp_path / "hf")
 
 
-def _smooth_clips(batch: int, frames: int, size: int, generator: torch.Generator) -> torch.Tensor:
-    """Static Gaussian-smoothed noise, correlation ~2 patches: a masked patch is well predicted by its neighbours."""
-    noise = torch.randn(batch, 3, size, size, generator=generator)
-    k = torch.fft.fftfreq(size)
-    blur = torch.exp(-2 * (torch.pi * 8) ** 2 * (k[:, None] ** 2 + k[None, :] ** 2))
-    field = torch.fft.ifft2(torch.fft.fft2(noise) * blur).real
-    field = field / field.flatten(1).std(1)[:, None, None, None]
-    return (0.7 * field)[:, :, None].expand(batch, 3, frames, size, size).contiguous()
-
-
 @pytest.mark.parametrize("locality", [None, 2.0])
 def test_with_the_prior_the_micro_mae_leaves_the_trivial_loss_within_100_steps(locality):
-    from maskvid.methods.base import MaskedPrediction, PredictionHead
+    """``maskvid check-routing --content smooth``: static smoothed noise under tube masks, nothing to copy from
+    another frame, but a masked patch's neighbours predict much of it."""
+    from maskvid.routing_check import check_routing
 
     torch.set_num_threads(1)
     config = load_config(MICRO, [] if locality is None else [f"model.decoder_locality={locality}"])
-    encoder, m = encoder_config(config), config.model
-    decoder = DecoderConfig(width=m.decoder_width, depth=m.decoder_depth, heads=m.decoder_heads, eps=encoder.eps,
-                            head_eps=encoder.eps, locality=m.decoder_locality)
-    torch.manual_seed(0)
-    target = targets.build("norm_pixels", patch=encoder.patch)
-    method = MaskedPrediction(encoder, [PredictionHead("norm_pixels", encoder, decoder, target)])
-    optimizer = build_optimizer(method, config.optim, 1e-3)
-    g = torch.Generator().manual_seed(0)
-    t, h, w = encoder.grid
-    late = []
-    for step in range(100):
-        video = _smooth_clips(16, encoder.num_frames, encoder.size, g)
-        space = torch.rand(16, h * w, generator=g).argsort(1) < round(0.75 * h * w)  # tube masks 75%
-        loss = method(video, space[:, None, :].expand(16, t, h * w).reshape(16, -1)).loss
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        if step >= 80:
-            late.append(float(loss.detach()))
-    trivial = (2 * 64 - 1) / (2 * 64)  # predicting zero for a per-patch normalized 2×8×8 tubelet channel
-    mean = sum(late) / len(late)
+    report = check_routing(config, steps=100, lr=1e-3, log_every=20, content="smooth")
+    last = report.losses[-1][1]  # the mean over steps 81-100
     if locality is None:
-        assert mean > 0.98 * trivial  # the saddle: the plain decoder has not left it yet
+        assert last > 0.98 * report.trivial and report.left_at is None  # the saddle: not left yet
     else:
-        assert mean < 0.93 * trivial
+        assert last < 0.93 * report.trivial and report.left_at is not None

@@ -12,7 +12,7 @@ import torch
 from maskvid.cli import main
 from maskvid.config import load_config
 from maskvid.errors import ConfigError
-from maskvid.routing_check import check_routing, left_plateau, random_masks, texture_clips
+from maskvid.routing_check import check_routing, left_plateau, random_masks, smooth_clips, texture_clips, tube_masks
 from maskvid.targets import build as build_target
 
 CONFIG = "configs/pretrain/videomae_micro.yaml"
@@ -31,6 +31,17 @@ def test_every_temporal_slice_holds_the_answer_and_zero_scores_the_trivial_loss(
     torch.testing.assert_close(float(target.pow(2).mean()), 127 / 128, atol=1e-3, rtol=0)  # (n - 1) / n, n = 128
     masks = random_masks(5, 64, 0.75, g)
     assert masks.sum(1).tolist() == [48] * 5 and not torch.equal(masks[0], masks[1])
+
+
+def test_smooth_clips_are_static_and_smooth_and_tube_masks_hide_a_place_in_every_slice():
+    g = torch.Generator().manual_seed(0)
+    video = smooth_clips(2, 4, 32, 8.0, g)
+    assert video.shape == (2, 3, 4, 32, 32) and torch.equal(video[:, :, 0], video[:, :, 3])
+    frame = video[:, :, 0]
+    step = (frame[..., 1:] - frame[..., :-1]).std() / frame.std()
+    assert 0.6 < float(frame.std()) < 0.8 and step < 0.2  # neighbouring pixels nearly equal: smooth over a patch
+    masks = tube_masks(3, (2, 4, 4), 0.75, g).view(3, 2, 16)
+    assert torch.equal(masks[:, 0], masks[:, 1]) and masks[:, 0].sum(1).tolist() == [12] * 3
 
 
 def test_the_plateau_is_left_at_the_first_interval_below_nine_tenths_of_trivial():
@@ -55,5 +66,7 @@ def test_the_command_prints_json_and_refuses_a_token_stem(capsys):
                  "--batch", "2", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["steps"] == 2 and out["left_at"] is None and len(out["losses"]) == 1
+    with pytest.raises(ConfigError, match="content"):
+        check_routing(load_config(CONFIG, SMALL), steps=1, content="stripes")
     with pytest.raises(ConfigError, match="token"):
         check_routing(load_config("configs/pretrain/vimpac_micro.yaml", ["data.tokens=null"]), steps=1)

@@ -170,7 +170,7 @@ def cmd_check_routing(args: argparse.Namespace) -> int:
 
     show = None if args.json else (lambda step, loss: print(f"  step {step}: {loss:.4f}", file=sys.stderr))
     report = check_routing(_run_config(args), steps=args.steps, batch=args.batch, lr=args.lr, seed=args.seed,
-                           progress=show)
+                           progress=show, content=args.content)
     print(json.dumps(report.to_dict()) if args.json else routing_text(report))
     return 0
 

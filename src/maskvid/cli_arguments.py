@@ -74,6 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=400)
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--lr", type=float, default=None, help="constant lr (default: the config's optim.lr, else 1e-3)")
+    p.add_argument("--content", choices=("copy", "smooth"), default="copy",
+                   help="copy: identical frames, random masks (the answer is in another frame); smooth: static "
+                   "noise smoothed over a patch, tube masks (neighbours predict it: does the decoder use them?)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true")
 

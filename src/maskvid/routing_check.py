@@ -9,6 +9,11 @@ far below. A small MAE can sit at that trivial loss for hundreds of steps before
 (docs/demo.md, "the routing plateau"), and a pretraining that stops on the plateau learns only what each visible
 token holds by itself. This check trains a fresh model of the config's shape on such clips and reports the step
 where its loss leaves the plateau (or that it did not), in about a minute on one core for the micro model.
+
+``content="smooth"`` asks the other question a pretraining depends on: static clips of noise smoothed over about a
+patch, under tube masks, so nothing can be copied from another frame but a masked token's neighbours predict much
+of it. A plain decoder sat on the trivial loss there too (a saddle: its masked slots attend evenly and learn nothing
+from an even mix); ``model.decoder_locality`` leaves it within ~60 steps (docs/demo.md).
 """
 
 from __future__ import annotations
@@ -29,10 +34,12 @@ from maskvid.models import DecoderConfig
 
 LEFT = 0.9  # the plateau is left when the loss, averaged over a log interval, falls below this share of trivial
 MASK_RATIO = 0.75
+CONTENTS = ("copy", "smooth")
 
 
 @dataclass
 class RoutingReport:
+    content: str  # copy or smooth
     steps: int
     trivial: float  # the loss of predicting zero
     left_at: int | None  # the first log step whose interval mean is below LEFT · trivial; None: not left
@@ -52,6 +59,23 @@ def texture_clips(batch: int, frames: int, size: int, generator: torch.Generator
     return texture[:, :, None].expand(batch, 3, frames, size, size).contiguous()
 
 
+def smooth_clips(batch: int, frames: int, size: int, correlation: float, generator: torch.Generator) -> torch.Tensor:
+    """``(B, 3, T, H, W)``: every frame one noise field smoothed by a periodic Gaussian of ``correlation`` pixels."""
+    noise = torch.randn(batch, 3, size, size, generator=generator)
+    k = torch.fft.fftfreq(size)
+    blur = torch.exp(-2 * (torch.pi * correlation) ** 2 * (k[:, None] ** 2 + k[None, :] ** 2))
+    field = torch.fft.ifft2(torch.fft.fft2(noise) * blur).real
+    field = 0.7 * field / field.flatten(1).std(1)[:, None, None, None]
+    return field[:, :, None].expand(batch, 3, frames, size, size).contiguous()
+
+
+def tube_masks(batch: int, grid: tuple[int, int, int], ratio: float, generator: torch.Generator) -> torch.Tensor:
+    """``(B, N)`` bool: the same ``round(ratio · H'W')`` places masked in every temporal slice."""
+    t, h, w = grid
+    space = random_masks(batch, h * w, ratio, generator)
+    return space[:, None, :].expand(batch, t, h * w).reshape(batch, t * h * w)
+
+
 def random_masks(batch: int, tokens: int, ratio: float, generator: torch.Generator) -> torch.Tensor:
     """``(B, N)`` bool: ``round(ratio · N)`` tokens of each sample masked, chosen uniformly."""
     order = torch.rand(batch, tokens, generator=generator).argsort(1)
@@ -64,13 +88,16 @@ def left_plateau(losses: list[tuple[int, float]], trivial: float) -> int | None:
 
 
 def check_routing(config: PretrainConfig, steps: int = 400, batch: int = 16, lr: float | None = None, seed: int = 0,
-                  log_every: int = 25, progress=None) -> RoutingReport:
-    """Train a fresh MAE of ``config``'s encoder and decoder shape (normalized-pixel target, random masks 75%) on
-    identical-frame texture clips for ``steps`` steps at a constant ``lr`` (default: the config's ``optim.lr``,
-    else 1e-3) with the config's AdamW settings; ``progress(step, loss)`` is called at each log step."""
+                  log_every: int = 25, progress=None, content: str = "copy") -> RoutingReport:
+    """Train a fresh MAE of ``config``'s encoder and decoder shape (normalized-pixel target, masks 75%) for ``steps``
+    steps at a constant ``lr`` (default: the config's ``optim.lr``, else 1e-3) with the config's AdamW settings, on
+    ``content``: ``copy`` (identical-frame textures, random masks) or ``smooth`` (static noise smoothed over a patch,
+    tube masks); ``progress(step, loss)`` is called at each log step."""
     encoder = encoder_config(config)
     if encoder.stem == "token":
         raise ConfigError("model.stem", "the routing check feeds pixels; a token-stem encoder reads token ids")
+    if content not in CONTENTS:
+        raise ConfigError("check-routing", f"content {content!r} is not one of {CONTENTS}")
     if steps < 1 or batch < 1 or log_every < 1:
         raise ConfigError("check-routing", f"steps, batch and log_every must be >= 1; got {steps}, {batch}, "
                           f"{log_every}")
@@ -89,8 +116,12 @@ def check_routing(config: PretrainConfig, steps: int = 400, batch: int = 16, lr:
     losses, interval = [], []
     start = time.perf_counter()
     for step in range(1, steps + 1):
-        video = texture_clips(batch, encoder.num_frames, encoder.size, generator)
-        mask = random_masks(batch, t * h * w, MASK_RATIO, generator)
+        if content == "copy":
+            video = texture_clips(batch, encoder.num_frames, encoder.size, generator)
+            mask = random_masks(batch, t * h * w, MASK_RATIO, generator)
+        else:
+            video = smooth_clips(batch, encoder.num_frames, encoder.size, encoder.patch[1], generator)
+            mask = tube_masks(batch, encoder.grid, MASK_RATIO, generator)
         loss = method(video, mask).loss
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -101,13 +132,15 @@ def check_routing(config: PretrainConfig, steps: int = 400, batch: int = 16, lr:
             interval = []
             if progress is not None:
                 progress(*losses[-1])
-    return RoutingReport(steps=steps, trivial=trivial, left_at=left_plateau(losses, trivial), final=losses[-1][1],
-                         lr=lr, seconds=time.perf_counter() - start, losses=losses)
+    return RoutingReport(content=content, steps=steps, trivial=trivial, left_at=left_plateau(losses, trivial),
+                         final=losses[-1][1], lr=lr, seconds=time.perf_counter() - start, losses=losses)
 
 
 def routing_text(report: RoutingReport) -> str:
     where = (f"left the plateau by step {report.left_at}" if report.left_at is not None
              else f"still on the plateau after {report.steps} steps")
-    return (f"normalized-pixel loss on identical-frame clips (random masks {MASK_RATIO:.0%}, lr {report.lr:g}): "
+    clips = ("identical-frame clips (random masks" if report.content == "copy"
+             else "static smooth clips (tube masks")
+    return (f"normalized-pixel loss on {clips} {MASK_RATIO:.0%}, lr {report.lr:g}): "
             f"trivial {report.trivial:.3f}; {where}; last {report.final:.3f} ({report.seconds:.0f} s)\n  "
             + "  ".join(f"{step}:{loss:.3f}" for step, loss in report.losses))
