@@ -66,3 +66,13 @@ def test_with_the_prior_the_micro_mae_leaves_the_trivial_loss_within_100_steps(l
         assert last > 0.98 * report.trivial and report.left_at is None  # the saddle: not left yet
     else:
         assert last < 0.93 * report.trivial and report.left_at is not None
+
+
+def test_the_bias_follows_bf16_autocast():
+    """SDPA takes a float mask in the query's dtype: under autocast the bias must come along (CPU bf16 here)."""
+    torch.manual_seed(0)
+    decoder = MAEDecoder(DecoderConfig(width=32, depth=1, heads=2, locality=1.0), out_dim=5)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = decoder(torch.randn(2, 16, 32), (1, 4, 4))
+    out.float().square().mean().backward()
+    assert out.dtype == torch.bfloat16 and decoder.locality.slopes.grad.abs().sum() > 0
