@@ -13,7 +13,7 @@ where its loss leaves the plateau (or that it did not), in about a minute on one
 ``content="smooth"`` asks the other question a pretraining depends on: static clips of noise smoothed over about a
 patch, under tube masks, so nothing can be copied from another frame but a masked token's neighbours predict much
 of it. A plain decoder sat on the trivial loss there too (a saddle: its masked slots attend evenly and learn nothing
-from an even mix); ``model.decoder_locality`` leaves it within ~60 steps (docs/demo.md).
+from an even mix); ``model.decoder_locality`` leaves it by ~100 steps (docs/demo.md).
 """
 
 from __future__ import annotations
