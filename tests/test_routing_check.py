@@ -12,7 +12,8 @@ import torch
 from maskvid.cli import main
 from maskvid.config import load_config
 from maskvid.errors import ConfigError
-from maskvid.routing_check import check_routing, left_plateau, random_masks, smooth_clips, texture_clips, tube_masks
+from maskvid.masking.standard import RandomMask, TubeMask
+from maskvid.routing_check import batch_masks, check_routing, left_plateau, smooth_clips, texture_clips
 from maskvid.targets import build as build_target
 
 CONFIG = "configs/pretrain/videomae_micro.yaml"
@@ -29,7 +30,7 @@ def test_every_temporal_slice_holds_the_answer_and_zero_scores_the_trivial_loss(
     slices = target.view(3, 4, 16, -1)
     torch.testing.assert_close(slices[:, 0], slices[:, 3])  # a masked token's answer is visible elsewhere
     torch.testing.assert_close(float(target.pow(2).mean()), 127 / 128, atol=1e-3, rtol=0)  # (n - 1) / n, n = 128
-    masks = random_masks(5, 64, 0.75, g)
+    masks = batch_masks(RandomMask(0.75), 5, (1, 8, 8), g)
     assert masks.sum(1).tolist() == [48] * 5 and not torch.equal(masks[0], masks[1])
 
 
@@ -40,7 +41,7 @@ def test_smooth_clips_are_static_and_smooth_and_tube_masks_hide_a_place_in_every
     frame = video[:, :, 0]
     step = (frame[..., 1:] - frame[..., :-1]).std() / frame.std()
     assert 0.6 < float(frame.std()) < 0.8 and step < 0.2  # neighbouring pixels nearly equal: smooth over a patch
-    masks = tube_masks(3, (2, 4, 4), 0.75, g).view(3, 2, 16)
+    masks = batch_masks(TubeMask(0.75), 3, (2, 4, 4), g).view(3, 2, 16)
     assert torch.equal(masks[:, 0], masks[:, 1]) and masks[:, 0].sum(1).tolist() == [12] * 3
 
 

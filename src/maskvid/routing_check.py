@@ -29,6 +29,8 @@ from maskvid.config import PretrainConfig
 from maskvid.config.runs import encoder_config
 from maskvid.engine.optim import build_optimizer
 from maskvid.errors import ConfigError
+from maskvid.masking.base import MaskStrategy
+from maskvid.masking.standard import RandomMask, TubeMask
 from maskvid.methods.base import MaskedPrediction, PredictionHead
 from maskvid.models import DecoderConfig
 
@@ -69,17 +71,10 @@ def smooth_clips(batch: int, frames: int, size: int, correlation: float, generat
     return field[:, :, None].expand(batch, 3, frames, size, size).contiguous()
 
 
-def tube_masks(batch: int, grid: tuple[int, int, int], ratio: float, generator: torch.Generator) -> torch.Tensor:
-    """``(B, N)`` bool: the same ``round(ratio · H'W')`` places masked in every temporal slice."""
-    t, h, w = grid
-    space = random_masks(batch, h * w, ratio, generator)
-    return space[:, None, :].expand(batch, t, h * w).reshape(batch, t * h * w)
-
-
-def random_masks(batch: int, tokens: int, ratio: float, generator: torch.Generator) -> torch.Tensor:
-    """``(B, N)`` bool: ``round(ratio · N)`` tokens of each sample masked, chosen uniformly."""
-    order = torch.rand(batch, tokens, generator=generator).argsort(1)
-    return order < round(ratio * tokens)
+def batch_masks(strategy: MaskStrategy, batch: int, grid: tuple[int, int, int],
+                generator: torch.Generator) -> torch.Tensor:
+    """``(B, N)`` bool: one mask of ``strategy`` (the pretraining masks of :mod:`maskvid.masking`) per sample."""
+    return torch.stack([strategy(grid, generator).flatten() for _ in range(batch)])
 
 
 def left_plateau(losses: list[tuple[int, float]], trivial: float) -> int | None:
@@ -110,7 +105,7 @@ def check_routing(config: PretrainConfig, steps: int = 400, batch: int = 16, lr:
     lr = lr if lr is not None else config.optim.lr if config.optim.lr is not None else 1e-3
     optimizer = build_optimizer(method, config.optim, lr)
     generator = torch.Generator().manual_seed(seed)
-    t, h, w = encoder.grid
+    strategy = RandomMask(MASK_RATIO) if content == "copy" else TubeMask(MASK_RATIO)
     pixels = encoder.patch[0] * encoder.patch[1] * encoder.patch[2]
     trivial = (pixels - 1) / pixels
     losses, interval = [], []
@@ -118,10 +113,9 @@ def check_routing(config: PretrainConfig, steps: int = 400, batch: int = 16, lr:
     for step in range(1, steps + 1):
         if content == "copy":
             video = texture_clips(batch, encoder.num_frames, encoder.size, generator)
-            mask = random_masks(batch, t * h * w, MASK_RATIO, generator)
         else:
             video = smooth_clips(batch, encoder.num_frames, encoder.size, encoder.patch[1], generator)
-            mask = tube_masks(batch, encoder.grid, MASK_RATIO, generator)
+        mask = batch_masks(strategy, batch, encoder.grid, generator)
         loss = method(video, mask).loss
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
