@@ -18,12 +18,13 @@ import functools
 import torch
 from torch import nn
 
+from maskvid.models.tokens import grid_positions
+
 
 @functools.lru_cache(maxsize=16)
 def grid_distances(grid: tuple[int, int, int], device: torch.device) -> torch.Tensor:
     """``(N, N, 3)`` offsets |Δt|, |Δh|, |Δw| between every pair of tokens of ``grid`` in ``(t h w)`` order."""
-    axes = torch.meshgrid(*(torch.arange(n, device=device) for n in grid), indexing="ij")
-    position = torch.stack([a.flatten() for a in axes], -1).float()  # (N, 3)
+    position = grid_positions(grid).float().to(device)  # (N, 3)
     return (position[:, None] - position[None]).abs()
 
 

@@ -17,6 +17,8 @@ import functools
 
 import torch
 
+from maskvid.models.tokens import grid_positions
+
 ROPE_BASE = 100.0  # grids are tens of tokens a side, not thousands of text positions: 1 to ~1/base rad a token
 
 
@@ -31,11 +33,11 @@ def axis_pairs(head_dim: int) -> tuple[int, int, int]:
 @functools.lru_cache(maxsize=32)
 def _angles(grid: tuple[int, int, int], head_dim: int, base: float, device: torch.device) -> torch.Tensor:
     """``(N, head_dim/2)`` rotation angle of every pair at every grid position (``(t h w)`` order)."""
-    coords = torch.meshgrid(*(torch.arange(g, dtype=torch.float64) for g in grid), indexing="ij")
+    coords = grid_positions(grid).double()  # (N, 3)
     parts = []
-    for coord, n in zip(coords, axis_pairs(head_dim), strict=True):
+    for axis, n in enumerate(axis_pairs(head_dim)):
         frequency = base ** (-torch.arange(n, dtype=torch.float64) / max(n, 1))
-        parts.append(coord.reshape(-1, 1) * frequency)
+        parts.append(coords[:, axis, None] * frequency)
     return torch.cat(parts, 1).float().to(device)
 
 

@@ -54,3 +54,9 @@ def token_grid(patch: tuple[int, int, int], frames: int, height: int, width: int
     if frames % t or height % p or width % q:
         raise ConfigError("model.patch", f"tubelet {tuple(patch)} does not divide a {frames}x{height}x{width} clip")
     return frames // t, height // p, width // q
+
+
+def grid_positions(grid: tuple[int, int, int]) -> torch.Tensor:
+    """``(N, 3)`` int64 ``(t, h, w)`` index of every token of ``grid``, in the ``(t h w)`` order tokens are kept."""
+    axes = torch.meshgrid(*(torch.arange(n) for n in grid), indexing="ij")
+    return torch.stack([a.flatten() for a in axes], -1)
