@@ -116,6 +116,26 @@ def test_speed_classes_show_in_any_two_intervals_of_any_clip(motion):
         assert (ratios > 1.05).all() if motion == "speed_up" else (ratios < 1 / 1.05).all()
 
 
+def test_the_motion_preset_moves_at_its_pace_and_the_appearance_preset_at_format_3s(monkeypatch):
+    """Format 4: the motion preset's objects move, turn and grow MOTION_PACE times as fast as format 3's, from the
+    same random draws; the appearance preset, where motion is a nuisance, keeps format 3's pace."""
+    import maskvid.synth.benchmark as benchmark
+    from maskvid.synth.scenes import main_sprite
+
+    colour = (200, 40, 40)
+    for motion, part in (("move_up", lambda s: s.velocity), ("rotate_cw", lambda s: s.spin),
+                         ("approach", lambda s: s.growth), ("speed_up", lambda s: s.velocity)):
+        slow = main_sprite(motion, np.random.default_rng(3), 128, 40, "circle", colour)
+        fast = main_sprite(motion, np.random.default_rng(3), 128, 40, "circle", colour, pace=2.0)
+        assert np.any(part(slow) != 0)
+        np.testing.assert_allclose(part(fast), 2.0 * np.asarray(part(slow)))
+    paces = []
+    monkeypatch.setattr(benchmark, "main_sprite", lambda *a: paces.append(a[-1]) or main_sprite(*a))
+    for preset in ("motion", "appearance"):
+        render_video(SynthConfig(preset=preset, size=32, frames=8), 0, np.random.default_rng(0))
+    assert paces == [benchmark.MOTION_PACE, 1.0] and benchmark.MOTION_PACE == 2.0
+
+
 def test_grain_moves_with_the_world_and_is_smooth_at_a_patch_scale():
     """The background's grain is carried by the camera's pan: frame t+1 is frame t shifted by the pan. Its texture
     varies over about a patch, not a pixel (format 2's pixel-fine grain left nothing inside a patch for its

@@ -155,11 +155,13 @@ def _second_wave(rng: np.random.Generator) -> np.ndarray:
     return np.round([k * np.cos(angle), k * np.sin(angle)]).astype(int)
 
 
-def main_sprite(motion: str, rng: np.random.Generator, size: int, frames: int, shape: str, colour) -> Sprite:
+def main_sprite(motion: str, rng: np.random.Generator, size: int, frames: int, shape: str, colour,
+                pace: float = 1.0) -> Sprite:
     """The labelled object; its motion class sets velocity, spin, growth or speed change, everything else is
-    random (drawn before the class is looked at, so that two classes of one seed share them)."""
+    random (drawn before the class is looked at, so that two classes of one seed share them). ``pace`` multiplies
+    the speed, spin and growth (the same random draws: a clip of pace 2 moves twice as far as one of pace 1)."""
     unit = size / 128
-    speed = rng.uniform(1.2, 2.4) * unit
+    speed = rng.uniform(1.2, 2.4) * unit * pace
     direction = {"move_right": (1, 0), "move_left": (-1, 0), "move_up": (0, -1), "move_down": (0, 1)}
     sprite = Sprite(
         shape=shape,
@@ -175,9 +177,9 @@ def main_sprite(motion: str, rng: np.random.Generator, size: int, frames: int, s
     if motion in direction:
         sprite.velocity = speed * np.asarray(direction[motion], float)
     elif motion in ("rotate_cw", "rotate_ccw"):
-        sprite.spin = np.deg2rad(rng.uniform(4, 8)) * (1 if motion == "rotate_cw" else -1)
+        sprite.spin = np.deg2rad(rng.uniform(4, 8)) * pace * (1 if motion == "rotate_cw" else -1)
     elif motion in ("approach", "recede"):
-        sprite.growth = np.log(rng.uniform(1.8, 2.4)) / frames * (1 if motion == "approach" else -1)
+        sprite.growth = np.log(rng.uniform(1.8, 2.4)) * pace / frames * (1 if motion == "approach" else -1)
         sprite.radius *= float(np.exp(rng.uniform(-0.2, 0.2)))
     elif motion in ("speed_up", "slow_down"):  # speed × 1.05–1.07 per frame: ×2.2–3.1 over a 16-frame span
         heading = rng.uniform(0, 2 * np.pi)
