@@ -54,19 +54,26 @@ def integral_hog(gray: np.ndarray, box: Box, flip: bool, size: int, bins: int) -
         image = np.ascontiguousarray(image[:, ::-1])
     dx = cv2.Sobel(image, cv2.CV_32F, 1, 0, ksize=3, borderType=cv2.BORDER_REFLECT_101)
     dy = cv2.Sobel(image, cv2.CV_32F, 0, 1, ksize=3, borderType=cv2.BORDER_REFLECT_101)
-    magnitude = cv2.magnitude(dx, dy)
-    # unsigned orientation, a linear vote into the two nearest bins (as the HOG target)
+    return cv2.integral(orientation_votes(dx, dy, bins).reshape(size, size, bins), sdepth=cv2.CV_64F)
+
+
+def orientation_votes(dx: np.ndarray, dy: np.ndarray, bins: int) -> np.ndarray:
+    """``(H·W, bins)`` float32: each pixel's gradient magnitude voted linearly into the two nearest of ``bins``
+    unsigned-orientation bins (as the HOG target). Plain IEEE operations, so the same gradients give the same bits
+    on every call: ``cv2.magnitude`` did not (from one call to the next the last bit of some pixels changed), and
+    two runs of one MME seed trained apart (``tests/test_mme.py``)."""
+    magnitude = np.sqrt(dx * dx + dy * dy)  # each operation rounded once, as IEEE says, in any lane
     position = (np.arctan2(dy, dx) % np.pi) * (bins / np.pi)
     floor = np.floor(position)
     low = floor.astype(np.int32) % bins
     high = low + 1
     high[high == bins] = 0
     upper = (magnitude * (position - floor)).ravel()
-    votes = np.zeros((size * size, bins), np.float32)
-    pixels = np.arange(size * size)
+    votes = np.zeros((magnitude.size, bins), np.float32)
+    pixels = np.arange(magnitude.size)
     votes[pixels, low.ravel()] = magnitude.ravel() - upper
     votes[pixels, high.ravel()] += upper
-    return cv2.integral(votes.reshape(size, size, bins), sdepth=cv2.CV_64F)
+    return votes
 
 
 def window_histograms(integral: np.ndarray, positions: np.ndarray, cell: int) -> np.ndarray:
