@@ -35,7 +35,7 @@ PRESETS = ("motion", "appearance")
 FORMAT_VERSION = 4
 # The motion preset's objects move twice as fast as format 3's (1.2–2.4 px/frame at size 128, 4–8°/frame, ×1.8–2.4
 # over the video). At format 3's pace a probe of an MME encoder read the 4 directions only after ~3,000 steps of 8,
-# at this one after ~800 (docs/demo.md). In the appearance preset motion is a nuisance: it keeps format 3's pace.
+# at this one after ~800–1,200 (docs/demo.md). In the appearance preset motion is a nuisance: it keeps format 3's pace.
 MOTION_PACE = 2.0
 _SPLITS = {"train": 0, "val": 1, "pool": 2}
 
