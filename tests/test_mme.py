@@ -3,6 +3,7 @@ track against the HOG target), the trajectory target's options, the dataset path
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -170,8 +171,9 @@ def test_trajectory_target_normalizes_each_part_over_the_patch_and_leaves_invali
 def test_trajectory_target_options_without_shape_merged_and_unnormalized():
     traj, valid = trajectory_batch()
     bare = targets.build("trajectory", shape=False, patch_norm=False)
-    assert bare.dim == 48
-    torch.testing.assert_close(bare(traj, valid), traj[..., :2].flatten(2))
+    assert bare.dim == 48 and bare.spec.channels == 2  # the worker is not asked for the HOG it would drop
+    torch.testing.assert_close(bare(traj[..., :2], valid), traj[..., :2].flatten(2))
+    torch.testing.assert_close(bare(traj, valid), traj[..., :2].flatten(2))  # full features: the HOG is dropped
     mean = targets.build("trajectory", merge="mean", patch_norm=False)
     merged = traj.mean(2)  # (B, N, L, 11): the position part comes first, then the shape part
     expected = torch.cat([merged[..., :2].flatten(2), merged[..., 2:].flatten(2)], -1)
@@ -204,6 +206,10 @@ def test_the_dataset_tracks_the_raw_frames_between_sampled_ones(moving_square):
     frames = dict(zip(raw, decode_clip(moving_square, raw).frames.numpy(), strict=True))
     expected, _ = clip_trajectories(frames, starts, spec, (0, 0, 128, 128), False, 128, 16)
     torch.testing.assert_close(sample["trajectory"], expected)
+    # a position-only spec skips the HOG and gives the same Δp
+    positions, _ = clip_trajectories(frames, starts, dataclasses.replace(spec, hog=False), (0, 0, 128, 128), False,
+                                     128, 16)
+    torch.testing.assert_close(positions, expected[..., :2])
 
 
 def _first_frame_index(dataset: VideoDataset) -> int:

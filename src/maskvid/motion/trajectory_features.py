@@ -43,7 +43,8 @@ class TrajectorySpec:
     """What the worker computes: ``k`` points per patch (a square number), ``length`` tracked raw frames (MME: 6;
     Tab. 7a tries 4 and 8), raw frames ``flow_stride`` apart (1: interpolation; the input stride: none),
     ``camera`` removal with ``klt``, ``orb`` or ``sift`` matches (None: off), flow ``method`` (``dis``,
-    ``farneback``, ``raft_small``/``raft_large`` from ``raft_weights``), ``preset``, ``bound``, HOG ``bins``."""
+    ``farneback``, ``raft_small``/``raft_large`` from ``raft_weights``), ``preset``, ``bound``, HOG ``bins``;
+    ``hog=False`` leaves the HOG out (a position-only target, Tab. 5 "w/o shape": ~40% of the worker's time)."""
 
     k: int = 4
     length: int = 6
@@ -54,6 +55,7 @@ class TrajectorySpec:
     bound: float = FLOW_BOUND
     bins: int = 9
     raft_weights: str | None = None
+    hog: bool = True
 
     def __post_init__(self):
         side = math.isqrt(self.k) if isinstance(self.k, int) and self.k > 0 else 0
@@ -71,12 +73,14 @@ class TrajectorySpec:
             raise ConfigError("target.flow_preset", f"{self.preset!r} not in {tuple(PRESETS)}")
         if not self.bound > 0:
             raise ConfigError("target.bound", f"must be > 0, got {self.bound}")
+        if not isinstance(self.hog, bool):
+            raise ConfigError("target.shape", f"must be true or false, got {self.hog!r}")
         check_raft_weights(self.method, self.raft_weights)
 
     @property
     def channels(self) -> int:
-        """Entries per point and step: Δx, Δy, then the HOG bins."""
-        return 2 + self.bins
+        """Entries per point and step: Δx, Δy, then the HOG bins (if made)."""
+        return 2 + (self.bins if self.hog else 0)
 
     def raw_frames(self, start: int) -> list[int]:
         """The raw frames a trajectory starting at ``start`` is tracked through (``length + 1`` of them)."""
@@ -112,7 +116,7 @@ def clip_trajectories(frames: Mapping[int, np.ndarray], starts: list[int], spec:
             flip: whether the clip is mirrored; size: the model's input side; patch: its spatial patch.
         flows: ``(a, b)`` raw frame pair → :func:`pair_flow` from a cache; pairs it lacks are computed here.
     Returns:
-        ``(T'·H'·W', K, L, 2 + bins)`` float32 (tokens in ``(t h w)`` order, the K points of a patch row-major)
+        ``(T'·H'·W', K, L, spec.channels)`` float32 (tokens in ``(t h w)`` order, the K points of a patch row-major)
         and ``(T'·H'·W', K)`` bool validity.
     """
     if size % patch:
@@ -146,12 +150,14 @@ def clip_trajectories(frames: Mapping[int, np.ndarray], starts: list[int], spec:
         deltas = track.deltas * torch.tensor([size / box[3], size / box[2]])  # (L, P, 2) in input pixels
         if flip:
             deltas[..., 0] = -deltas[..., 0]
-        hog = []
-        for j, index in enumerate(raw[:-1]):
-            if index not in histograms:
-                histograms[index] = integral_hog(gray[index], box, flip, size, spec.bins)
-            hog.append(window_histograms(histograms[index], positions[j].numpy(), cell))
-        per_point = torch.cat([deltas, torch.from_numpy(np.stack(hog))], -1)  # (L, P, 2 + bins)
+        per_point = deltas  # (L, P, 2), then (L, P, 2 + bins) with the HOG read along the trajectory
+        if spec.hog:
+            hog = []
+            for j, index in enumerate(raw[:-1]):
+                if index not in histograms:
+                    histograms[index] = integral_hog(gray[index], box, flip, size, spec.bins)
+                hog.append(window_histograms(histograms[index], positions[j].numpy(), cell))
+            per_point = torch.cat([deltas, torch.from_numpy(np.stack(hog))], -1)
         features.append(per_point.permute(1, 0, 2).reshape(-1, spec.k, spec.length, spec.channels))
         valid.append(track.valid.reshape(-1, spec.k))
     return torch.cat(features), torch.cat(valid)

@@ -59,7 +59,7 @@ class Trajectory(Target):
             if not isinstance(getattr(self, key), bool):
                 raise ConfigError(f"target.{key}", f"must be true or false, got {getattr(self, key)!r}")
         self.spec = TrajectorySpec(self.k, self.length, self.flow_stride, self.camera, self.flow, self.flow_preset,
-                                   bins=self.bins, raft_weights=self.raft_weights)
+                                   bins=self.bins, raft_weights=self.raft_weights, hog=self.shape)
         if self.patch[1] % math.isqrt(self.k) or self.patch[1] != self.patch[2]:
             raise ConfigError("target.k", f"{self.k} points do not split a {self.patch[1]}×{self.patch[2]} patch "
                               "evenly (trajectories need square patches)")
@@ -70,14 +70,16 @@ class Trajectory(Target):
         return (1 if self.merge else self.k) * self.length * per_step
 
     def _checked(self, trajectory: torch.Tensor, trajectory_valid: torch.Tensor):
-        expected = (self.k, self.length, self.spec.channels)
-        if trajectory.dim() != 5 or tuple(trajectory.shape[2:]) != expected:
+        # without shape the worker makes Δp alone; full features (from another spec) have their HOG dropped
+        accepted = {(self.k, self.length, c) for c in (self.spec.channels, 2 + self.bins)}
+        if trajectory.dim() != 5 or tuple(trajectory.shape[2:]) not in accepted:
+            expected = (self.k, self.length, self.spec.channels)
             raise InputError("trajectory", f"expected (B, N, {', '.join(map(str, expected))}), got "
                              f"{tuple(trajectory.shape)}")
         if tuple(trajectory_valid.shape) != tuple(trajectory.shape[:3]) or trajectory_valid.dtype != torch.bool:
             raise InputError("trajectory_valid", f"expected bool {tuple(trajectory.shape[:3])}, got "
                              f"{trajectory_valid.dtype} {tuple(trajectory_valid.shape)}")
-        values = trajectory.float() if self.shape else trajectory[..., :2].float()
+        values = trajectory[..., : self.spec.channels].float()
         return self._merged(values, trajectory_valid) if self.merge else (values, trajectory_valid)
 
     def _merged(self, values: torch.Tensor, valid: torch.Tensor):
