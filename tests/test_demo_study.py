@@ -46,6 +46,22 @@ def test_every_study_arm_builds_valid_configs(name, tmp_path):
         assert config.train.epochs == TINY.finetune_epochs
 
 
+def test_the_demo_pretrains_mme_on_the_position_part_with_random_masks_and_motion_longer(tmp_path):
+    from maskvid.demo import ARMS, BUDGETS, MME, PIXELS
+    from maskvid.recipes import build_method
+
+    full = BUDGETS["full"]
+    assert (full["motion"].pretrain_steps, full["appearance"].pretrain_steps) == (800, 400)
+    bench = Benchmark(str(tmp_path), "motion", reused=False, seconds=0.0)
+    mme = pretrain_config(bench, MME, 0, full["motion"], str(tmp_path / "p"), workers=0, progress=False)
+    assert (mme.optim.lr, mme.train.max_steps, mme.mask.strategy, mme.mask.ratio) == (4e-4, 800, "random", 0.75)
+    target = build_method(mme).heads[0].target
+    assert (target.shape, target.patch_norm, target.spec.hog, target.dim) == (False, False, False, 4 * 6 * 2)
+    pixels = pretrain_config(bench, PIXELS, 0, full["appearance"], str(tmp_path / "q"), workers=0, progress=False)
+    assert (pixels.optim.lr, pixels.train.max_steps, pixels.mask.strategy) == (4e-4, 400, "tube")
+    assert MME in ARMS["motion"] and MME not in ARMS["appearance"]
+
+
 @pytest.mark.slow
 def test_demo_end_to_end_then_reuse(tmp_path):
     from maskvid.demo import run_demo

@@ -5,7 +5,8 @@ on a small labelled set by a frozen-encoder linear probe and by full fine-tuning
 validated on 300 videos, mean ± std over seeds:
 
 * ``motion`` preset (the label is the main object's motion): random init vs pixel-target MAE vs MME's trajectory
-  target — MME's claim is that reconstructing appearance ignores motion, and predicting trajectories does not;
+  target (its position part, under random masks) — MME's claim is that reconstructing appearance ignores motion,
+  and predicting trajectories does not;
 * ``appearance`` preset (colour and shape decide): random init vs pixel-target MAE.
 
 It prints a line as each stage starts and ends, then the table and whether each goal was reached; it writes a loss
@@ -18,6 +19,7 @@ import json
 import os
 import shutil
 import time
+from dataclasses import replace
 
 from maskvid.experiment import (
     TRAJECTORY,
@@ -29,17 +31,26 @@ from maskvid.experiment import (
     beats,
     cell,
     mean_std,
+    merged,
     run_arm,
     stage,
     start_session,
 )
 
-BUDGETS = {  # the issue asks ≤10 min and ≤2 min on 2 CPU cores; README has the times measured (both under)
-    "full": Budget(),  # pool 400, 16 labelled videos per class, 300 validation, 400 steps of 8, 4 epochs, 3 seeds
-    "quick": Budget(pool=120, train_per_class=16, val_per_class=30, pretrain_steps=160, finetune_epochs=1, seeds=1),
-}
+# The issue asks ≤10 min and ≤2 min on 2 CPU cores; README has the times measured (both under). Motion gets twice
+# the steps: MME's probe left random init's only after ~800 steps of 8; appearance is learned within 400. Pretraining
+# runs at lr 4e-4 (the studies' 1.5e-3 kept MME's loss on the value of predicting no motion longer; docs/demo.md).
+_FULL = Budget(pretrain_lr=4e-4)  # pool 400, 16 labelled videos per class, 300 validation, 4 epochs, 3 seeds
+_QUICK = Budget(pool=120, train_per_class=16, val_per_class=30, pretrain_steps=160, pretrain_lr=4e-4,
+                finetune_epochs=1, seeds=1)
+BUDGETS = {"full": {"motion": replace(_FULL, pretrain_steps=800), "appearance": _FULL},
+           "quick": {"motion": _QUICK, "appearance": _QUICK}}
 PIXELS = Arm("pixel MAE", {**TUBE, "target": {"name": "norm_pixels"}})
-MME = Arm("MME trajectory", TRAJECTORY)
+# MME's trajectory target as the demo pretrains it: the position part alone (Tab. 5 "w/o shape"; Tab. 7b "w/o
+# patch norm") under random 75% masks. Within the demo's budget the paper's default — HOG and patch norm, under
+# tube masks — stays at the loss of predicting no motion, and one seed in three of tube masks learned late.
+MME = Arm("MME trajectory", merged(TRAJECTORY, {"mask": {"strategy": "random", "ratio": 0.75},
+                                                "target": {"options": {"shape": False, "patch_norm": False}}}))
 RANDOM = Arm("random init")
 ARMS = {"motion": (RANDOM, PIXELS, MME), "appearance": (RANDOM, PIXELS)}
 GOALS = (  # (preset, winner, loser): the winner's probe should beat the loser's by more than 2 std of the seeds
@@ -49,14 +60,16 @@ GOALS = (  # (preset, winner, loser): the winner's probe should beat the loser's
 def run_demo(cache_dir: str, quick: bool = False, workers: int = 1, say: Say | None = None,
              progress: bool | None = None, budget: Budget | None = None) -> dict:
     """Run the demo under ``cache_dir`` (the synthesized videos are kept there and reused); returns the report that
-    ``--json`` prints. ``budget`` overrides the quick/full one (tests use a tiny one)."""
-    budget = budget or BUDGETS["quick" if quick else "full"]
+    ``--json`` prints. ``budget`` replaces the quick/full ones for every preset (tests use a tiny one)."""
+    budgets = {preset: budget for preset in ARMS} if budget else BUDGETS["quick" if quick else "full"]
     say, progress = start_session(workers, say, progress)
     start = time.perf_counter()
     runs = os.path.join(cache_dir, "runs-quick" if quick else "runs")
     shutil.rmtree(runs, ignore_errors=True)
-    report: dict = {"budget": budget.__dict__, "benchmarks": {}, "runs": [], "results": {}}
+    report: dict = {"budget": {p: b.__dict__ for p, b in budgets.items()}, "benchmarks": {}, "runs": [],
+                    "results": {}}
     for preset, arms in ARMS.items():
+        budget = budgets[preset]
         bench = Benchmark.prepare(cache_dir, preset, budget, say, workers=max(2, workers), progress=progress)
         report["benchmarks"][preset] = {"root": bench.root, "reused": bench.reused, "seconds": bench.seconds}
         with stage(say, f"decode the {preset} probe clips (once for every encoder)"):
@@ -122,12 +135,17 @@ def _pictures(report: dict, runs: str) -> dict:
 
 
 def _table(r: dict, quick: bool) -> str:
-    b = r["budget"]
+    b = r["budget"]["motion"]
+    steps = {p: x["pretrain_steps"] for p, x in r["budget"].items()}
+    per_preset = ", ".join(f"{p} {n}" for p, n in steps.items()) if len(set(steps.values())) > 1 else steps["motion"]
     lines = [
         f"maskvid demo{' --quick' if quick else ''}: pretrain a micro ViT on {b['pool']} unlabelled videos "
-        f"({b['pretrain_steps']} steps), then judge it on {b['train_per_class']} labelled videos per class",
-        f"  top-1 on {10 * b['val_per_class']} validation videos (chance 0.100), mean ± std over {b['seeds']} "
-        f"seed(s); probe: frozen encoder + logistic regression; fine-tune: {b['finetune_epochs']} epochs",
+        f"({per_preset} steps of {b['batch_size']}, lr {b['pretrain_lr']:g}),",
+        f"  then judge it on {b['train_per_class']} labelled videos per class; top-1 on {10 * b['val_per_class']} "
+        "validation videos (chance 0.100),",
+        f"  mean ± std over {b['seeds']} seed(s); probe: frozen encoder + logistic regression; fine-tune: "
+        f"{b['finetune_epochs']} epochs;",
+        "  MME: the trajectory's position part, under random 75% masks",
     ]
     for preset, table in r["results"].items():
         reused = " (videos reused)" if r["benchmarks"][preset]["reused"] else ""

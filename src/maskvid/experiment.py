@@ -41,6 +41,7 @@ class Budget:
     val_per_class: int = 30  # validation videos per class (10 classes: 300)
     pretrain_steps: int = 400  # of batch 8: the loss keeps falling with steps, not with bigger batches (docs/demo.md)
     batch_size: int = 8
+    pretrain_lr: float = 1.5e-3  # AdamW peak, cosine after a warmup of steps/15 (the demo pretrains at 4e-4)
     finetune_epochs: int = 4
     seeds: int = 3
     frame_size: int = 64  # synthesized frame side
@@ -183,7 +184,7 @@ def pretrain_config(bench: Benchmark, arm: Arm, seed: int, budget: Budget, out: 
         "mask": {"strategy": "tube", "ratio": 0.75},
         "target": {"name": "pixels"},
         "model": {**MODEL, "decoder_width": 64, "decoder_depth": 1, "decoder_heads": 2},
-        "optim": {"lr": 1.5e-3, "warmup_steps": max(1, steps // 15)},
+        "optim": {"lr": budget.pretrain_lr, "warmup_steps": max(1, steps // 15)},
         "train": {"epochs": 10_000, "max_steps": steps, "schedule_steps": steps, "batch_size": budget.batch_size,
                   "num_workers": workers, "checkpoint_every": steps, "log_every": 10, "progress": progress},
     }

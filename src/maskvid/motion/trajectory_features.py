@@ -44,7 +44,8 @@ class TrajectorySpec:
     Tab. 7a tries 4 and 8), raw frames ``flow_stride`` apart (1: interpolation; the input stride: none),
     ``camera`` removal with ``klt``, ``orb`` or ``sift`` matches (None: off), flow ``method`` (``dis``,
     ``farneback``, ``raft_small``/``raft_large`` from ``raft_weights``), ``preset``, ``bound``, HOG ``bins``;
-    ``hog=False`` leaves the HOG out (a position-only target, Tab. 5 "w/o shape": ~40% of the worker's time)."""
+    ``hog=False`` leaves the HOG out (a position-only target, Tab. 5 "w/o shape"; a quarter or more of the
+    worker's time on the demo's clips)."""
 
     k: int = 4
     length: int = 6
