@@ -30,7 +30,7 @@ from maskvid.data.cache_entries import entry_dir, fill, stored_meta, video_meta,
 from maskvid.data.decode import decode_clip, frame_count
 from maskvid.motion.trajectory_features import PairFlow, TrajectorySpec, pair_flow
 
-LAYOUT_VERSION = 1
+LAYOUT_VERSION = 2  # 2: camera removal takes matches from the flow where keypoints are too few
 CHUNK = 64  # frames decoded at a time while building an entry
 
 

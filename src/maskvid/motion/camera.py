@@ -5,11 +5,16 @@ second frame is warped onto the first, and the flow is computed again on the war
 gone, what moved in the scene is left. MME used SURF, which OpenCV keeps in its non-free module. Here:
 
 - ``klt`` (default): Shi–Tomasi corners followed into the next frame by pyramidal Lucas–Kanade, kept where the
-  backward track returns within half a pixel — iDT's second source of matches (Wang & Schmid 2013), sub-pixel
-  accurate. On the panning test scene it recovers the pan within 0.08 px in every frame pair.
+  backward track returns within half a pixel — sub-pixel accurate. On the panning test scene it recovers the pan
+  within 0.08 px in every frame pair.
 - ``sift``: SIFT keypoints and Lowe's ratio test; as accurate, ~3× the time.
 - ``orb``: ORB keypoints; fast, but its coarser keypoint positions let RANSAC settle on a wrong homography in 2
   of 6 frame pairs of the same scene (a 0.95 scale instead of a 3-px pan; measured), so it is not the default.
+
+Where the keypoints give fewer than ``MIN_MATCHES`` matches (smooth or small frames: the synthetic benchmark's
+64-px frames have 3–7 corners, so the pan stayed in MME's targets), the matches come from the dense flow instead —
+iDT's second source (Wang & Schmid 2013): a grid of points and where the flow carries them. RANSAC keeps the
+dominant motion, the camera's, and leaves a moving object as outliers.
 
     H = camera_homography(before, after)            # (3, 3): pixels of `after` → pixels of `before`
     aligned = warp_onto(after, H)                    # `after` seen from `before`'s camera
@@ -17,13 +22,20 @@ gone, what moved in the scene is left. MME used SURF, which OpenCV keeps in its 
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
+
 import cv2
 import numpy as np
 
 from maskvid.errors import ConfigError
 
 DETECTORS = ("klt", "orb", "sift")
-MIN_MATCHES = 12  # fewer matches than this: no estimate, the camera is taken as still (iDT does the same)
+MIN_MATCHES = 12  # fewer keypoint matches than this: matches from the dense flow, or (without one) a still camera
+FLOW_GRID_POINTS = 1024  # about this many flow matches on a regular grid
+# RANSAC's reprojection threshold for flow matches: the flow smears a moving object's motion a few pixels into the
+# background around it, and at 1 px those points pulled the fit (0.96 px off a 0.6-px pan next to a moving square)
+FLOW_MATCH_THRESHOLD = 0.5
 
 
 def _detector(name: str, features: int):
@@ -85,17 +97,32 @@ class CameraMotion:
         source = np.float32([kp_after[m.queryIdx].pt for m in good]).reshape(-1, 2)
         return source, np.float32([kp_before[m.trainIdx].pt for m in good]).reshape(-1, 2)
 
-    def homography(self, before: np.ndarray, after: np.ndarray) -> np.ndarray:
-        """``(3, 3)`` float64 mapping pixels of ``after`` onto ``before``; the identity where too few keypoints
-        match or RANSAC finds no consistent model (a textureless or cut scene)."""
+    def homography(self, before: np.ndarray, after: np.ndarray,
+                   dense_flow: Callable[[], np.ndarray] | None = None) -> np.ndarray:
+        """``(3, 3)`` float64 mapping pixels of ``after`` onto ``before``. Where too few keypoints match, the matches
+        come from ``dense_flow()`` (``(H, W, 2)`` from ``before`` to ``after``, called only then); the identity
+        where there are still too few or RANSAC finds no consistent model (a textureless or cut scene)."""
         identity = np.eye(3)
         source, destination = self.matches(before, after)
+        threshold = self.threshold
+        if len(source) < MIN_MATCHES and dense_flow is not None:
+            (source, destination), threshold = flow_matches(dense_flow()), FLOW_MATCH_THRESHOLD
         if len(source) < MIN_MATCHES:
             return identity
-        matrix, inliers = cv2.findHomography(source, destination, cv2.RANSAC, self.threshold)
+        matrix, inliers = cv2.findHomography(source, destination, cv2.RANSAC, threshold)
         if matrix is None or inliers is None or int(inliers.sum()) < MIN_MATCHES:
             return identity
         return matrix
+
+
+def flow_matches(flow: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Matches ``(M, 2)`` of ``after`` and of ``before`` read from a dense flow ``(H, W, 2)`` (``before`` → ``after``)
+    on a regular grid of about :data:`FLOW_GRID_POINTS` points."""
+    height, width = flow.shape[:2]
+    step = max(1, round(math.sqrt(height * width / FLOW_GRID_POINTS)))
+    ys, xs = np.mgrid[step // 2:height:step, step // 2:width:step]
+    points = np.stack([xs, ys], -1).reshape(-1, 2).astype(np.float32)
+    return points + flow[ys, xs].reshape(-1, 2).astype(np.float32), points
 
 
 def camera_homography(before: np.ndarray, after: np.ndarray, detector: str = "klt") -> np.ndarray:

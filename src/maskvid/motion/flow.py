@@ -91,18 +91,21 @@ class FlowEstimator:
     def compensated(self, before: np.ndarray, after: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """The camera-compensated flow and the homography that removed the camera (None without removal): the
         two things a flow cache stores."""
-        matrix = self.camera.homography(before, after) if self.camera is not None else None
-        if matrix is not None:
+        matrix = None
+        if self.camera is not None:  # too few keypoints: the flow before removal gives the matches (camera.py)
+            matrix = self.camera.homography(before, after, dense_flow=lambda: self._flow(before, after))
             after = warp_onto(after, matrix)
-        if self.dis is not None:
-            flow = self.dis.calc(before, after, None)
-        elif self.raft is not None:
-            flow = self.raft(before, after)
-        else:
-            flow = cv2.calcOpticalFlowFarneback(before, after, None, 0.5, 3, 15, 3, 5, 1.2, 0)
+        flow = self._flow(before, after)
         if self.bound is not None:
             flow = np.clip(flow, -self.bound, self.bound)
         return flow, matrix
+
+    def _flow(self, before: np.ndarray, after: np.ndarray) -> np.ndarray:
+        if self.dis is not None:
+            return self.dis.calc(before, after, None)
+        if self.raft is not None:
+            return self.raft(before, after)
+        return cv2.calcOpticalFlowFarneback(before, after, None, 0.5, 3, 15, 3, 5, 1.2, 0)
 
 
 def image_flow(compensated: np.ndarray, matrix: np.ndarray | None) -> np.ndarray:
