@@ -129,7 +129,13 @@ def clip_trajectories(frames: Mapping[int, np.ndarray], starts: list[int], spec:
     points = grid_points(grid, patch, spec.k)  # (P, 2) in input pixels
     cell = patch // math.isqrt(spec.k)
     estimate = None
-    gray = {i: cv2.cvtColor(np.ascontiguousarray(f), cv2.COLOR_RGB2GRAY) for i, f in frames.items()}
+    gray: dict[int, np.ndarray] = {}  # made on first use: flows from a cache and no HOG need none
+
+    def gray_of(i: int) -> np.ndarray:
+        if i not in gray:
+            gray[i] = cv2.cvtColor(np.ascontiguousarray(frames[i]), cv2.COLOR_RGB2GRAY)
+        return gray[i]
+
     known = dict(flows or {})
     tracking: dict[tuple[int, int], tuple[np.ndarray, np.ndarray | None]] = {}  # filtered flow, homography
     histograms: dict[int, np.ndarray] = {}
@@ -140,7 +146,7 @@ def clip_trajectories(frames: Mapping[int, np.ndarray], starts: list[int], spec:
             if (a, b) not in tracking:
                 if (a, b) not in known:
                     estimate = estimate or spec.estimator()
-                    known[a, b] = pair_flow(estimate, gray[a], gray[b])
+                    known[a, b] = pair_flow(estimate, gray_of(a), gray_of(b))
                 compensated, matrix = known[a, b]
                 tracking[a, b] = median_filtered(compensated.astype(np.float32)), matrix  # eq. 6's M, once a pair
         pairs = [tracking[a, b] for a, b in zip(raw[:-1], raw[1:], strict=True)]
@@ -156,7 +162,7 @@ def clip_trajectories(frames: Mapping[int, np.ndarray], starts: list[int], spec:
             hog = []
             for j, index in enumerate(raw[:-1]):
                 if index not in histograms:
-                    histograms[index] = integral_hog(gray[index], box, flip, size, spec.bins)
+                    histograms[index] = integral_hog(gray_of(index), box, flip, size, spec.bins)
                 hog.append(window_histograms(histograms[index], positions[j].numpy(), cell))
             per_point = torch.cat([deltas, torch.from_numpy(np.stack(hog))], -1)
         features.append(per_point.permute(1, 0, 2).reshape(-1, spec.k, spec.length, spec.channels))
