@@ -39,10 +39,9 @@ def test_flops_match_the_hugging_face_models_of_the_same_shape(micro):
 def test_base_pretraining_flops_are_videomaes():
     """ViT-B VideoMAE at 16x224², 90% masked: ~57 GMAC encoder + decoder forward, x3 with backward (our own count
     against a hand count: 2·params·tokens for the linears plus attention)."""
-    from maskvid.bench.workloads import build_workload, model_flops
+    from maskvid.bench.workloads import model_flops
 
-    model, loss_of = build_workload("videomae", "base", batch=1)
-    flops = model_flops(model, loss_of, torch.device("cpu"), "fp32")
+    flops = model_flops("videomae", "base", torch.device("cpu"), "fp32")
     visible, total = 157, 1568  # tokens the encoder and the decoder see
     encoder = 12 * (2 * 12 * 768**2 * visible + 4 * visible**2 * 768)
     decoder = 4 * (2 * 12 * 384**2 * total + 4 * total**2 * 384)
@@ -78,3 +77,39 @@ def test_bf16_autocast_and_checkpointing_paths_run_on_cpu():
                              grad_checkpointing=True)
     assert result["setup"]["precision"] == "bf16" and result["setup"]["grad_checkpointing"]
     assert all(r["clips_per_s"] > 0 for r in result["workloads"].values())
+
+
+def test_beside_workloads_the_fp32_reference_check_takes_few_clips(capsys):
+    """A large workload batch must not take three fp32 models' activations with it (it ran out of memory on an
+    80 GB GPU at batch 128)."""
+    import json
+
+    from maskvid.bench import REFERENCE_BATCH
+
+    main(["bench", "model", "--shape", "micro", "--batch", str(REFERENCE_BATCH + 2), "--steps", "1",
+          "--workloads", "videomae", "--json"])
+    report = json.loads(capsys.readouterr().out)
+    assert report["setup"]["batch"] == REFERENCE_BATCH
+    assert report["workloads"]["setup"]["batch"] == REFERENCE_BATCH + 2
+    assert report["loss_gap"] < 1e-4
+
+
+@pytest.mark.parametrize("name", WORKLOADS)
+def test_a_batch_costs_batch_times_one_clip_and_fused_attention_is_not_charged_its_recompute(name):
+    """FLOPs are counted on one clip; counting a 3-clip batch under the math kernel gives 3x. Counted under the
+    fused kernel, the backward's recomputed scores come on top, which MFU must not count."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from maskvid.bench.workloads import build_workload, model_flops
+
+    one = model_flops(name, "micro", torch.device("cpu"), "fp32")
+    counts = []
+    for kernel in (SDPBackend.MATH, SDPBackend.FLASH_ATTENTION):
+        torch.manual_seed(0)
+        model, loss_of = build_workload(name, "micro", 3)
+        with sdpa_kernel([kernel, SDPBackend.MATH]), FlopCounterMode(display=False) as counter:
+            loss_of(model).backward()
+        counts.append(counter.get_total_flops())
+    assert counts[0] == 3 * one
+    assert counts[1] > counts[0]

@@ -365,3 +365,34 @@ def test_a_gpu_that_is_not_there_is_a_config_error(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(ConfigError, match="train.device.*no CUDA device"):
         pick_device("cuda:0")
+
+
+class _SlowDataset(torch.utils.data.Dataset):
+    """A training set whose samples take ``delay`` seconds each: a loader slower than the model."""
+
+    def __init__(self, dataset, delay: float):
+        self.dataset, self.delay = dataset, delay
+
+    def set_epoch(self, epoch: int) -> None:
+        self.dataset.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index):
+        time.sleep(self.delay)
+        return self.dataset[index]
+
+
+@pytest.mark.parametrize("delay", [0.0, 0.2])
+def test_each_record_says_what_share_of_the_time_the_step_waited_for_data(synth_motion, tmp_path, delay):
+    config = load_config(CONFIG, tiny_overrides(synth_motion, str(tmp_path / "run"), **{
+        "train.max_steps": 4, "train.log_every": 2}))
+    dataset = _SlowDataset(build_dataset(config), delay)
+    train(build_method(config), dataset, config, str(tmp_path / "run"))
+    waits = [r["data_wait"] for r in read_metrics(str(tmp_path / "run")) if "loss" in r]
+    assert len(waits) == 2 and all(0 <= w <= 1 for w in waits)
+    if delay:  # 0.4 s of loading a step against a micro model's few milliseconds
+        assert min(waits) > 0.6
+    else:
+        assert max(waits) < 0.9

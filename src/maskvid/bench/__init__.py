@@ -19,6 +19,7 @@ the largest batch that fits (:mod:`maskvid.bench.workloads`).
 from __future__ import annotations
 
 BENCHMARKS = ("data", "masking", "targets", "tokens", "model", "mar", "vimpac")
+REFERENCE_BATCH = 4  # bench model's fp32 maskvid-vs-transformers check, when workloads run beside it
 
 
 def run(what: str, args) -> dict:
@@ -50,7 +51,10 @@ def run(what: str, args) -> dict:
         from maskvid.bench.workloads import bench_workloads, max_batch
 
         shape, batch, steps, device = args.shape or "small", args.batch or 2, args.steps or 5, args.device
-        result = bench_model(shape=shape, batch=batch, steps=steps, device=device)
+        # beside workloads the fp32 same-weights check takes few clips: its three fp32 models and their
+        # activations would not fit in the device's memory next to a large batch
+        reference_batch = min(batch, REFERENCE_BATCH) if args.workloads or args.max_batch else batch
+        result = bench_model(shape=shape, batch=reference_batch, steps=steps, device=device)
         if args.workloads:
             result["workloads"] = bench_workloads(shape, batch, steps, device, args.precision, args.compile,
                                                   args.workloads, args.grad_checkpointing)

@@ -56,12 +56,15 @@ def device_peak(device: torch.device) -> tuple[float | None, str]:
     return next((peak for key, peak in PEAK_TFLOPS.items() if key in name), None), name
 
 
-def build_workload(name: str, shape: str, batch: int, grad_checkpointing: bool = False):
-    """``(model, step_loss)``: ``step_loss(model)`` runs one forward and returns the loss to backpropagate."""
+def build_workload(name: str, shape: str, batch: int, grad_checkpointing: bool = False, device: str = "cpu"):
+    """``(model, step_loss)``: ``step_loss(model)`` runs one forward and returns the loss to backpropagate. The
+    clips are drawn on ``device``: a step times the model, not a host-to-device copy (the loader's pinned,
+    non-blocking copy overlaps it in training)."""
     preset, frames, size, (dw, dd, dh) = SHAPES[shape]
     encoder = ViTConfig.preset(preset, num_frames=frames, size=size, grad_checkpointing=grad_checkpointing)
     g = torch.Generator().manual_seed(0)
-    video = torch.randn(batch, 3, frames, size, size, generator=g)
+    video = torch.randn(batch, 3, frames, size, size, device=device,
+                        generator=torch.Generator(device).manual_seed(0))
     label = torch.randint(CLASSES, (batch,), generator=g)
     grid = encoder.grid
     if name in ("videomae", "mgm", "hf_videomae"):
@@ -143,11 +146,16 @@ def _autocast(device: torch.device, precision: str):
     return torch.autocast(device.type, enabled=False)
 
 
-def model_flops(model, loss_of, device: torch.device, precision: str) -> float:
-    """FLOPs of one forward + backward (no optimizer), attention spelled out so that the counter sees it."""
+def model_flops(name: str, shape: str, device: torch.device, precision: str) -> float:
+    """Model FLOPs of one clip's forward + backward (no optimizer), counted on a one-clip batch under the math
+    attention kernel: the fused kernels' backward recomputes the attention scores, which the counter would add
+    but MFU does not count as useful work, and one clip keeps the math kernel's N×N scores small. Every workload
+    gives each clip the same number of tokens, so a batch costs ``batch`` times this."""
+    torch.manual_seed(0)
+    model, loss_of = build_workload(name, shape, 1, False, device)
+    model.to(device).train()
     with sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter, _autocast(device, precision):
         loss_of(model).backward()
-    model.zero_grad(set_to_none=True)
     return float(counter.get_total_flops())
 
 
@@ -167,9 +175,9 @@ def bench_workloads(shape: str = "base", batch: int = 2, steps: int = 5, device:
     runs = {}
     for name in names:
         torch.manual_seed(0)
-        model, loss_of = build_workload(name, shape, batch, grad_checkpointing)
+        flops = batch * model_flops(name, shape, dev, precision)
+        model, loss_of = build_workload(name, shape, batch, grad_checkpointing, dev)
         model.to(dev).train()
-        flops = model_flops(model, loss_of, dev, precision)
         step_model = torch.compile(model) if compile else model
         optimizer = torch.optim.AdamW(model.parameters(), lr=1e-6, fused=dev.type == "cuda")
         runs[name] = (step_model, loss_of, optimizer, flops)
@@ -243,7 +251,7 @@ def max_batch(name: str, shape: str, device: str, grad_checkpointing: bool, prec
 
 def _one_step(name: str, shape: str, batch: int, device: torch.device, grad_checkpointing: bool,
               precision: str) -> None:
-    model, loss_of = build_workload(name, shape, batch, grad_checkpointing)
+    model, loss_of = build_workload(name, shape, batch, grad_checkpointing, device)
     model.to(device).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-6, fused=device.type == "cuda")
     with _autocast(device, precision):

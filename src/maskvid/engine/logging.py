@@ -37,7 +37,8 @@ class RunLogger:
                 self.writer.add_scalar(f"train/{key}", value, step)
         if self.bar is not None:
             self.bar.set_postfix(loss=f"{record.get('loss', float('nan')):.4f}", lr=f"{record.get('lr', 0):.2e}",
-                                 clips_s=f"{record.get('clips_per_s', 0):.1f}")
+                                 clips_s=f"{record.get('clips_per_s', 0):.1f}",
+                                 data_wait=f"{100 * record.get('data_wait', 0):.0f}%")
 
     def advance(self, steps: int = 1) -> None:
         if self.bar is not None:

@@ -9,6 +9,7 @@ a resumed run skips the steps already taken in the epoch and draws exactly what 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import time
 from dataclasses import dataclass, field
@@ -142,7 +143,7 @@ class _Run:
                                                self.plan.steps_per_epoch * self.plan.samples_per_step)
         self.bad = BadVideoLog(max_fraction=config.data.max_bad_fraction)
         self.status, self.checkpoint = "finished", None
-        self.losses, self.first_loss, self.last_loss, self.clips = [], None, None, 0
+        self.losses, self.first_loss, self.last_loss, self.clips, self.data_wait = [], None, None, 0, 0.0
         self.metric_sums, self.metric_count = {}, 0
         self.started = self.window = time.perf_counter()
         self.monitor = None
@@ -158,7 +159,13 @@ class _Run:
             collate_fn=collate, drop_last=True, generator=rng.generator(self.config.seed, epoch),
             pin_memory=self.device.type == "cuda",
         )
-        for micro, batch in enumerate(loader, 1):
+        batches = iter(loader)
+        for micro in itertools.count(1):
+            waited = time.perf_counter()
+            batch = next(batches, None)  # the time the step waits for its batch: a GPU idle on data shows here
+            self.data_wait += time.perf_counter() - waited
+            if batch is None:
+                return
             self.bad.record(batch)
             self.bad.check(*counts_across_ranks(self.bad, self.info))  # every rank stops together, or none
             out = self.micro_step(batch, sync=micro % self.config.optim.accumulate == 0)
@@ -210,8 +217,9 @@ class _Run:
             self.logger.log({"step": self.step, "epoch": epoch,
                              "loss": mean_across_ranks(sum(self.losses) / len(self.losses), self.info),
                              "lr": max(g["lr"] for g in self.optimizer.param_groups), "grad_norm": self.grad_norm,
-                             "clips_per_s": self.clips / (now - self.window), **self.window_metrics()})
-            self.losses, self.clips, self.window = [], 0, now
+                             "clips_per_s": self.clips / (now - self.window),
+                             "data_wait": self.data_wait / (now - self.window), **self.window_metrics()})
+            self.losses, self.clips, self.window, self.data_wait = [], 0, now, 0.0
             self.metric_sums, self.metric_count = {}, 0
         every = getattr(t, "knn_every", None)
         if self.monitor is not None and self.info.main and every and (self.step % every == 0
