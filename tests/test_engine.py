@@ -203,6 +203,7 @@ def test_accumulating_two_micro_batches_equals_one_double_batch(synth_motion, tm
 def test_bf16_autocast_and_gradient_checkpointing_run_on_cpu(synth_motion, tmp_path):
     config = load_config(CONFIG, tiny_overrides(synth_motion, str(tmp_path / "run"), **{
         "train.max_steps": 2, "train.precision": "bf16", "model.grad_checkpointing": True, "optim.clip_grad": 1.0}))
+    assert build_method(config).heads[0].decoder.grad_checkpointing  # the decoder recomputes too
     result = pretrain(config)
     assert result.status == "finished" and result.last_loss is not None
     assert read_metrics(str(tmp_path / "run"))[-2]["grad_norm"] > 0

@@ -107,7 +107,8 @@ def build_heads(config: PretrainConfig) -> list[PredictionHead]:
         name = spec.name or generated
         width, depth = spec.decoder_width or m.decoder_width, spec.decoder_depth or m.decoder_depth
         decoder = DecoderConfig(width=width, depth=depth, heads=spec.decoder_heads or m.decoder_heads, eps=encoder.eps,
-                                head_eps=encoder.eps, locality=m.decoder_locality)
+                                head_eps=encoder.eps, locality=m.decoder_locality,
+                                grad_checkpointing=m.grad_checkpointing)
         if decoder.width % decoder.heads:
             raise ConfigError("heads.decoder_heads", f"head {name!r}: width {decoder.width} is not divisible by "
                               f"{decoder.heads} heads")
@@ -304,7 +305,8 @@ def build_finetune_method(config: FinetuneConfig, num_classes: int) -> Classific
     encoder = encoder_config(config)
     if config.mask is not None:  # MAR: the encoder sees only the visible tokens, in training and inference
         decoder = DecoderConfig(width=m.decoder_width, depth=m.decoder_depth, heads=m.decoder_heads,
-                                eps=encoder.eps, head_eps=encoder.eps, locality=m.decoder_locality)
+                                eps=encoder.eps, head_eps=encoder.eps, locality=m.decoder_locality,
+                                grad_checkpointing=m.grad_checkpointing)
         mae = MAE(encoder, decoder, targets.build("norm_pixels", **target_geometry("norm_pixels", encoder)))
         bridge = {"width": h.bridge_width, "depth": h.bridge_depth, "heads": h.bridge_heads}
         kind = "bridging" if h.kind == "bridging" else "linear"

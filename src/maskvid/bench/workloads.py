@@ -62,6 +62,7 @@ def build_workload(name: str, shape: str, batch: int, grad_checkpointing: bool =
     non-blocking copy overlaps it in training)."""
     preset, frames, size, (dw, dd, dh) = SHAPES[shape]
     encoder = ViTConfig.preset(preset, num_frames=frames, size=size, grad_checkpointing=grad_checkpointing)
+    decoder = DecoderConfig(width=dw, depth=dd, heads=dh, grad_checkpointing=grad_checkpointing)
     g = torch.Generator().manual_seed(0)
     video = torch.randn(batch, 3, frames, size, size, device=device,
                         generator=torch.Generator(device).manual_seed(0))
@@ -71,10 +72,10 @@ def build_workload(name: str, shape: str, batch: int, grad_checkpointing: bool =
         mask = _mask(name, grid, batch, g)
         if name == "hf_videomae":
             return _hf_pretraining(encoder, (dw, dd, dh), video, mask)
-        model = MAE(encoder, DecoderConfig(width=dw, depth=dd, heads=dh), targets.build("norm_pixels"))
+        model = MAE(encoder, decoder, targets.build("norm_pixels"))
         return model, lambda m: m(video.to(_device(m)), mask.to(_device(m))).loss
     if name == "mar50":
-        mae = MAE(encoder, DecoderConfig(width=dw, depth=dd, heads=dh), targets.build("norm_pixels"))
+        mae = MAE(encoder, decoder, targets.build("norm_pixels"))
         model = Classification(MARNet(mae, CLASSES, head="bridging", bridge={"width": 512, "depth": 2, "heads": 8}),
                                CLASSES)
         running = masking.build("running_cell", ratio=0.5, start=1)

@@ -181,7 +181,7 @@ class ModelConfig:
     layer_scale: float | None = None
     """LayerScale init (null: none)"""
     grad_checkpointing: bool = False
-    """recompute blocks in backward to save memory"""
+    """recompute the encoder's and decoders' blocks in backward to save memory"""
     decoder_width: int = 384
     """the prediction heads' decoder width (ViT-S: 192)"""
     decoder_depth: int = 4

@@ -83,7 +83,8 @@ class MAM2(CarriesFrozenParts):
         groups = [per_token] if o.coupled and per_token else [[h] for h in per_token]  # MAM²-c: one decoder
 
         def config(depth: int) -> DecoderConfig:
-            return DecoderConfig(width=width, depth=depth, heads=n_heads, eps=encoder.eps)
+            return DecoderConfig(width=width, depth=depth, heads=n_heads, eps=encoder.eps,
+                                 grad_checkpointing=encoder.grad_checkpointing)
 
         self.decoders = nn.ModuleList(MaskedDecoder(config(max(h.depth for h in g)), tuple(h.target.dim for h in g),
                                                     encoder.attention) for g in groups)

@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from maskvid.models.blocks import Block, TokenLayout, init_weights
 from maskvid.models.layouts import LAYOUTS
@@ -26,9 +27,15 @@ class DecoderConfig:
     eps: float = 1e-6
     head_eps: float = 1e-6
     locality: float | None = None  # the first head's starting slope of a learned locality bias (models/locality.py)
+    grad_checkpointing: bool = False  # recompute the blocks in backward: a ViT-B decoder holds most activations
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def run_block(block: nn.Module, recompute: bool, *args) -> torch.Tensor:
+    """``block(*args)``; with ``recompute``, its activations are dropped and recomputed in backward."""
+    return checkpoint(block, *args, use_reentrant=False) if recompute else block(*args)
 
 
 class MAEDecoder(nn.Module):
@@ -47,12 +54,14 @@ class MAEDecoder(nn.Module):
         self.head = nn.Linear(c.width, out_dim)
         self.apply(init_weights)
         self.locality = LocalityBias(c.depth, c.heads, c.locality) if c.locality else None
+        self.grad_checkpointing = c.grad_checkpointing
 
     def forward(self, x: torch.Tensor, grid: tuple[int, int, int]) -> torch.Tensor:
         """``(B, N, width)`` full sequence → ``(B, N, out_dim)`` (every sample has all N tokens: no padding)."""
         layout = TokenLayout(grid)
         for i, blk in enumerate(self.blocks):
-            x = blk(x, layout, self.locality(i, grid, x) if self.locality is not None else None)
+            bias = self.locality(i, grid, x) if self.locality is not None else None
+            x = run_block(blk, self.grad_checkpointing and self.training, x, layout, bias)
         return self.head(self.norm(x))
 
 
@@ -71,10 +80,11 @@ class MaskedDecoder(nn.Module):
         self.norm = nn.LayerNorm(c.width, eps=c.head_eps)
         self.heads = nn.ModuleList(nn.Linear(c.width, d) for d in out_dims)
         self.apply(init_weights)
+        self.grad_checkpointing = c.grad_checkpointing
 
     def forward(self, x: torch.Tensor, layout: TokenLayout) -> list[torch.Tensor]:
         for blk in self.blocks:
-            x = blk(x, layout)
+            x = run_block(blk, self.grad_checkpointing and self.training, x, layout)
         x = self.norm(x)
         return [head(x) for head in self.heads]
 
