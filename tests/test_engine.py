@@ -397,3 +397,19 @@ def test_each_record_says_what_share_of_the_time_the_step_waited_for_data(synth_
         assert min(waits) > 0.6
     else:
         assert max(waits) < 0.9
+
+
+def test_clips_normalized_on_the_device_train_exactly_as_clips_normalized_in_the_workers(synth_motion, tmp_path):
+    """``maskvid pretrain`` ships uint8 clips through the loader (a quarter of the bytes, no float work in the
+    workers) and normalizes them in the loop: the same losses, to the bit, as float clips from the workers."""
+    losses = []
+    for on_device in (False, True):
+        run = str(tmp_path / f"run_{on_device}")
+        config = load_config(CONFIG, tiny_overrides(synth_motion, run, **{"train.max_steps": 3,
+                                                                          "train.num_workers": 1}))
+        dataset = build_dataset(config, normalize_on_device=on_device)
+        assert dataset[0]["video"].dtype == (torch.uint8 if on_device else torch.float32)
+        torch.manual_seed(0)
+        train(build_method(config), dataset, config, run)
+        losses.append([r["loss"] for r in read_metrics(run) if "loss" in r])
+    assert len(losses[0]) == 3 and losses[0] == losses[1]

@@ -5,7 +5,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from maskvid.data.transforms import IMAGENET_MEAN, IMAGENET_STD, ClipTransform, crop_field, flip_field
+from maskvid.data.transforms import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    ClipTransform,
+    crop_field,
+    flip_field,
+    normalize_video,
+)
 from maskvid.errors import ConfigError
 
 
@@ -34,6 +41,30 @@ def test_normalization_matches_imagenet_statistics():
     for c in range(3):
         assert torch.allclose(video[c], torch.tensor(expected[c]), atol=1e-5)
 
+
+
+@pytest.mark.parametrize("crop", ["multiscale", "random_resized"])
+def test_clips_left_uint8_normalize_later_to_the_same_values(crop):
+    """``normalize=False`` (the training loop normalizes on its device): the same draws, the same crop, and
+    normalizing the uint8 clip afterwards gives the worker's float clip to the bit."""
+    floats = ClipTransform(size=48, crop=crop, randaugment=(2, 9))
+    uint8 = ClipTransform(size=48, crop=crop, randaugment=(2, 9), normalize=False)
+    a, _ = floats(clip(), torch.Generator().manual_seed(3))
+    b, _ = uint8(clip(), torch.Generator().manual_seed(3))
+    assert b.dtype == torch.uint8 and b.shape == a.shape == (3, 4, 48, 48)
+    assert torch.equal(normalize_video(b[None], IMAGENET_MEAN, IMAGENET_STD)[0], a)
+
+
+def test_an_erased_box_in_a_uint8_clip_holds_the_mean_colour():
+    floats = ClipTransform(size=48, crop="none", flip=False, erase=1.0)
+    uint8 = ClipTransform(size=48, crop="none", flip=False, erase=1.0, normalize=False)
+    a, _ = floats(clip(), torch.Generator().manual_seed(4))
+    b, _ = uint8(clip(), torch.Generator().manual_seed(4))
+    box = a == 0  # the float path erases to 0, the mean after normalizing
+    assert box.float().mean() > 0.02
+    later = normalize_video(b, IMAGENET_MEAN, IMAGENET_STD)
+    assert torch.equal(later[~box], a[~box])
+    assert later[box].abs().max() < 1 / (255 * min(IMAGENET_STD))  # the mean rounded to a byte
 
 def test_same_generator_same_augmentation():
     transform = ClipTransform(size=48, crop="random_resized", randaugment=(2, 9), erase=0.5)

@@ -132,10 +132,11 @@ def build_mask(config: PretrainConfig | FinetuneConfig, inference: bool = False)
     return masking.build(config.mask.strategy, ratio=config.mask.ratio, **options)
 
 
-def build_dataset(config: PretrainConfig | FinetuneConfig, split: str = "train",
-                  method=None) -> VideoDataset | None:
+def build_dataset(config: PretrainConfig | FinetuneConfig, split: str = "train", method=None,
+                  normalize_on_device: bool = False) -> VideoDataset | None:
     """The ``train`` set (augmented, masked as the config says; for a pretraining method, carrying what its targets
-    read) or the multi-view ``val`` set (None without ``data.val_list``)."""
+    read) or the multi-view ``val`` set (None without ``data.val_list``). ``normalize_on_device``: the training
+    set's clips stay uint8 for the training loop to normalize on its device (``VideoDataset.on_device``)."""
     if split not in ("train", "val"):
         raise ValueError(f"split {split!r} not in train, val")
     d = config.data
@@ -163,7 +164,8 @@ def build_dataset(config: PretrainConfig | FinetuneConfig, split: str = "train",
                                       views=d.test_views, transform=ClipTransform(size=d.size, crop="centre",
                                                                                   flip=False),
                                       bad_videos="skip", **common)
-    transform = ClipTransform(size=d.size, crop=d.crop, flip=d.flip, randaugment=d.randaugment, erase=d.erase)
+    transform = ClipTransform(size=d.size, crop=d.crop, flip=d.flip, randaugment=d.randaugment, erase=d.erase,
+                              normalize=not normalize_on_device)
     return VideoDataset.from_list(path, classes=d.classes, require_labels=isinstance(config, FinetuneConfig),
                                   transform=transform, sampling=d.sampling, pair_distance=d.pair_max_distance,
                                   num_repeats=d.num_repeats, tokens=tokens, **common)
@@ -215,7 +217,7 @@ def pretrain(config: PretrainConfig, resume: bool = False):
     pick_device(config.train.device)  # a device this machine lacks is a config error, before data is read
     torch.manual_seed(config.seed)  # the model's initialization
     method = build_method(config)
-    dataset = build_dataset(config, "train", method)
+    dataset = build_dataset(config, "train", method, normalize_on_device=True)
     monitor = build_knn_monitor(config, method) if config.train.knn_every else None
     os.makedirs(config.output_dir, exist_ok=True)
     return train(method, dataset, config, config.output_dir, resume=resume, monitor=monitor)
@@ -356,7 +358,7 @@ def finetune(config: FinetuneConfig, resume: bool = False) -> dict:
     pick_device(config.train.device)  # a device this machine lacks is a config error, before data is read
     torch.manual_seed(config.seed)
     np.random.seed(config.seed % 2**32)  # timm's mixup draws from numpy
-    train_set, val_set = build_dataset(config, "train"), build_dataset(config, "val")
+    train_set, val_set = build_dataset(config, "train", normalize_on_device=True), build_dataset(config, "val")
     classes = count_classes(config, train_set)
     if val_set is not None and not config.data.class_map:
         check_labels(val_set, classes, "head.num_classes" if config.head.num_classes else "data.classes",

@@ -3,7 +3,10 @@ shaped like Kinetics (340×256, 10 s, x264 with B-frames), and what codec motion
 
 Two pipelines, each 16 frames at stride 4 → multi-scale crop to 224², as ``maskvid pretrain`` builds them:
 
-* ``tube`` — VideoMAE: tube mask at 90%, no motion;
+* ``tube`` — VideoMAE: tube mask at 90%, no motion; clips stay uint8 for the training loop to normalize on its
+  device (as ``maskvid pretrain`` ships them);
+* ``tube_float`` — the same, the workers normalizing to float32 (as before; a quarter of the bytes and the float
+  arithmetic are what ``tube`` saves);
 * ``tube_vectors`` — the same, the samples also carrying the codec motion field (decoded with the frames, rasterized,
   cropped as they are): what the vectors alone cost;
 * ``mgm`` — MGM: the motion-guided mask built from the codec vectors.
@@ -30,16 +33,20 @@ from maskvid.data.sampling import dense_indices
 from maskvid.rng import sample_generator
 
 CLIP_LEN, STRIDE, SIZE, PATCH = 16, 4, 224, (2, 16, 16)
-PIPELINES = {  # name: (mask strategy and options, samples carry the codec motion field)
-    "tube": (("tube", {"ratio": 0.9}), False),
-    "tube_vectors": (("tube", {"ratio": 0.9}), True),
-    "mgm": (("mgm", {}), False),  # the mask reads the vectors itself
+PIPELINES = {  # name: (mask strategy and options, samples carry the codec motion field, workers normalize)
+    "tube": (("tube", {"ratio": 0.9}), False, False),
+    "tube_float": (("tube", {"ratio": 0.9}), False, True),
+    "tube_vectors": (("tube", {"ratio": 0.9}), True, False),
+    "mgm": (("mgm", {}), False, False),  # the mask reads the vectors itself
 }
 
 
-def pretraining_dataset(paths: list[str], pipeline: str) -> VideoDataset:
-    (strategy, options), vectors = PIPELINES[pipeline]
-    return VideoDataset([VideoRecord(p) for p in paths], ClipTransform(size=SIZE, crop="multiscale", flip=False),
+def pretraining_dataset(paths: list[str], pipeline: str, normalize: bool | None = None) -> VideoDataset:
+    """``pipeline``'s dataset; ``normalize`` overrides whether its workers normalize the clips."""
+    (strategy, options), vectors, normalized = PIPELINES[pipeline]
+    normalize = normalized if normalize is None else normalize
+    transform = ClipTransform(size=SIZE, crop="multiscale", flip=False, normalize=normalize)
+    return VideoDataset([VideoRecord(p) for p in paths], transform,
                         num_frames=CLIP_LEN, stride=STRIDE, patch=PATCH, mask=masking.build(strategy, **options),
                         motion_source="codec", motion_vectors=vectors, decode_threads=1)
 

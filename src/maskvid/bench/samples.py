@@ -14,7 +14,8 @@ from maskvid.rng import sample_generator
 
 def sample_functions(paths: list[str], torchcodec: bool) -> tuple[dict[str, Callable], dict[str, str]]:
     """name → ``f(path, indices, k)`` making clip ``k``'s sample; and the samples that cannot be made here, why."""
-    tube, with_vectors = pretraining_dataset(paths, "tube"), pretraining_dataset(paths, "tube_vectors")
+    # float32 samples, normalized where they are made, as VideoMAE's pipeline makes them: the same work in each
+    tube, with_vectors = (pretraining_dataset(paths, name, normalize=True) for name in ("tube", "tube_vectors"))
     functions = {
         "maskvid": lambda path, indices, k: tube.clip(VideoRecord(path), indices, sample_generator(0, 0, k)),
         "maskvid_vectors": lambda path, indices, k: with_vectors.clip(VideoRecord(path), indices,

@@ -30,7 +30,7 @@ from maskvid.data.decode import decode_clip, frame_count
 from maskvid.data.flow_cache import FlowCache
 from maskvid.data.raw_motion import RawMotion
 from maskvid.data.token_cache import TokenCache
-from maskvid.data.transforms import ClipTransform
+from maskvid.data.transforms import ClipTransform, normalize_video
 from maskvid.errors import ConfigError, DataError, VideoDecodeError
 from maskvid.masking import MaskStrategy
 from maskvid.models.tokens import token_grid
@@ -145,6 +145,15 @@ class VideoDataset(torch.utils.data.Dataset):
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
+
+    def on_device(self, batch: dict, device: torch.device) -> dict:
+        """``batch`` with the clips the workers left uint8 (``transform.normalize`` False) moved to ``device`` and
+        normalized there, as the workers would have; other keys as they were (the method moves what it reads)."""
+        for key in ("video", "video2"):
+            if key in batch and batch[key].dtype == torch.uint8:
+                batch[key] = normalize_video(batch[key].to(device, non_blocking=True), self.transform.mean,
+                                             self.transform.std)
+        return batch
 
     def __len__(self) -> int:
         return len(self.records)

@@ -181,6 +181,8 @@ class _Run:
         """Forward and backward one batch; at the end of an accumulation, the optimizer step (None before it)."""
         accumulate = self.config.optim.accumulate
         no_sync = self.model.no_sync() if self.info.world > 1 and not sync else contextlib.nullcontext()
+        if hasattr(self.dataset, "on_device"):  # clips left uint8 by the workers are normalized on the device
+            batch = self.dataset.on_device(batch, self.device)
         with no_sync, _autocast(self.config.train.precision, self.device):
             out = self.forward(**self.method.prepare(batch, self.device))
         if not all_finite(out.loss, self.info):
