@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -374,9 +375,6 @@ class _SlowDataset(torch.utils.data.Dataset):
     def __init__(self, dataset, delay: float):
         self.dataset, self.delay = dataset, delay
 
-    def set_epoch(self, epoch: int) -> None:
-        self.dataset.set_epoch(epoch)
-
     def __len__(self) -> int:
         return len(self.dataset)
 
@@ -413,3 +411,41 @@ def test_clips_normalized_on_the_device_train_exactly_as_clips_normalized_in_the
         train(build_method(config), dataset, config, run)
         losses.append([r["loss"] for r in read_metrics(run) if "loss" in r])
     assert len(losses[0]) == 3 and losses[0] == losses[1]
+
+
+class _KeyLog(torch.utils.data.Dataset):
+    """Writes the process and the key of every sample it makes to ``log`` (from whichever worker makes it)."""
+
+    def __init__(self, dataset, log: str):
+        self.dataset, self.log = dataset, log
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, key):
+        with open(self.log, "a") as f:
+            f.write(json.dumps([os.getpid(), *key]) + "\n")
+        return self.dataset[key]
+
+
+def test_one_loader_serves_every_epoch_in_each_epochs_order(synth_motion, tmp_path):
+    """The loader's workers outlive an epoch (a loader per epoch made the GPU wait for new workers and their
+    first batch every epoch), and each epoch is still its own permutation, taken in whole steps."""
+    from maskvid.engine.distributed import Dist, ShardedResumableSampler
+
+    config = load_config(CONFIG, tiny_overrides(synth_motion, str(tmp_path / "run"), **{"train.num_workers": 1}))
+    dataset = build_dataset(config)
+    steps_per_epoch = len(dataset) // 2  # batch 2
+    per_epoch = 2 * steps_per_epoch
+    config = load_config(CONFIG, tiny_overrides(synth_motion, str(tmp_path / "run"), **{
+        "train.num_workers": 1, "train.max_steps": 2 * steps_per_epoch + 1}))  # two epochs, a step of the third
+    log = str(tmp_path / "keys.jsonl")
+    train(build_method(config), _KeyLog(dataset, log), config, str(tmp_path / "run"))
+    seen = [json.loads(line) for line in Path(log).read_text().splitlines()]
+    assert len({pid for pid, _, _ in seen}) == 1 and seen[0][0] != os.getpid()  # one worker, all run long
+    sampler = ShardedResumableSampler(len(dataset), config.seed, Dist(rank=0, world=1, local_rank=0), per_epoch)
+    expected = []
+    for epoch in (0, 1):
+        sampler.set_position(epoch, 0)
+        expected += [[epoch, index] for index in sampler]
+    assert [key for _, *key in seen[: 2 * per_epoch]] == expected

@@ -158,10 +158,13 @@ class VideoDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.records)
 
-    def __getitem__(self, index: int) -> dict | list[dict]:
+    def __getitem__(self, key: int | tuple[int, int]) -> dict | list[dict]:
+        """Sample ``index`` of the current epoch (:meth:`set_epoch`), or ``(epoch, index)``: the training loop's
+        loader names the epoch with each index, its workers outliving epochs."""
+        epoch, index = key if isinstance(key, tuple) else (self.epoch, key)
         skipped: list[tuple[str, str]] = []
         for attempt in range(self.max_retries + 1):
-            g = sample_generator(self.seed, self.epoch, index, attempt)
+            g = sample_generator(self.seed, epoch, index, attempt)
             record = self.records[index]
             try:
                 samples = self._load(record, index, g)

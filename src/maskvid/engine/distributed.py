@@ -127,3 +127,20 @@ class ShardedResumableSampler(torch.utils.data.Sampler):
 
     def __len__(self) -> int:
         return self.per_rank - self.start // self.info.world
+
+
+class EpochStream(torch.utils.data.Sampler):
+    """``(epoch, index)`` keys of ``sampler``'s epochs one after another, from ``epoch`` at ``start`` samples in,
+    without end: one DataLoader serves the whole run, so its workers stay up and prefetch across an epoch's end
+    (a loader per epoch made the GPU wait for new workers and their first batch every epoch). The epoch travels
+    with each index because the dataset's copy in a worker never sees ``set_epoch``."""
+
+    def __init__(self, sampler: ShardedResumableSampler, epoch: int, start: int):
+        self.sampler, self.epoch, self.start = sampler, epoch, start
+
+    def __iter__(self):
+        epoch, start = self.epoch, self.start
+        while True:
+            self.sampler.set_position(epoch, start)
+            yield from ((epoch, index) for index in self.sampler)
+            epoch, start = epoch + 1, 0

@@ -23,6 +23,7 @@ from maskvid.config import PretrainConfig, save_config
 from maskvid.data import BadVideoLog, collate
 from maskvid.engine.checkpoint import latest_checkpoint, remove_unfinished_writes
 from maskvid.engine.distributed import (
+    EpochStream,
     ShardedResumableSampler,
     all_finite,
     bad_videos_across_ranks,
@@ -99,8 +100,7 @@ def train(method: torch.nn.Module, dataset, config: PretrainConfig, run_dir: str
     run = _Run(method, dataset, config, run_dir, resume)
     run.monitor = monitor
     try:
-        while run.step < run.plan.stop_at and run.status == "finished":
-            run.epoch()
+        run.steps()
     except DataError as e:  # too many bad videos: the run stops, and says so in its metrics too
         run.finish("data_error", error=str(e))
         raise
@@ -148,24 +148,23 @@ class _Run:
         self.started = self.window = time.perf_counter()
         self.monitor = None
 
-    def epoch(self) -> None:
-        """The rest of the current epoch (a resumed run starts mid-epoch where the checkpoint left it)."""
+    def steps(self) -> None:
+        """Train to ``plan.stop_at`` (a resumed run starts mid-epoch where the checkpoint left it). One loader
+        serves every epoch: each epoch's samples are whole steps, so batches never straddle an epoch's end."""
+        if self.step >= self.plan.stop_at:
+            return
         epoch, done_in_epoch = divmod(self.step, self.plan.steps_per_epoch)
-        self.dataset.set_epoch(epoch)
-        self.sampler.set_position(epoch, done_in_epoch * self.plan.samples_per_step * self.info.world)
+        stream = EpochStream(self.sampler, epoch, done_in_epoch * self.plan.samples_per_step * self.info.world)
         t = self.config.train
         loader = torch.utils.data.DataLoader(
-            self.dataset, batch_size=t.batch_size, sampler=self.sampler, num_workers=t.num_workers,
-            collate_fn=collate, drop_last=True, generator=rng.generator(self.config.seed, epoch),
-            pin_memory=self.device.type == "cuda",
+            self.dataset, batch_size=t.batch_size, sampler=stream, num_workers=t.num_workers, collate_fn=collate,
+            drop_last=True, generator=rng.generator(self.config.seed, 0), pin_memory=self.device.type == "cuda",
         )
         batches = iter(loader)
         for micro in itertools.count(1):
             waited = time.perf_counter()
-            batch = next(batches, None)  # the time the step waits for its batch: a GPU idle on data shows here
+            batch = next(batches)  # the time the step waits for its batch: a GPU idle on data shows here
             self.data_wait += time.perf_counter() - waited
-            if batch is None:
-                return
             self.bad.record(batch)
             self.bad.check(*counts_across_ranks(self.bad, self.info))  # every rank stops together, or none
             out = self.micro_step(batch, sync=micro % self.config.optim.accumulate == 0)
@@ -173,8 +172,8 @@ class _Run:
                 return
             if out is None:
                 continue  # accumulating
-            self.after_step(out, epoch)
-            if self.step >= self.plan.stop_at or self.step % self.plan.steps_per_epoch == 0:
+            self.after_step(out, self.step // self.plan.steps_per_epoch)
+            if self.step >= self.plan.stop_at:
                 return
 
     def micro_step(self, batch: dict, sync: bool):
