@@ -3,6 +3,7 @@ non-finite losses stop cleanly, unsafe checkpoints are refused, configs are vali
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import signal
@@ -369,25 +370,30 @@ def test_a_gpu_that_is_not_there_is_a_config_error(monkeypatch):
         pick_device("cuda:0")
 
 
-class _SlowDataset(torch.utils.data.Dataset):
-    """A training set whose samples take ``delay`` seconds each: a loader slower than the model."""
+class _Hooked(torch.utils.data.Dataset):
+    """A training set that calls ``hook(key)`` before making each sample (in whichever process makes it)."""
 
-    def __init__(self, dataset, delay: float):
-        self.dataset, self.delay = dataset, delay
+    def __init__(self, dataset, hook):
+        self.dataset, self.hook = dataset, hook
 
     def __len__(self) -> int:
         return len(self.dataset)
 
-    def __getitem__(self, index):
-        time.sleep(self.delay)
-        return self.dataset[index]
+    def __getitem__(self, key):
+        self.hook(key)
+        return self.dataset[key]
+
+
+def _log_key(log: str, key) -> None:
+    with open(log, "a") as f:
+        f.write(json.dumps([os.getpid(), *key]) + "\n")
 
 
 @pytest.mark.parametrize("delay", [0.0, 0.2])
 def test_each_record_says_what_share_of_the_time_the_step_waited_for_data(synth_motion, tmp_path, delay):
     config = load_config(CONFIG, tiny_overrides(synth_motion, str(tmp_path / "run"), **{
         "train.max_steps": 4, "train.log_every": 2}))
-    dataset = _SlowDataset(build_dataset(config), delay)
+    dataset = _Hooked(build_dataset(config), lambda key: time.sleep(delay))  # a loader slower than the model
     train(build_method(config), dataset, config, str(tmp_path / "run"))
     waits = [r["data_wait"] for r in read_metrics(str(tmp_path / "run")) if "loss" in r]
     assert len(waits) == 2 and all(0 <= w <= 1 for w in waits)
@@ -413,21 +419,6 @@ def test_clips_normalized_on_the_device_train_exactly_as_clips_normalized_in_the
     assert len(losses[0]) == 3 and losses[0] == losses[1]
 
 
-class _KeyLog(torch.utils.data.Dataset):
-    """Writes the process and the key of every sample it makes to ``log`` (from whichever worker makes it)."""
-
-    def __init__(self, dataset, log: str):
-        self.dataset, self.log = dataset, log
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __getitem__(self, key):
-        with open(self.log, "a") as f:
-            f.write(json.dumps([os.getpid(), *key]) + "\n")
-        return self.dataset[key]
-
-
 def test_one_loader_serves_every_epoch_in_each_epochs_order(synth_motion, tmp_path):
     """The loader's workers outlive an epoch (a loader per epoch made the GPU wait for new workers and their
     first batch every epoch), and each epoch is still its own permutation, taken in whole steps."""
@@ -440,7 +431,7 @@ def test_one_loader_serves_every_epoch_in_each_epochs_order(synth_motion, tmp_pa
     config = load_config(CONFIG, tiny_overrides(synth_motion, str(tmp_path / "run"), **{
         "train.num_workers": 1, "train.max_steps": 2 * steps_per_epoch + 1}))  # two epochs, a step of the third
     log = str(tmp_path / "keys.jsonl")
-    train(build_method(config), _KeyLog(dataset, log), config, str(tmp_path / "run"))
+    train(build_method(config), _Hooked(dataset, functools.partial(_log_key, log)), config, str(tmp_path / "run"))
     seen = [json.loads(line) for line in Path(log).read_text().splitlines()]
     assert len({pid for pid, _, _ in seen}) == 1 and seen[0][0] != os.getpid()  # one worker, all run long
     sampler = ShardedResumableSampler(len(dataset), config.seed, Dist(rank=0, world=1, local_rank=0), per_epoch)
