@@ -17,7 +17,8 @@ from hypothesis import strategies as st
 
 from maskvid.config import FinetuneConfig, PretrainConfig, apply_overrides, from_dict, load_config
 from maskvid.errors import ConfigError
-from maskvid.recipes import finetune, pretrain
+from maskvid.finetune_recipes import finetune
+from maskvid.recipes import pretrain
 
 PRETRAIN = os.path.join(os.path.dirname(__file__), "..", "configs", "pretrain", "videomae_micro.yaml")
 FINETUNE = os.path.join(os.path.dirname(__file__), "..", "configs", "finetune", "videomae_micro.yaml")

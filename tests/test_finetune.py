@@ -13,8 +13,9 @@ import torch
 from maskvid.config import FinetuneConfig, load_config
 from maskvid.engine.logging import read_metrics
 from maskvid.errors import CheckpointError, ConfigError, InputError
+from maskvid.finetune_recipes import build_finetune_method, evaluate_checkpoint, finetune
 from maskvid.methods.mar import MARNet
-from maskvid.recipes import build_dataset, build_finetune_method, evaluate_checkpoint, finetune, pretrain
+from maskvid.recipes import build_dataset, pretrain
 
 CONFIGS = os.path.join(os.path.dirname(__file__), "..", "configs")
 

@@ -192,7 +192,7 @@ def test_knn_accuracy_is_the_weighted_vote_of_the_nearest_bank_clips():
 
 def test_fine_tuning_reads_the_cls_token_through_a_zero_initialized_layer(synth_motion, tokenizer, tmp_path):
     from maskvid.config import FinetuneConfig
-    from maskvid.recipes import finetune
+    from maskvid.finetune_recipes import finetune
 
     pretrain(recipe(synth_motion, tmp_path, tokenizer, **{"train.max_steps": 1, "train.checkpoint_every": 1}))
     values = {"output_dir": str(tmp_path / "ft"), "init": str(tmp_path / "run"), "tokenizer": tokenizer,
@@ -202,7 +202,7 @@ def test_fine_tuning_reads_the_cls_token_through_a_zero_initialized_layer(synth_
               "data.test_views": "[2, 2]", "model.vocab_size": 32, "train.batch_size": 4, "train.num_workers": 0,
               "train.max_steps": 2, "train.progress": False, "train.checkpoint_every": 2}
     config = load_config(FINETUNE, [f"{k}={v}" for k, v in values.items()], kind=FinetuneConfig)
-    from maskvid.recipes import build_finetune_method, init_from_pretrained
+    from maskvid.finetune_recipes import build_finetune_method, init_from_pretrained
 
     method = build_finetune_method(config, 3)
     head = method.net.head

@@ -194,7 +194,7 @@ def cmd_convert_tokenizer(args: argparse.Namespace) -> int:
 
 
 def cmd_finetune(args: argparse.Namespace) -> int:
-    from maskvid.recipes import finetune
+    from maskvid.finetune_recipes import finetune
 
     report = finetune(_finetune_config(args), resume=bool(args.resume))
     if int(os.environ.get("RANK", "0")) != 0:
@@ -215,7 +215,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from maskvid.recipes import evaluate_checkpoint
+    from maskvid.finetune_recipes import evaluate_checkpoint
 
     config = _finetune_config(args)
     report = evaluate_checkpoint(config, args.checkpoint)

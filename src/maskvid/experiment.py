@@ -215,7 +215,8 @@ def run_arm(bench: Benchmark, arm: Arm, seed: int, budget: Budget, out_dir: str,
     """Pretrain ``arm`` on the pool (unless random), then probe and/or fine-tune it on the labelled set."""
     import torch
 
-    from maskvid.recipes import build_finetune_method, finetune, init_from_pretrained, pretrain
+    from maskvid.finetune_recipes import build_finetune_method, finetune, init_from_pretrained
+    from maskvid.recipes import pretrain
 
     run = os.path.join(out_dir, f"{slug(arm.name)}-seed{seed}")
     shutil.rmtree(run, ignore_errors=True)  # a rerun starts afresh: no stale checkpoint is resumed or reported
