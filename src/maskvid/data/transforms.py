@@ -105,10 +105,10 @@ def normalize_to_cthw(video: torch.Tensor, mean, std) -> torch.Tensor:
 def normalize_video(video: torch.Tensor, mean, std) -> torch.Tensor:
     """uint8 clips ``(..., C, T, H, W)`` (on any device) → float, ``(x/255 - mean) / std``: the same arithmetic as
     :func:`normalize_to_cthw` in the workers, so either place gives the same values to the bit."""
-    shape = (len(mean), 1, 1, 1)
-    offset = torch.tensor([m * 255.0 for m in mean], dtype=torch.float32, device=video.device).view(shape)
-    scale = torch.tensor([1.0 / (s * 255.0) for s in std], dtype=torch.float32, device=video.device).view(shape)
-    return video.float().sub_(offset).mul_(scale)
+    out = video.float()
+    for c, (m, s) in enumerate(zip(mean, std, strict=True)):  # Python scalars: no host-to-device copy per step
+        out[..., c, :, :, :].sub_(m * 255.0).mul_(1.0 / (s * 255.0))
+    return out
 
 
 @dataclass(frozen=True)
