@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from maskvid.motion import rasterize_motion_vectors, reference_distances
+from maskvid.motion.vectors import motion_field, rasterize_frames, resize_field
 
 MV_DTYPE = [(n, "i4") for n in ("source", "w", "h", "src_x", "src_y", "dst_x", "dst_y", "motion_x", "motion_y")] + [
     ("flags", "u8"),
@@ -53,3 +56,42 @@ def test_bidirectional_blocks_average():
 
 def test_empty_vectors_give_zero_field():
     assert not rasterize_motion_vectors(vectors([]), (20, 20), 1, 1).any()
+
+
+def _records(blocks: int, frames: int, hw: tuple[int, int], aligned: bool, rng: np.random.Generator):
+    """Random records over ``frames`` frames: macroblock partitions on an 8-pixel grid (H.264's) or, unaligned,
+    any 4-pixel multiples; some blocks past the frame's edge, some bi-predicted (two records on one block)."""
+    per_frame = []
+    for _ in range(frames):
+        rows = []
+        for _ in range(blocks):
+            unit = 8 if aligned else 4
+            w, h = (int(rng.choice([1, 2])) * 8 if aligned else int(rng.integers(1, 5)) * 4 for _ in range(2))
+            left = int(rng.integers(0, hw[1] // unit + 2)) * unit
+            top = int(rng.integers(0, hw[0] // unit + 2)) * unit
+            for source in ([-1, 1] if rng.random() < 0.3 else [int(rng.choice([-1, 1]))]):
+                rows.append((source, w, h, left + w // 2, top + h // 2, int(rng.integers(-64, 64)),
+                             int(rng.integers(-64, 64))))
+        per_frame.append(vectors(rows))
+    return per_frame
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 2**31), aligned=st.booleans(), coded=st.sampled_from([(64, 88), (36, 52), (48, 48)]),
+       out=st.sampled_from([None, (32, 40), (56, 60), (100, 120), (40, 200), (64, 88)]))
+def test_motion_field_equals_rasterizing_then_resizing(seed, aligned, coded, out):
+    rng = np.random.default_rng(seed)
+    frames = 3
+    records = _records(12, frames, coded, aligned, rng)
+    records[1] = vectors([])  # an I-frame among them
+    past, future = np.array([1.0, 2.0, np.inf]), np.array([2.0, np.inf, 1.0])
+    out = out or coded
+    expected = resize_field(rasterize_frames(records, coded, past, future), out, coded)
+    field = motion_field(records, coded, out, past, future)
+    assert field.shape == expected.shape and field.dtype == np.float32
+    np.testing.assert_allclose(field, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_motion_field_of_no_vectors_is_zero_at_the_output_size():
+    field = motion_field([vectors([]), vectors([])], (64, 88), (32, 40), np.ones(2), np.ones(2))
+    assert field.shape == (2, 8, 10, 2) and not field.any()

@@ -30,7 +30,7 @@ from maskvid.data.frame_index import FrameIndex, mark_needs_decoding, video_inde
 from maskvid.data.reader import IndexMismatch, PacketReader
 from maskvid.data.video_file import frame_checksum, open_video, quarter_turns
 from maskvid.errors import MaskvidError, VideoDecodeError
-from maskvid.motion.vectors import rasterize_frames, resize_field, rotate_field
+from maskvid.motion.vectors import motion_field, rotate_field
 
 MIN_FRAMES = 2
 log = logging.getLogger(__name__)
@@ -307,8 +307,8 @@ class _ClipBuilder:
         valid = torch.tensor([len(v) > 0 for v in vectors], dtype=torch.bool)
         shown = np.array(self.wanted)
         past, future = index.reference_distances
-        field = rasterize_frames(vectors, self.coded, past[shown], future[shown])
-        field = rotate_field(resize_field(field, self.coded_out, self.coded), self.turns)
+        field = motion_field(vectors, self.coded, self.coded_out, past[shown], future[shown])
+        field = rotate_field(field, self.turns)
         # a rotation leaves a strided view; reductions over it were 5x slower than over a compact copy
         return torch.from_numpy(np.ascontiguousarray(field)), valid
 

@@ -16,6 +16,7 @@ reference lies in the past (``source < 0``) or the future (``source > 0``). Two 
 from __future__ import annotations
 
 import bisect
+import functools
 
 import numpy as np
 import torch
@@ -93,32 +94,21 @@ def rasterize_frames(
     cost grows with the number of blocks and cells, not with blocks × their area; a whole clip takes well under a
     millisecond.
     """
-    gh, gw = -(-frame_hw[0] // cell), -(-frame_hw[1] // cell)
+    gh, gw = _cells(frame_hw, cell)
     frames = len(vectors)
-    sizes = [len(v) for v in vectors]
-    if sum(sizes) == 0:
+    if not any(len(v) for v in vectors):
         return np.zeros((frames, gh, gw, 2), np.float32)
-    present = [v for v in vectors if len(v)]
-    # concatenating structured arrays field by field is slow; their raw bytes concatenate at memcpy speed
-    v = np.concatenate([p.view(np.uint8).reshape(len(p), -1) for p in present]).view(present[0].dtype).ravel()
-    column = {name: np.ascontiguousarray(v[name], np.int32) for name in ("source", "w", "h", "dst_x", "dst_y")}
-    frame = np.repeat(np.arange(frames, dtype=np.int32), sizes)
-    past = column["source"] < 0
-    per_frame = np.stack([np.asarray(past_distance, np.float32), np.asarray(future_distance, np.float32)])
-    distance = per_frame[np.where(past, 0, 1), frame]
-    distance[~np.isfinite(distance) | (distance <= 0)] = 1.0
-    # motion = (src - dst) * scale; a past reference shows where the block came from, so velocity = -(src - dst)/d.
-    factor = np.where(past, -1.0, 1.0).astype(np.float32) / np.maximum(v["motion_scale"], 1) / distance
-    x0 = np.clip((column["dst_x"] - column["w"] // 2) // cell, 0, gw)
-    y0 = np.clip((column["dst_y"] - column["h"] // 2) // cell, 0, gh)
-    x1 = np.minimum(x0 + np.maximum(column["w"] // cell, 1), gw)
-    y1 = np.minimum(y0 + np.maximum(column["h"] // cell, 1), gh)
+    frame, left, top, width, height, velocity = _blocks(vectors, past_distance, future_distance)
+    x0 = np.clip(left // cell, 0, gw)
+    y0 = np.clip(top // cell, 0, gh)
+    x1 = np.minimum(x0 + np.maximum(width // cell, 1), gw)
+    y1 = np.minimum(y0 + np.maximum(height // cell, 1), gh)
     plane = (gh + 1) * (gw + 1)
     base = frame * plane
     top_left = base + y0 * (gw + 1) + x0
     # a bi-predicted block comes as two records (past and future) on the same cells: paint their mean
     shared = np.bincount(top_left, minlength=frames * plane)[top_left].astype(np.float32)
-    values = np.stack([v["motion_x"] * factor, v["motion_y"] * factor]) / shared  # (2, n)
+    values = velocity.T / shared  # (2, n)
     flat = np.concatenate([top_left, base + y0 * (gw + 1) + x1, base + y1 * (gw + 1) + x0, base + y1 * (gw + 1) + x1])
     weights = np.concatenate([values, -values, -values, values], axis=1)  # the corners' signs
     size = frames * plane
@@ -131,6 +121,136 @@ def rasterize_frames(
     # one copy to a compact channel-last float32 array: reductions over a strided view were 5x slower
     return torch.empty((frames, gh, gw, 2), dtype=torch.float32).copy_(field.permute(1, 2, 3, 0)).numpy()
 
+
+def _cells(hw: tuple[int, int], cell: int) -> tuple[int, int]:
+    return -(-hw[0] // cell), -(-hw[1] // cell)
+
+
+def _blocks(vectors: list[np.ndarray], past_distance: np.ndarray, future_distance: np.ndarray):
+    """Every record of T frames' vectors as columns: frame, left, top, width, height (coded pixels, int32) and
+    velocity ``(n, 2)`` (dx, dy) in pixels per frame."""
+    sizes = [len(v) for v in vectors]
+    present = [v for v in vectors if len(v)]
+    # concatenating structured arrays field by field is slow; their raw bytes concatenate at memcpy speed
+    v = np.concatenate([p.view(np.uint8).reshape(len(p), -1) for p in present]).view(present[0].dtype).ravel()
+    column = {name: np.ascontiguousarray(v[name], np.int32) for name in ("source", "w", "h", "dst_x", "dst_y")}
+    frame = np.repeat(np.arange(len(vectors), dtype=np.int32), sizes)
+    past = column["source"] < 0
+    per_frame = np.stack([np.asarray(past_distance, np.float32), np.asarray(future_distance, np.float32)])
+    distance = per_frame[np.where(past, 0, 1), frame]
+    distance[~np.isfinite(distance) | (distance <= 0)] = 1.0
+    # motion = (src - dst) * scale; a past reference shows where the block came from, so velocity = -(src - dst)/d.
+    factor = np.where(past, -1.0, 1.0).astype(np.float32) / np.maximum(v["motion_scale"], 1) / distance
+    velocity = np.stack([v["motion_x"] * factor, v["motion_y"] * factor], axis=-1)
+    width, height = column["w"], column["h"]
+    return frame, column["dst_x"] - width // 2, column["dst_y"] - height // 2, width, height, velocity
+
+
+def motion_field(
+    vectors: list[np.ndarray],
+    coded_hw: tuple[int, int],
+    out_hw: tuple[int, int],
+    past_distance: np.ndarray,
+    future_distance: np.ndarray,
+    cell: int = MOTION_CELL,
+) -> np.ndarray:
+    """:func:`rasterize_frames` then :func:`resize_field` to ``out_hw`` in one pass (equal to them up to float
+    rounding): ``(T, ceil(out_h/cell), ceil(out_w/cell), 2)`` float32.
+
+    The blocks of H.264 and MPEG video are multiples of 8 pixels on an 8-pixel grid. Such blocks are painted on
+    cells twice the size — each then covers at most 2×2 cells, so painting is a scatter rather than prefix sums —
+    and one small resampling map per axis takes that grid to the output: the ×2 upsampling, the crop to
+    ``ceil(H/cell)`` cells and ``resize_field``'s area or nearest resampling, composed. Other blocks are painted by
+    :func:`rasterize_frames` and resampled alike. A 16-frame clip of 340×256 H.264 to a 224 short side: 0.7 ms
+    one core, 1.7 ms the two-pass way (most of it prefix sums and area pooling over the fine grid).
+    """
+    gh, gw = _cells(coded_hw, cell)
+    oh, ow = _cells(out_hw, cell)
+    if not any(len(v) for v in vectors):
+        return np.zeros((len(vectors), oh, ow, 2), np.float32)
+    frame, left, top, width, height, velocity = _blocks(vectors, past_distance, future_distance)
+    scale = np.array([out_hw[1] / coded_hw[1], out_hw[0] / coded_hw[0]])  # vectors scale with the frame
+    coarse = 2 * cell
+    if all(((a % coarse == 0) & (a >= 0)).all() for a in (left, top, width, height)):
+        painted = _scatter((frame, left, top, width, height, velocity * scale), len(vectors), coded_hw, coarse)
+        factor = 2
+    else:
+        painted = rasterize_frames(vectors, coded_hw, past_distance, future_distance, cell) * scale
+        factor = 1
+    shrinking = oh < gh or ow < gw  # resize_field's one mode for both axes
+    # (dx, dy) as one complex64 number per cell: resampling then gathers whole cells along either axis; columns
+    # first, while there are fewer rows
+    field = np.ascontiguousarray(painted, np.float32).view(np.complex64)[..., 0]
+    field = _resample(field, 2, _axis_map(field.shape[2], factor, gw, ow, shrinking))
+    field = _resample(field, 1, _axis_map(field.shape[1], factor, gh, oh, shrinking))
+    return field[..., None].view(np.float32)
+
+
+def _scatter(blocks, frames: int, coded_hw: tuple[int, int], coarse: int) -> np.ndarray:
+    """``(T, ceil(H/coarse), ceil(W/coarse), 2)`` float64: blocks on a ``coarse``-pixel grid they are aligned to."""
+    frame, left, top, width, height, velocity = blocks
+    ch, cw = _cells(coded_hw, coarse)
+    x0, y0 = np.minimum(left // coarse, cw), np.minimum(top // coarse, ch)
+    x1, y1 = np.minimum(x0 + width // coarse, cw), np.minimum(y0 + height // coarse, ch)
+    size = frames * ch * cw
+    top_left = (frame * ch + y0) * cw + x0
+    # a bi-predicted block comes as two records (past and future) on the same cells: paint their mean (a block past
+    # the frame's last cell covers none; its top_left is another row's first cell, so it is not counted there)
+    counted = np.where((x0 < x1) & (y0 < y1), top_left, size)
+    shared = np.bincount(counted, minlength=size + 1)[counted]
+    vx, vy = velocity[:, 0] / shared, velocity[:, 1] / shared
+    cells, along_x, along_y = [], [], []
+    for dy in range(int((y1 - y0).max())):
+        for dx in range(int((x1 - x0).max())):
+            covered = (y0 + dy < y1) & (x0 + dx < x1)  # weight 0 where the block is narrower than the offset
+            cells.append(np.minimum(top_left + dy * cw + dx, size - 1))
+            along_x.append(vx * covered)
+            along_y.append(vy * covered)
+    cells = np.concatenate(cells)
+    painted = [np.bincount(cells, np.concatenate(along), size) for along in (along_x, along_y)]
+    return np.stack(painted, axis=-1).reshape(frames, ch, cw, 2)
+
+
+@functools.lru_cache(maxsize=64)
+def _axis_map(coarse: int, factor: int, cells: int, out: int, shrinking: bool) -> tuple[np.ndarray, np.ndarray]:
+    """``(out, k)`` source indices and float32 weights taking ``coarse`` cells to ``out``: each coarse cell is
+    ``factor`` cells, the first ``cells`` of them kept, then resampled as ``resize_field`` does (torch's ``area`` =
+    adaptive average pooling, or ``nearest``) — the rows of that composed linear map, by their k nonzero entries."""
+    upsample = np.zeros((cells, coarse))
+    upsample[np.arange(cells), np.arange(cells) // factor] = 1
+    resample = np.zeros((out, cells))
+    i = np.arange(out)
+    if out == cells:
+        resample[i, i] = 1
+    elif shrinking:
+        for row, start, end in zip(i, i * cells // out, -(-(i + 1) * cells // out), strict=True):
+            resample[row, start:end] = 1 / (end - start)
+    else:  # torch's nearest: floor(i * in/out) in float32
+        source = np.floor(i.astype(np.float32) * (np.float32(cells) / np.float32(out))).astype(int)
+        resample[i, np.minimum(source, cells - 1)] = 1
+    composed = resample @ upsample
+    k = int((composed != 0).sum(1).max())
+    index = np.argsort(composed == 0, axis=1, kind="stable")[:, :k]  # each row's sources first
+    weights = np.take_along_axis(composed, index, 1).astype(np.float32)
+    for array in (index, weights):
+        array.flags.writeable = False  # the cache hands these very arrays to every call
+    return index, weights
+
+
+def _resample(field: np.ndarray, axis: int, axis_map: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """Apply an :func:`_axis_map` along ``axis``: the weighted sum of k gathers."""
+    index, weights = axis_map
+    shape = [1] * field.ndim
+    shape[axis] = -1
+    out = np.take(field, index[:, 0], axis=axis)
+    if (weights[:, 0] != 1).any():
+        out *= weights[:, 0].reshape(shape)
+    term = np.empty_like(out)
+    for j in range(1, index.shape[1]):
+        np.take(field, index[:, j], axis=axis, out=term)
+        term *= weights[:, j].reshape(shape)
+        out += term
+    return out
 
 def resize_field(
     field: np.ndarray, out_hw: tuple[int, int], in_hw: tuple[int, int], cell: int = MOTION_CELL
