@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torchvision.ops import roi_align
 
 from maskvid.data.transforms import (
     IMAGENET_MEAN,
@@ -87,6 +90,25 @@ def test_crop_moves_field_content_with_the_pixels():
     # bilinear sampling blurs by a quarter cell at the crop's top/left border; the rest is the quadrant exactly
     assert torch.allclose(out[0, 1:, 1:, 0], torch.tensor(1.0)) and out[..., 0].min() > 0.7
 
+
+
+@settings(max_examples=80, deadline=None)
+@given(seed=st.integers(0, 2**31), frame=st.sampled_from([(96, 128), (50, 70), (224, 298)]),
+       out=st.sampled_from([(32, 32), (48, 64), (224, 224), (20, 90)]))
+def test_crop_field_is_roi_align(seed, frame, out):
+    """Against torchvision's ``roi_align`` itself, on boxes inside, across and past the frame's edges."""
+    g = torch.Generator().manual_seed(seed)
+    field = torch.randn(3, -(-frame[0] // 4), -(-frame[1] // 4), 2, generator=g)
+    height, width = (float(x) for x in torch.rand(2, generator=g) * torch.tensor(frame) * 1.2 + 2)
+    top, left = (float(x) for x in torch.rand(2, generator=g) * torch.tensor(frame) * 1.1 - 4)
+    gy, gx = field.shape[1] / frame[0], field.shape[2] / frame[1]
+    rois = torch.tensor([[i, left * gx, top * gy, (left + width) * gx, (top + height) * gy] for i in range(3)])
+    grid = (-(-out[0] // 4), -(-out[1] // 4))
+    expected = roi_align(field.permute(0, 3, 1, 2).contiguous(), rois, grid, 1.0, 2, True).permute(0, 2, 3, 1)
+    expected = expected * torch.tensor([out[1] / width, out[0] / height])
+    got = crop_field(field, (top, left, height, width), frame, out)
+    assert got.shape == expected.shape and got.dtype == torch.float32
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
 
 def test_flip_mirrors_and_negates_x():
     field = torch.zeros(1, 2, 3, 2)

@@ -2,7 +2,8 @@
 
 Every spatial transform applies one set of parameters to all frames and to the per-pixel auxiliary field (codec
 motion now, optical flow later). The field lives on a coarser grid (one cell per ``MOTION_CELL`` pixels), so crops
-are mapped onto it with ``roi_align`` (exact fractional boxes), its vectors are rescaled by the crop's resize
+are mapped onto it as ``roi_align`` maps them (exact fractional boxes, bilinear samples; computed one axis at a time,
+:mod:`maskvid.motion.field_maps`), its vectors are rescaled by the crop's resize
 factors, and a horizontal flip mirrors it and negates x. Randomness comes from the ``torch.Generator`` passed in;
 torchvision's RandAugment and RandomErasing draw from the global RNG, so they run inside ``fork_rng`` seeded from
 that generator — the same sample always gets the same augmentation, whichever worker makes it.
@@ -15,12 +16,12 @@ from dataclasses import dataclass
 
 import torch
 from torchvision import tv_tensors
-from torchvision.ops import roi_align
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
 from maskvid.constants import IMAGENET_MEAN, IMAGENET_STD
 from maskvid.errors import ConfigError
+from maskvid.motion.field_maps import apply_maps, roi_align_map
 from maskvid.motion.vectors import MOTION_CELL
 from maskvid.rng import draw_seed, global_seed
 
@@ -70,17 +71,16 @@ def centre_crop_box(height: int, width: int, crop: int) -> Box:
 
 
 def crop_field(field: torch.Tensor, box: Box, frame_hw: tuple[int, int], out_hw: tuple[int, int]) -> torch.Tensor:
-    """Crop+resize a ``(T, h, w, 2)`` field exactly as ``box`` crops its ``frame_hw`` frames to ``out_hw``."""
-    t, fh, fw, _ = field.shape
+    """Crop+resize a ``(T, h, w, 2)`` field (on the CPU) exactly as ``box`` crops its ``frame_hw`` frames to
+    ``out_hw``: torchvision's ``roi_align`` (aligned, 2×2 samples a cell) up to float rounding."""
+    _, fh, fw, _ = field.shape
     gy, gx = fh / frame_hw[0], fw / frame_hw[1]  # field cells per frame pixel
     top, left, h, w = box
-    rois = torch.tensor([[left * gx, top * gy, (left + w) * gx, (top + h) * gy]], dtype=torch.float32)
-    rois = torch.cat([torch.arange(t, dtype=torch.float32)[:, None], rois.expand(t, 4)], dim=1)
     grid = (-(-out_hw[0] // MOTION_CELL), -(-out_hw[1] // MOTION_CELL))
-    out = roi_align(field.permute(0, 3, 1, 2).float(), rois, grid, spatial_scale=1.0, sampling_ratio=2, aligned=True)
-    out = out * torch.tensor([out_hw[1] / w, out_hw[0] / h]).view(1, 2, 1, 1)  # vectors are in pixels
-    return out.permute(0, 2, 3, 1).contiguous()
-
+    rows = roi_align_map(top * gy, (top + h) * gy, fh, grid[0])
+    columns = roi_align_map(left * gx, (left + w) * gx, fw, grid[1])
+    out = torch.from_numpy(apply_maps(field.numpy(), rows, columns))
+    return out.mul_(torch.tensor([out_hw[1] / w, out_hw[0] / h]))  # vectors are in pixels
 
 def flip_field(field: torch.Tensor) -> torch.Tensor:
     """Mirror a ``(T, h, w, 2)`` field left-right: positions flip and dx changes sign."""

@@ -16,10 +16,11 @@ reference lies in the past (``source < 0``) or the future (``source > 0``). Two 
 from __future__ import annotations
 
 import bisect
-import functools
 
 import numpy as np
 import torch
+
+from maskvid.motion.field_maps import apply_maps, resize_map
 
 MOTION_CELL = 4
 """Side of a motion-field cell in output pixels: the field of an (H, W) frame is (ceil(H/4), ceil(W/4), 2)."""
@@ -178,12 +179,8 @@ def motion_field(
         painted = rasterize_frames(vectors, coded_hw, past_distance, future_distance, cell) * scale
         factor = 1
     shrinking = oh < gh or ow < gw  # resize_field's one mode for both axes
-    # (dx, dy) as one complex64 number per cell: resampling then gathers whole cells along either axis; columns
-    # first, while there are fewer rows
-    field = np.ascontiguousarray(painted, np.float32).view(np.complex64)[..., 0]
-    field = _resample(field, 2, _axis_map(field.shape[2], factor, gw, ow, shrinking))
-    field = _resample(field, 1, _axis_map(field.shape[1], factor, gh, oh, shrinking))
-    return field[..., None].view(np.float32)
+    rows = resize_map(painted.shape[1], factor, gh, oh, shrinking)
+    return apply_maps(painted, rows, resize_map(painted.shape[2], factor, gw, ow, shrinking))
 
 
 def _scatter(blocks, frames: int, coded_hw: tuple[int, int], coarse: int) -> np.ndarray:
@@ -209,48 +206,6 @@ def _scatter(blocks, frames: int, coded_hw: tuple[int, int], coarse: int) -> np.
     cells = np.concatenate(cells)
     painted = [np.bincount(cells, np.concatenate(along), size) for along in (along_x, along_y)]
     return np.stack(painted, axis=-1).reshape(frames, ch, cw, 2)
-
-
-@functools.lru_cache(maxsize=64)
-def _axis_map(coarse: int, factor: int, cells: int, out: int, shrinking: bool) -> tuple[np.ndarray, np.ndarray]:
-    """``(out, k)`` source indices and float32 weights taking ``coarse`` cells to ``out``: each coarse cell is
-    ``factor`` cells, the first ``cells`` of them kept, then resampled as ``resize_field`` does (torch's ``area`` =
-    adaptive average pooling, or ``nearest``) — the rows of that composed linear map, by their k nonzero entries."""
-    upsample = np.zeros((cells, coarse))
-    upsample[np.arange(cells), np.arange(cells) // factor] = 1
-    resample = np.zeros((out, cells))
-    i = np.arange(out)
-    if out == cells:
-        resample[i, i] = 1
-    elif shrinking:
-        for row, start, end in zip(i, i * cells // out, -(-(i + 1) * cells // out), strict=True):
-            resample[row, start:end] = 1 / (end - start)
-    else:  # torch's nearest: floor(i * in/out) in float32
-        source = np.floor(i.astype(np.float32) * (np.float32(cells) / np.float32(out))).astype(int)
-        resample[i, np.minimum(source, cells - 1)] = 1
-    composed = resample @ upsample
-    k = int((composed != 0).sum(1).max())
-    index = np.argsort(composed == 0, axis=1, kind="stable")[:, :k]  # each row's sources first
-    weights = np.take_along_axis(composed, index, 1).astype(np.float32)
-    for array in (index, weights):
-        array.flags.writeable = False  # the cache hands these very arrays to every call
-    return index, weights
-
-
-def _resample(field: np.ndarray, axis: int, axis_map: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
-    """Apply an :func:`_axis_map` along ``axis``: the weighted sum of k gathers."""
-    index, weights = axis_map
-    shape = [1] * field.ndim
-    shape[axis] = -1
-    out = np.take(field, index[:, 0], axis=axis)
-    if (weights[:, 0] != 1).any():
-        out *= weights[:, 0].reshape(shape)
-    term = np.empty_like(out)
-    for j in range(1, index.shape[1]):
-        np.take(field, index[:, j], axis=axis, out=term)
-        term *= weights[:, j].reshape(shape)
-        out += term
-    return out
 
 def resize_field(
     field: np.ndarray, out_hw: tuple[int, int], in_hw: tuple[int, int], cell: int = MOTION_CELL
