@@ -94,7 +94,7 @@ def test_bench_data_json(tmp_path):
         for name in ("torchcodec_exact", "torchcodec_approximate", "decord"):  # measured, or one line saying why not
             assert (name in part["decode_ms"]) != (name in part["unavailable"])
             assert "\n" not in part["unavailable"].get(name, "")
-        assert {"maskvid", "maskvid_vectors", "maskvid_no_skipping"} <= set(part["decode_ms"])
+        assert {"maskvid", "maskvid_vectors", "maskvid_no_skipping", "maskvid_decoding_only"} <= set(part["decode_ms"])
         assert part["ratios"]["decode_vs_maskvid_no_skipping"] > 0
         assert {"maskvid", "maskvid_vectors", "videomae_decord"} <= set(part["sample_ms"])
 
