@@ -21,6 +21,8 @@ def normalized(video01: torch.Tensor) -> torch.Tensor:
 def test_norm_pixels_equals_videomae_reference():
     torch.manual_seed(0)
     video01 = torch.rand(2, 3, 4, 32, 32)
+    video01[0, :, :2, :16, :16] = 0.5  # a flat patch: 0 / eps
+    video01[1, :, :2, :16, :16] = 0.5 + (torch.rand(3, 2, 16, 16) > 0.9) / 255  # low contrast: eps matters
     got = targets.build("norm_pixels", patch=(2, 16, 16))(normalized(video01))
     # Hugging Face / VideoMAE steps, on (B, T, C, H, W)
     frames = video01.transpose(1, 2)

@@ -39,7 +39,12 @@ class Pixels(Target):
 @dataclass(eq=False)
 class NormPixels(Pixels):
     """VideoMAE's ``norm_pix_loss`` target: per patch and channel, (x - mean) / (std + 1e-6) over the t·p·p pixels,
-    unbiased variance, then flattened ``(t p p C)`` — the exact order and statistics of VideoMAE and HF."""
+    unbiased variance, then flattened ``(t p p C)`` — the exact order and statistics of VideoMAE and HF.
+
+    Computed on the normalized clip itself: undoing the pipeline's per-channel ``(x - m) / s`` first (as VideoMAE
+    does) scales a patch's deviations and its std alike by ``s``, so only the epsilon changes, to ``1e-6 / s`` —
+    the same values up to float rounding, without two passes over the whole clip.
+    """
 
     name = "norm_pixels"
 
@@ -47,7 +52,9 @@ class NormPixels(Pixels):
 
     @torch.no_grad()
     def forward(self, video: torch.Tensor, **aux) -> torch.Tensor:
-        tokens = patchify(unnormalize(video, self.mean, self.std), self.patch)  # (B, N, t·p·p, C)
-        centred = tokens - tokens.mean(dim=-2, keepdim=True)
-        normed = centred / (tokens.var(dim=-2, unbiased=True, keepdim=True).sqrt() + self.eps)
-        return normed.flatten(2)
+        tokens = patchify(video, self.patch)  # (B, N, t·p·p, C)
+        var, mean = torch.var_mean(tokens, dim=-2, unbiased=True, keepdim=True)
+        scale = var.sqrt_()
+        for c, s in enumerate(self.std):  # Python scalars: no host-to-device copy per step
+            scale[..., c].add_(self.eps / s)
+        return ((tokens - mean) / scale).flatten(2)
