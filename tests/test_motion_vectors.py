@@ -95,3 +95,9 @@ def test_motion_field_equals_rasterizing_then_resizing(seed, aligned, coded, out
 def test_motion_field_of_no_vectors_is_zero_at_the_output_size():
     field = motion_field([vectors([]), vectors([])], (64, 88), (32, 40), np.ones(2), np.ones(2))
     assert field.shape == (2, 8, 10, 2) and not field.any()
+
+
+def test_motion_field_of_blocks_wholly_past_the_edge_is_zero():
+    # a 24x24 frame has 3x3 cells of 8 px: a block at x 24..32 covers none of them
+    field = motion_field([vectors([(-1, 8, 8, 28, 4, -16, 0)])], (24, 24), (24, 24), np.ones(1), np.ones(1))
+    assert field.shape == (1, 6, 6, 2) and not field.any()

@@ -196,7 +196,7 @@ def _scatter(blocks, frames: int, coded_hw: tuple[int, int], coarse: int) -> np.
     counted = np.where((x0 < x1) & (y0 < y1), top_left, size)
     shared = np.bincount(counted, minlength=size + 1)[counted]
     vx, vy = velocity[:, 0] / shared, velocity[:, 1] / shared
-    cells, along_x, along_y = [], [], []
+    cells, along_x, along_y = [np.zeros(0, np.int64)], [np.zeros(0)], [np.zeros(0)]  # (no block may cover a cell)
     for dy in range(int((y1 - y0).max())):
         for dx in range(int((x1 - x0).max())):
             covered = (y0 + dy < y1) & (x0 + dx < x1)  # weight 0 where the block is narrower than the offset
@@ -206,6 +206,7 @@ def _scatter(blocks, frames: int, coded_hw: tuple[int, int], coarse: int) -> np.
     cells = np.concatenate(cells)
     painted = [np.bincount(cells, np.concatenate(along), size) for along in (along_x, along_y)]
     return np.stack(painted, axis=-1).reshape(frames, ch, cw, 2)
+
 
 def resize_field(
     field: np.ndarray, out_hw: tuple[int, int], in_hw: tuple[int, int], cell: int = MOTION_CELL
