@@ -25,7 +25,7 @@ import time
 import torch
 
 from maskvid import masking
-from maskvid.bench.threads import one_core
+from maskvid.bench.decoders import time_per_clip
 from maskvid.bench.videos import KINETICS_FRAMES, KINETICS_SIZE, kinetics_like_videos
 from maskvid.data import ClipTransform, VideoDataset, VideoRecord, collate
 from maskvid.data.decode import decode_clip
@@ -67,14 +67,15 @@ def loader_clips_per_second(dataset, workers: int, clips: int, batch_size: int =
     return seen / (time.perf_counter() - start)
 
 
-def decode_ms(paths: list[str], clips: int, motion_vectors: bool) -> float:
-    """Milliseconds per clip of ``decode_clip`` alone (one core), at the loader's indices and 224 short side."""
-    with one_core():
-        start = time.perf_counter()
-        for i in range(clips):
-            indices = dense_indices(KINETICS_FRAMES, CLIP_LEN, STRIDE, sample_generator(0, 0, i))
-            decode_clip(paths[i % len(paths)], indices, size=SIZE, motion_vectors=motion_vectors)
-        return 1000 * (time.perf_counter() - start) / clips
+def decode_ms(paths: list[str], clips: int, rounds: int = 3) -> dict[str, float]:
+    """Milliseconds per clip of ``decode_clip`` alone (one core), at the loader's indices and 224 short side, without
+    and with codec motion vectors: clip by clip in turns, best of ``rounds``."""
+    plan = [(paths[i % len(paths)], dense_indices(KINETICS_FRAMES, CLIP_LEN, STRIDE, sample_generator(0, 0, i)))
+            for i in range(clips)]
+    variants = {name: (lambda path, indices, k, vectors=vectors: decode_clip(path, indices, size=SIZE,
+                                                                             motion_vectors=vectors))
+                for name, vectors in (("frames", False), ("frames_and_vectors", True))}
+    return time_per_clip(variants, plan, rounds)
 
 
 def bench_loader(workers: tuple[int, ...] = (1, 2), clips: int = 40, videos: int = 8, workdir: str | None = None,
@@ -85,15 +86,14 @@ def bench_loader(workers: tuple[int, ...] = (1, 2), clips: int = 40, videos: int
         for pipeline in PIPELINES:
             dataset = pretraining_dataset(paths, pipeline)
             rates[pipeline] = {str(w): loader_clips_per_second(dataset, w, clips) for w in workers}
-        plain = min(decode_ms(paths, clips, False) for _ in range(2))  # best of two: a busy machine's noise
-        with_vectors = min(decode_ms(paths, clips, True) for _ in range(2))
+        decode = decode_ms(paths, clips)
     per_core = {p: {w: r / int(w) for w, r in by_workers.items()} for p, by_workers in rates.items()}
     overhead = {w: rates["tube"][w] / rates["tube_vectors"][w] - 1 for w in rates["tube"]}
     return {
         "clips_per_s": rates,
         "clips_per_s_per_core": per_core,
-        "codec_vector_overhead": {"sample": overhead, "decode": with_vectors / plain - 1},
-        "decode_ms_per_clip": {"frames": plain, "frames_and_vectors": with_vectors},
+        "codec_vector_overhead": {"sample": overhead, "decode": decode["frames_and_vectors"] / decode["frames"] - 1},
+        "decode_ms_per_clip": decode,
         "setup": {"source": f"{videos} H.264 videos {KINETICS_SIZE[1]}x{KINETICS_SIZE[0]}x{KINETICS_FRAMES}, "
                             f"keyframe every {keyint}", "clip": f"{CLIP_LEN}x{STRIDE}", "output": f"{SIZE}x{SIZE}",
                   "workers": list(workers), "cores": _cores()},
