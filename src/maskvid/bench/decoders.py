@@ -117,24 +117,23 @@ def sequential_frames(path: str) -> np.ndarray:
 
 
 def time_per_clip(functions: dict[str, Callable], plan: Plan, rounds: int) -> dict[str, float]:
-    """Milliseconds per clip of each function over ``plan`` on one core; best round of each. Clip by clip, every
-    function in turn: a busy machine's drifting speed then falls on all of them alike, which matters where two
-    figures a few percent apart are compared (a decode with and without motion vectors)."""
+    """Milliseconds per clip of each function over ``plan``, on one core, in turns; best round of each.
+
+    Each function decodes the whole plan in its turn, warm as a loader's worker is. (Taking turns clip by clip
+    instead gave each function the caches the one before it had left: the plain augmented sample then measured
+    as slow as the one with motion vectors.)"""
     best = dict.fromkeys(functions, float("inf"))
     with one_core():
         for _ in range(rounds):
-            spent = dict.fromkeys(functions, 0.0)
-            for k, (path, indices) in enumerate(plan):
-                for name, function in functions.items():
-                    start = time.perf_counter()
+            for name, function in functions.items():
+                start = time.perf_counter()
+                for k, (path, indices) in enumerate(plan):
                     function(path, indices, k)
-                    spent[name] += time.perf_counter() - start
-            for name, seconds in spent.items():
-                best[name] = min(best[name], 1000 * seconds / len(plan))
+                best[name] = min(best[name], 1000 * (time.perf_counter() - start) / len(plan))
     return best
 
 
-def bench_decoders(clips: int = 40, videos: int = 4, workdir: str | None = None, rounds: int = 2,
+def bench_decoders(clips: int = 40, videos: int = 4, workdir: str | None = None, rounds: int = 3,
                    check_clips: int = 6) -> dict:
     from maskvid.bench.samples import sample_functions
 

@@ -69,7 +69,7 @@ def loader_clips_per_second(dataset, workers: int, clips: int, batch_size: int =
 
 def decode_ms(paths: list[str], clips: int, rounds: int = 3) -> dict[str, float]:
     """Milliseconds per clip of ``decode_clip`` alone (one core), at the loader's indices and 224 short side, without
-    and with codec motion vectors: clip by clip in turns, best of ``rounds``."""
+    and with codec motion vectors, in turns, best of ``rounds``."""
     plan = [(paths[i % len(paths)], dense_indices(KINETICS_FRAMES, CLIP_LEN, STRIDE, sample_generator(0, 0, i)))
             for i in range(clips)]
     variants = {name: (lambda path, indices, k, vectors=vectors: decode_clip(path, indices, size=SIZE,
