@@ -13,7 +13,8 @@ Two pipelines, each 16 frames at stride 4 → multi-scale crop to 224², as ``ma
 
 For each worker count: clips/s and clips/s per worker (a worker is one core: decoding and scaling are
 single-threaded in it). ``codec_vector_overhead``: what carrying the vectors costs over the tube path (whole
-sample), and in decoding alone (``decode_clip`` with and without ``motion_vectors`` on the same clips, one core).
+sample), and in decoding alone (``decode_clip`` with and without ``motion_vectors`` on the same clips, one core, at
+the native size the loader decodes at and at a 224 short side).
 """
 
 from __future__ import annotations
@@ -68,13 +69,16 @@ def loader_clips_per_second(dataset, workers: int, clips: int, batch_size: int =
 
 
 def decode_ms(paths: list[str], clips: int, rounds: int = 3) -> dict[str, float]:
-    """Milliseconds per clip of ``decode_clip`` alone (one core), at the loader's indices and 224 short side, without
-    and with codec motion vectors, in turns, best of ``rounds``."""
+    """Milliseconds per clip of ``decode_clip`` alone (one core) at the loader's indices, without and with codec
+    motion vectors, in turns, best of ``rounds``: at the native size, as the loader decodes (``frames``,
+    ``frames_and_vectors``), and resized to a 224 short side by the decoder (``data.decode_size``; ``…_224``)."""
     plan = [(paths[i % len(paths)], dense_indices(KINETICS_FRAMES, CLIP_LEN, STRIDE, sample_generator(0, 0, i)))
             for i in range(clips)]
-    variants = {name: (lambda path, indices, k, vectors=vectors: decode_clip(path, indices, size=SIZE,
-                                                                             motion_vectors=vectors))
-                for name, vectors in (("frames", False), ("frames_and_vectors", True))}
+    variants = {}
+    for size, suffix in ((None, ""), (SIZE, f"_{SIZE}")):
+        for name, vectors in (("frames", False), ("frames_and_vectors", True)):
+            variants[name + suffix] = (lambda path, indices, k, size=size, vectors=vectors:
+                                       decode_clip(path, indices, size=size, motion_vectors=vectors))
     return time_per_clip(variants, plan, rounds)
 
 
@@ -92,7 +96,9 @@ def bench_loader(workers: tuple[int, ...] = (1, 2), clips: int = 40, videos: int
     return {
         "clips_per_s": rates,
         "clips_per_s_per_core": per_core,
-        "codec_vector_overhead": {"sample": overhead, "decode": decode["frames_and_vectors"] / decode["frames"] - 1},
+        "codec_vector_overhead": {
+            "sample": overhead, "decode": decode["frames_and_vectors"] / decode["frames"] - 1,
+            f"decode_{SIZE}": decode[f"frames_and_vectors_{SIZE}"] / decode[f"frames_{SIZE}"] - 1},
         "decode_ms_per_clip": decode,
         "setup": {"source": f"{videos} H.264 videos {KINETICS_SIZE[1]}x{KINETICS_SIZE[0]}x{KINETICS_FRAMES}, "
                             f"keyframe every {keyint}", "clip": f"{CLIP_LEN}x{STRIDE}", "output": f"{SIZE}x{SIZE}",
@@ -114,6 +120,8 @@ def format_loader(result: dict) -> str:
     sample = ", ".join(f"{w} worker(s) {100 * v:+.0f}%" for w, v in overhead["sample"].items())
     ms = result["decode_ms_per_clip"]
     lines.append(f"  codec vectors cost: whole sample {sample}; decode alone {100 * overhead['decode']:+.0f}% "
-                 f"({ms['frames']:.1f} -> {ms['frames_and_vectors']:.1f} ms/clip)")
+                 f"({ms['frames']:.1f} -> {ms['frames_and_vectors']:.1f} ms/clip), resized to a {SIZE} short side "
+                 f"{100 * overhead[f'decode_{SIZE}']:+.0f}% ({ms[f'frames_{SIZE}']:.1f} -> "
+                 f"{ms[f'frames_and_vectors_{SIZE}']:.1f})")
     return "\n".join(lines)
 

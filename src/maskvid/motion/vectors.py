@@ -123,6 +123,15 @@ def rasterize_frames(
     return torch.empty((frames, gh, gw, 2), dtype=torch.float32).copy_(field.permute(1, 2, 3, 0)).numpy()
 
 
+def _aligned(grid: int, left: np.ndarray, top: np.ndarray, width: np.ndarray, height: np.ndarray) -> bool:
+    """Whether every block lies on a ``grid``-pixel grid (its corner and size multiples of ``grid``)."""
+    if (left < 0).any() or (top < 0).any():
+        return False
+    if grid & (grid - 1) == 0:  # a power of two: one pass over the OR of all four
+        return not ((left | top | width | height) & (grid - 1)).any()
+    return all(not (a % grid).any() for a in (left, top, width, height))
+
+
 def _cells(hw: tuple[int, int], cell: int) -> tuple[int, int]:
     return -(-hw[0] // cell), -(-hw[1] // cell)
 
@@ -172,7 +181,7 @@ def motion_field(
     frame, left, top, width, height, velocity = _blocks(vectors, past_distance, future_distance)
     scale = np.array([out_hw[1] / coded_hw[1], out_hw[0] / coded_hw[0]])  # vectors scale with the frame
     coarse = 2 * cell
-    if all(((a % coarse == 0) & (a >= 0)).all() for a in (left, top, width, height)):
+    if _aligned(coarse, left, top, width, height):
         painted = _scatter((frame, left, top, width, height, velocity * scale), len(vectors), coded_hw, coarse)
         factor = 2
     else:
