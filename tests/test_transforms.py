@@ -6,7 +6,10 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from torchvision import tv_tensors
 from torchvision.ops import roi_align
+from torchvision.transforms import v2
+from torchvision.transforms.v2 import functional as F
 
 from maskvid.data.transforms import (
     IMAGENET_MEAN,
@@ -17,6 +20,7 @@ from maskvid.data.transforms import (
     normalize_video,
 )
 from maskvid.errors import ConfigError
+from maskvid.rng import draw_seed, global_seed
 
 
 def clip(t=4, h=96, w=128):
@@ -135,3 +139,45 @@ def test_bad_options_are_config_errors():
         ClipTransform(crop="zoom")
     with pytest.raises(ConfigError, match="data.randaugment"):
         ClipTransform(randaugment=(2, 9))(clip(), torch.Generator(), constant_field())
+
+
+def torchvision_reference(frames, transform: ClipTransform, g: torch.Generator) -> torch.Tensor:
+    """The transform composed of torchvision's own calls on the ``(T, C, H, W)`` view, as it was written first."""
+    video = tv_tensors.Video(frames.permute(0, 3, 1, 2))
+    geometry = transform.geometry(*frames.shape[1:3], g)
+    video = F.resized_crop(video, *geometry.pixel_box, [transform.size] * 2, antialias=True)
+    if geometry.flip:
+        video = F.horizontal_flip(video)
+    seed = draw_seed(g)
+    if transform.randaugment is not None:
+        with global_seed(seed):
+            video = v2.RandAugment(*transform.randaugment)(video)
+    planes = video.as_subclass(torch.Tensor).transpose(0, 1).float()
+    if not transform.normalize:
+        return planes.to(torch.uint8)
+    mean, std = (torch.tensor(v).view(3, 1, 1, 1) * 255.0 for v in (transform.mean, transform.std))
+    return (planes - mean) * (1.0 / std)
+
+
+@pytest.mark.parametrize("options", [
+    {"crop": "multiscale"}, {"crop": "random_resized", "randaugment": (2, 9)}, {"crop": "centre", "flip": False},
+    {"crop": "none", "normalize": False}, {"crop": "multiscale", "normalize": False}, {"size": 48, "crop": "centre"},
+])
+def test_transform_equals_torchvision_composed(options):
+    """Cropping in the decoder's layout and splitting (and flipping) into planes with OpenCV change no value."""
+    frames = clip(t=6, h=90, w=130)
+    transform = ClipTransform(**{"size": 64, **options})
+    for seed in range(8):  # flips and crops both ways
+        got, _ = transform(frames, torch.Generator().manual_seed(seed))
+        expected = torchvision_reference(frames, transform, torch.Generator().manual_seed(seed))
+        assert got.is_contiguous() and got.dtype == expected.dtype
+        torch.testing.assert_close(got, expected, atol=1e-6, rtol=0)
+
+
+def test_a_box_reaching_outside_the_frame_is_padded_as_torchvision_pads_it():
+    frames = clip(t=2, h=40, w=40)
+    transform = ClipTransform(size=32, crop="none", flip=False, normalize=False)
+    box = (-4.0, 30.0, 40.0, 20.0)  # above the top and past the right edge
+    got, _ = transform(frames, torch.Generator().manual_seed(0), box=box)
+    expected = F.resized_crop(tv_tensors.Video(frames.permute(0, 3, 1, 2)), -4, 30, 40, 20, [32, 32], antialias=True)
+    assert torch.equal(got, expected.as_subclass(torch.Tensor).transpose(0, 1))
