@@ -98,6 +98,7 @@ def crop_field(field: torch.Tensor, box: Box, frame_hw: tuple[int, int], out_hw:
     out = torch.from_numpy(apply_maps(field.numpy(), rows, columns))
     return out.mul_(torch.tensor([out_hw[1] / w, out_hw[0] / h]))  # vectors are in pixels
 
+
 def flip_field(field: torch.Tensor) -> torch.Tensor:
     """Mirror a ``(T, h, w, 2)`` field left-right: positions flip and dx changes sign."""
     out = field.flip(2).clone()
