@@ -4,8 +4,9 @@ Every way maskvid resizes or crops a field — torch's ``area`` and ``nearest`` 
 coarse painting, and the crop-and-resize that follows a clip's frames (``roi_align``'s bilinear sampling) — is a
 linear map along the rows times one along the columns. A map is kept by the few nonzero entries of each output
 cell (:class:`AxisMap`) and applied as that many gathers, with (dx, dy) carried as one complex64 number per cell so
-that a gather moves whole cells along either axis. On a 16-frame clip this is ~10× faster than ``roi_align`` and
-than ``interpolate(mode="area")``, whose CPU kernels walk every output cell and sample separately.
+that a gather moves whole cells along either axis. On a 16-frame 224² clip's field this is 3× faster than
+torchvision's ``roi_align`` (0.4 against 1.35 ms, building the maps included) and ~10× faster than
+``interpolate(mode="area")``, whose CPU kernels walk every output cell and sample separately.
 """
 
 from __future__ import annotations
