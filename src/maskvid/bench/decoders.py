@@ -34,7 +34,7 @@ import torch
 
 from maskvid.bench.threads import one_core
 from maskvid.bench.videos import KINETICS_FRAMES, KINETICS_SIZE, kinetics_like_videos
-from maskvid.data.decode import _decode_frames, _skipped_packets, decode_clip  # the floor reuses decode_clip's
+from maskvid.data.decode import _decode_frames, _skipped_packets, decode_clip  # (the floor feeds what it feeds)
 from maskvid.data.frame_index import video_index
 from maskvid.data.reader import PacketReader
 from maskvid.data.sampling import dense_indices
@@ -145,8 +145,8 @@ def bench_decoders(clips: int = 40, videos: int = 4, workdir: str | None = None,
             plan = clip_plan(paths, clips)
             identical = _identical(decoders, plan[:check_clips])
             measured_only = {"maskvid_vectors": maskvid_decoder(True, motion_vectors=True),
-                            "maskvid_vectors_no_skipping": maskvid_decoder(False, motion_vectors=True),
-                            "maskvid_decoding_only": maskvid_decoding_only()}
+                             "maskvid_vectors_no_skipping": maskvid_decoder(False, motion_vectors=True),
+                             "maskvid_decoding_only": maskvid_decoding_only()}
             decode = {name: (lambda path, indices, k, d=d: d(path, indices))
                       for name, d in {**decoders, **measured_only}.items()}
             decode_ms = time_per_clip(decode, plan, rounds)
