@@ -170,3 +170,13 @@ def _counted(forward, calls: list):
         return forward(*args, **kwargs)
 
     return counted
+
+
+def test_order_ids_pads_to_the_largest_count_and_marks_the_padding():
+    from maskvid.models.tokens import order_ids
+
+    selected = torch.tensor([[False, True, True, False], [True, False, False, False]])
+    ids, valid = order_ids(selected)
+    assert ids[0].tolist() == [1, 2] and ids[1, 0] == 0 and valid.tolist() == [[True, True], [True, False]]
+    ids, valid = order_ids(torch.tensor([[True, False, True], [False, True, True]]))
+    assert ids.tolist() == [[0, 2], [1, 2]] and valid is None  # equal counts: the fast path

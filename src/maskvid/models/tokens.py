@@ -19,10 +19,11 @@ def order_ids(selected: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None
     every sample selects the same count.
     """
     counts = selected.sum(1)
-    most = int(counts.max())
+    per_sample = counts.tolist()  # the padded width is data: one read from the device (it waits for the mask)
+    most = max(per_sample, default=0)
     # a stable sort puts each sample's selected positions first, in (t h w) order
     ids = torch.argsort((~selected).to(torch.uint8), dim=1, stable=True)[:, :most]
-    if bool((counts == most).all()):
+    if min(per_sample, default=0) == most:
         return ids, None
     return ids, torch.arange(most, device=selected.device)[None, :] < counts[:, None]
 
