@@ -184,12 +184,15 @@ class _Run:
             batch = self.dataset.on_device(batch, self.device)
         with no_sync, _autocast(self.config.train.precision, self.device):
             out = self.forward(**self.method.prepare(batch, self.device))
-        if not all_finite(out.loss, self.info):
-            self.stop("non_finite_loss", loss=float(out.loss.detach()))
+        # the loss is read from the device once: checked now, logged after the step (a second read after backward
+        # had the host wait for the whole backward before it could queue the optimizer's work)
+        loss = float(out.loss.detach())
+        if not all_finite(torch.tensor(loss), self.info):
+            self.stop("non_finite_loss", loss=loss)
             return None
         with no_sync:
             (out.loss / accumulate).backward()
-        self.losses.append(float(out.loss.detach()))
+        self.losses.append(loss)
         for name, value in out.metrics.items():  # every loss term and metric, averaged over the logging window;
             if name != "loss":  # summed on the device, read once per record (no extra sync per micro-step)
                 self.metric_sums[name] = self.metric_sums.get(name, 0.0) + torch.as_tensor(value).detach().float()
