@@ -132,14 +132,9 @@ def normalize_planar(frames: torch.Tensor, mean, std) -> torch.Tensor:
     return out
 
 
-def normalize_to_cthw(video: torch.Tensor, mean, std) -> torch.Tensor:
-    """uint8 ``(T, C, H, W)`` → float ``(C, T, H, W)``, ``(x/255 - mean) / std``."""
-    return normalize_planar(planar_clip(video), mean, std)
-
-
 def normalize_video(video: torch.Tensor, mean, std) -> torch.Tensor:
     """uint8 clips ``(..., C, T, H, W)`` (on any device) → float, ``(x/255 - mean) / std``: the same arithmetic as
-    :func:`normalize_to_cthw` in the workers, so either place gives the same values to the bit."""
+    :func:`normalize_planar` in the workers, so either place gives the same values to the bit."""
     out = video.float()
     for c, (m, s) in enumerate(zip(mean, std, strict=True)):  # Python scalars: no host-to-device copy per step
         out[..., c, :, :, :].sub_(m * 255.0).mul_(1.0 / (s * 255.0))
