@@ -95,11 +95,15 @@ def rasterize_frames(
     cost grows with the number of blocks and cells, not with blocks × their area; a whole clip takes well under a
     millisecond.
     """
-    gh, gw = _cells(frame_hw, cell)
-    frames = len(vectors)
     if not any(len(v) for v in vectors):
-        return np.zeros((frames, gh, gw, 2), np.float32)
-    frame, left, top, width, height, velocity = _blocks(vectors, past_distance, future_distance)
+        return np.zeros((len(vectors), *_cells(frame_hw, cell), 2), np.float32)
+    return _paint_differences(_blocks(vectors, past_distance, future_distance), len(vectors), frame_hw, cell)
+
+
+def _paint_differences(blocks, frames: int, frame_hw: tuple[int, int], cell: int) -> np.ndarray:
+    """:func:`_blocks`' records painted on ``cell``-pixel cells: ``(T, ceil(H/cell), ceil(W/cell), 2)`` float32."""
+    frame, left, top, width, height, velocity = blocks
+    gh, gw = _cells(frame_hw, cell)
     x0 = np.clip(left // cell, 0, gw)
     y0 = np.clip(top // cell, 0, gh)
     x1 = np.minimum(x0 + np.maximum(width // cell, 1), gw)
@@ -180,13 +184,12 @@ def motion_field(
         return np.zeros((len(vectors), oh, ow, 2), np.float32)
     frame, left, top, width, height, velocity = _blocks(vectors, past_distance, future_distance)
     scale = np.array([out_hw[1] / coded_hw[1], out_hw[0] / coded_hw[0]])  # vectors scale with the frame
+    blocks = (frame, left, top, width, height, velocity * scale)
     coarse = 2 * cell
     if _aligned(coarse, left, top, width, height):
-        painted = _scatter((frame, left, top, width, height, velocity * scale), len(vectors), coded_hw, coarse)
-        factor = 2
+        painted, factor = _scatter(blocks, len(vectors), coded_hw, coarse), 2
     else:
-        painted = rasterize_frames(vectors, coded_hw, past_distance, future_distance, cell) * scale
-        factor = 1
+        painted, factor = _paint_differences(blocks, len(vectors), coded_hw, cell), 1
     shrinking = oh < gh or ow < gw  # resize_field's one mode for both axes
     rows = resize_map(painted.shape[1], factor, gh, oh, shrinking)
     return apply_maps(painted, rows, resize_map(painted.shape[2], factor, gw, ow, shrinking))
