@@ -101,11 +101,17 @@ def finish_distributed(info: Dist) -> None:
 
 
 def all_finite(value: torch.Tensor, info: Dist) -> bool:
-    """Whether the loss is finite on every rank (all ranks must stop together)."""
-    flag = torch.isfinite(value.detach()).all().float().reshape(1)
-    if info.world > 1:
-        dist.all_reduce(flag, op=dist.ReduceOp.MIN)
-    return bool(flag.item() > 0)
+    """Whether ``value`` is finite on every rank (all ranks must stop together)."""
+    return agreed([bool(torch.isfinite(value.detach()).all())], info)[0]
+
+
+def agreed(flags: list[bool], info: Dist) -> list[bool]:
+    """Each flag, true only where it is true on every rank: one reduction for all of them."""
+    if info.world == 1:
+        return flags
+    values = torch.tensor(flags, dtype=torch.float32)  # a CPU tensor: gloo, beside NCCL on a GPU run
+    dist.all_reduce(values, op=dist.ReduceOp.MIN)
+    return [v > 0 for v in values.tolist()]
 
 
 class ShardedResumableSampler(torch.utils.data.Sampler):

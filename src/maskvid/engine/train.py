@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from maskvid.engine.checkpoint import latest_checkpoint, remove_unfinished_write
 from maskvid.engine.distributed import (
     EpochStream,
     ShardedResumableSampler,
+    agreed,
     all_finite,
     bad_videos_across_ranks,
     counts_across_ranks,
@@ -143,6 +145,7 @@ class _Run:
                                                self.plan.steps_per_epoch * self.plan.samples_per_step)
         self.bad = BadVideoLog(max_fraction=config.data.max_bad_fraction)
         self.status, self.checkpoint = "finished", None
+        self.unchecked_update = None  # on the device: whether the last optimizer step left the weights finite
         self.losses, self.first_loss, self.last_loss, self.clips, self.data_wait = [], None, None, 0, 0.0
         self.metric_sums, self.metric_count = {}, 0
         self.started = self.window = time.perf_counter()
@@ -173,7 +176,7 @@ class _Run:
             if out is None:
                 continue  # accumulating
             self.after_step(out, self.step // self.plan.steps_per_epoch)
-            if self.step >= self.plan.stop_at:
+            if self.status != "finished" or self.step >= self.plan.stop_at:
                 return
 
     def micro_step(self, batch: dict, sync: bool):
@@ -184,11 +187,8 @@ class _Run:
             batch = self.dataset.on_device(batch, self.device)
         with no_sync, _autocast(self.config.train.precision, self.device):
             out = self.forward(**self.method.prepare(batch, self.device))
-        # the loss is read from the device once: checked now, logged after the step (a second read after backward
-        # had the host wait for the whole backward before it could queue the optimizer's work)
-        loss = float(out.loss.detach())
-        if not all_finite(torch.tensor(loss), self.info):
-            self.stop("non_finite_loss", loss=loss)
+        loss = self.read_loss(out.loss)
+        if loss is None:
             return None
         with no_sync:
             (out.loss / accumulate).backward()
@@ -200,11 +200,51 @@ class _Run:
         self.clips += batch["video"].shape[0] * self.info.world
         if not sync:
             return None
-        self.grad_norm, problem = _optimizer_step(self.method, self.optimizer, self.config.optim.clip_grad, self.info)
+        self.grad_norm, problem, self.unchecked_update = _optimizer_step(self.method, self.optimizer,
+                                                                         self.config.optim.clip_grad, self.info)
         if problem:
             self.stop(problem, grad_norm=self.grad_norm)
             return None
         return out
+
+    def read_loss(self, loss: torch.Tensor) -> float | None:
+        """The loss, read from the device together with the last update's check; None when either is non-finite
+        (the run has stopped).
+
+        One read a micro-step: the update's check was queued unread after the optimizer step, so that meanwhile the
+        host fetched this batch and queued its forward instead of leaving the GPU idle; the loss is read once,
+        checked now and logged after the step (a second read after backward had the host wait for the whole
+        backward before it could queue the optimizer's work)."""
+        update = self.unchecked_update
+        values = torch.stack([loss.detach().float().reshape(()),
+                              update.float() if update is not None else loss.new_ones((), dtype=torch.float)])
+        value, update_finite = values.tolist()
+        loss_finite, update_finite = agreed([math.isfinite(value), update_finite > 0], self.info)
+        self.unchecked_update = None
+        if not update_finite:
+            self.reject_update()
+            return None
+        if not loss_finite:
+            self.stop("non_finite_loss", loss=value)
+            return None
+        return value
+
+    def update_was_finite(self) -> bool:
+        """Read the last update's check now, before anything is written or evaluated from its weights; False: it
+        was not finite and the run has stopped."""
+        if self.unchecked_update is None:
+            return True
+        finite = agreed([bool(self.unchecked_update)], self.info)[0]
+        self.unchecked_update = None
+        if not finite:
+            self.reject_update()
+        return finite
+
+    def reject_update(self) -> None:
+        """The last optimizer step made weights non-finite: the run stops at the step before it, the last one whose
+        weights are good (nothing was saved, logged or evaluated from the bad step: those read the check first)."""
+        self.step -= 1
+        self.stop("non_finite_update", grad_norm=self.grad_norm)
 
     def after_step(self, out, epoch: int) -> None:
         """Count the step; EMA, schedule, metrics and checkpoint."""
@@ -216,7 +256,13 @@ class _Run:
         self.last_loss = self.losses[-1]
         self.logger.advance()
         t = self.config.train
-        if self.step % t.log_every == 0 or self.step == self.plan.stop_at:
+        last = self.step == self.plan.stop_at
+        log, every = self.step % t.log_every == 0 or last, getattr(t, "knn_every", None)
+        evaluate = self.monitor is not None and self.info.main and every and (self.step % every == 0 or last)
+        save = self.info.main and (self.step % t.checkpoint_every == 0 or last)
+        if (log or evaluate or save) and not self.update_was_finite():
+            return
+        if log:
             now = time.perf_counter()
             self.logger.log({"step": self.step, "epoch": epoch,
                              "loss": mean_across_ranks(sum(self.losses) / len(self.losses), self.info),
@@ -225,11 +271,9 @@ class _Run:
                              "data_wait": self.data_wait / (now - self.window), **self.window_metrics()})
             self.losses, self.clips, self.window, self.data_wait = [], 0, now, 0.0
             self.metric_sums, self.metric_count = {}, 0
-        every = getattr(t, "knn_every", None)
-        if self.monitor is not None and self.info.main and every and (self.step % every == 0
-                                                                       or self.step == self.plan.stop_at):
+        if evaluate:
             self.logger.log({"step": self.step, **self.monitor(self.method, self.device)})
-        if self.info.main and (self.step % t.checkpoint_every == 0 or self.step == self.plan.stop_at):
+        if save:
             self.checkpoint = save_run(self.run_dir, self.step, epoch, self.method, self.optimizer, self.config,
                                     t.keep_checkpoints, self.ema, self.plan.samples_per_step * self.info.world)
 
@@ -255,9 +299,10 @@ class _Run:
                            self.first_loss, self.last_loss, _throughput(self.run_dir), seconds, dict(self.bad.bad))
 
 
-def _optimizer_step(method, optimizer, clip_grad: float | None, info) -> tuple[float, str | None]:
-    """Clip, check, step, check: a non-finite gradient is never applied, and weights a step made non-finite (an
-    infinite learning rate, an overflow) are reported before any checkpoint can hold them."""
+def _optimizer_step(method, optimizer, clip_grad: float | None, info) -> tuple[float, str | None, torch.Tensor | None]:
+    """Clip, check, step: a non-finite gradient is never applied. Returns the gradient norm, the problem, and,
+    unread on the device, whether the updated weights are finite (an infinite learning rate, an overflow): the
+    loop reads it with the next loss, or before a checkpoint, log or evaluation could use the weights."""
     params = [p for p in method.parameters() if p.grad is not None]
     if clip_grad:
         norm = float(torch.nn.utils.clip_grad_norm_(params, clip_grad))
@@ -265,12 +310,10 @@ def _optimizer_step(method, optimizer, clip_grad: float | None, info) -> tuple[f
         norm = float(_total_norm([p.grad.detach() for p in params]))
     if not all_finite(torch.tensor(norm), info):
         optimizer.zero_grad(set_to_none=True)
-        return norm, "non_finite_gradient"
+        return norm, "non_finite_gradient", None
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
-    if not all_finite(_total_norm([p.detach() for p in method.parameters()]), info):
-        return norm, "non_finite_update"
-    return norm, None
+    return norm, None, torch.isfinite(_total_norm([p.detach() for p in method.parameters()]))
 
 
 def _total_norm(tensors: list[torch.Tensor]) -> torch.Tensor:
