@@ -101,3 +101,22 @@ def test_motion_field_of_blocks_wholly_past_the_edge_is_zero():
     # a 24x24 frame has 3x3 cells of 8 px: a block at x 24..32 covers none of them
     field = motion_field([vectors([(-1, 8, 8, 28, 4, -16, 0)])], (24, 24), (24, 24), np.ones(1), np.ones(1))
     assert field.shape == (1, 6, 6, 2) and not field.any()
+
+
+def test_ffmpeg_records_read_as_pyav_reads_them(moving_square):
+    """decode_clip reads each frame's side data with a dtype built once; it must be PyAV's own, field for field."""
+    import av
+
+    from maskvid.motion.vectors import AV_MOTION_VECTOR
+
+    read = 0
+    with av.open(moving_square) as container:
+        stream = container.streams.video[0]
+        stream.codec_context.options = {"flags2": "+export_mvs"}
+        for frame in container.decode(stream):
+            side = frame.side_data.get("MOTION_VECTORS")
+            if side is not None:
+                theirs, ours = side.to_ndarray(), np.frombuffer(side, AV_MOTION_VECTOR)
+                assert ours.dtype == theirs.dtype and ours.tobytes() == theirs.tobytes()
+                read += len(ours)
+    assert read > 1000

@@ -30,7 +30,7 @@ from maskvid.data.frame_index import FrameIndex, mark_needs_decoding, video_inde
 from maskvid.data.reader import IndexMismatch, PacketReader
 from maskvid.data.video_file import frame_checksum, open_video, quarter_turns
 from maskvid.errors import MaskvidError, VideoDecodeError
-from maskvid.motion.vectors import motion_field, rotate_field
+from maskvid.motion.vectors import AV_MOTION_VECTOR, motion_field, rotate_field
 
 MIN_FRAMES = 2
 log = logging.getLogger(__name__)
@@ -292,7 +292,7 @@ class _ClipBuilder:
             self.frames[slot] = np.rot90(rgb, self.turns) if self.turns else rgb
         if self.motion_vectors:
             side = frame.side_data.get("MOTION_VECTORS")
-            self.vectors[shown] = side.to_ndarray() if side is not None else np.zeros(0, _NO_VECTORS)
+            self.vectors[shown] = np.frombuffer(side if side is not None else b"", AV_MOTION_VECTOR)
 
     def clip(self, index: FrameIndex, packets_decoded: int) -> Clip:
         clip = Clip(frames=torch.from_numpy(self.frames), indices=torch.tensor(self.wanted, dtype=torch.long),
@@ -312,6 +312,3 @@ class _ClipBuilder:
         # a rotation leaves a strided view; reductions over it were 5x slower than over a compact copy
         return torch.from_numpy(np.ascontiguousarray(field)), valid
 
-
-_NO_VECTORS = np.dtype([(name, np.int32) for name in ("source", "w", "h", "dst_x", "dst_y", "motion_x", "motion_y")]
-                       + [("motion_scale", np.uint16)])
