@@ -258,8 +258,9 @@ class _Run:
         t = self.config.train
         last = self.step == self.plan.stop_at
         log, every = self.step % t.log_every == 0 or last, getattr(t, "knn_every", None)
-        evaluate = self.monitor is not None and self.info.main and every and (self.step % every == 0 or last)
-        save = self.info.main and (self.step % t.checkpoint_every == 0 or last)
+        evaluate = bool(self.monitor is not None and every and (self.step % every == 0 or last))
+        save = self.step % t.checkpoint_every == 0 or last
+        # every rank reads the check on the same steps (it is a collective), though rank 0 alone evaluates and saves
         if (log or evaluate or save) and not self.update_was_finite():
             return
         if log:
@@ -271,9 +272,9 @@ class _Run:
                              "data_wait": self.data_wait / (now - self.window), **self.window_metrics()})
             self.losses, self.clips, self.window, self.data_wait = [], 0, now, 0.0
             self.metric_sums, self.metric_count = {}, 0
-        if evaluate:
+        if evaluate and self.info.main:
             self.logger.log({"step": self.step, **self.monitor(self.method, self.device)})
-        if save:
+        if save and self.info.main:
             self.checkpoint = save_run(self.run_dir, self.step, epoch, self.method, self.optimizer, self.config,
                                     t.keep_checkpoints, self.ema, self.plan.samples_per_step * self.info.world)
 
