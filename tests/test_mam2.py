@@ -156,6 +156,8 @@ def test_bad_mam2_configs_are_refused():
         tiny_mam2()(mask=mask)
     with pytest.raises(InputError, match="mask"):
         tiny_mam2()(video, torch.zeros_like(mask))
+    with pytest.raises(InputError, match="mask"):  # a training batch's mask is checked on the host, before it is sent
+        tiny_mam2().prepare({"video": video, "mask": torch.zeros_like(mask)}, torch.device("cpu"))
     with pytest.raises(ConfigError, match="mask"):
         build_method(load_config(PRETRAIN, ["method=mam2", "mask=null"]))
     with pytest.raises(ConfigError, match="mam2.width"):

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from maskvid.errors import ConfigError, InputError
-from maskvid.methods.losses import DEFAULT_LOSS, HEAD_LOSSES
+from maskvid.methods.losses import DEFAULT_LOSS, HEAD_LOSSES, weighted_total
 from maskvid.models import DecoderConfig, MAEDecoder, PositionEmbedding, VideoViT, ViTConfig
 from maskvid.models.blocks import TokenLayout
 from maskvid.models.frozen import CarriesFrozenParts
@@ -99,9 +99,25 @@ def checked_inputs(input_key: str, x: torch.Tensor | None, mask: torch.Tensor | 
         inputs[input_key] = x
     if input_key not in inputs:
         raise InputError(input_key, "the encoder's input is missing")
-    if mask is None or not bool(mask.any()):
-        raise InputError("mask", "masked prediction needs at least one masked token per batch")
+    if mask is None:
+        raise InputError("mask", "masked prediction needs a mask")
+    # reading the mask is free on the host; on a GPU it would stall every step (and split a compiled graph), so
+    # there the batch's mask is checked before it is sent (prepare_masked_inputs)
+    if mask.device.type == "cpu" and not torch.compiler.is_compiling():
+        check_mask(mask)
     return inputs
+
+
+def check_mask(mask: torch.Tensor) -> None:
+    if not bool(mask.any()):
+        raise InputError("mask", "masked prediction needs at least one masked token per batch")
+
+
+def prepare_masked_inputs(inputs: tuple[str, ...], batch: dict, device: torch.device) -> dict:
+    """:func:`prepare_inputs`, the batch's mask checked first, on the host."""
+    if isinstance(batch.get("mask"), torch.Tensor):
+        check_mask(batch["mask"])
+    return prepare_inputs(inputs, batch, device)
 
 
 def prepare_inputs(inputs: tuple[str, ...], batch: dict, device: torch.device) -> dict:
@@ -162,7 +178,7 @@ class MaskedPrediction(CarriesFrozenParts):
 
     def prepare(self, batch: dict, device: torch.device) -> dict:
         """The loop's batch → this method's arguments on ``device``: exactly the keys in :attr:`inputs`."""
-        return prepare_inputs(self.inputs, batch, device)
+        return prepare_masked_inputs(self.inputs, batch, device)
 
     def features(self, batch: dict, device: torch.device) -> torch.Tensor:
         return pooled_features(self.encoder, batch, device)
@@ -176,11 +192,11 @@ class MaskedPrediction(CarriesFrozenParts):
                        inputs: dict) -> MaskedOutput:
         """The heads' half: encoded tokens → every head's predictions and loss on the masked tokens (MAR reuses it)."""
         masked_ids, pred_valid = order_ids(mask)
-        total, metrics, preds = 0.0, {}, {}
+        total, metrics, preds = None, {}, {}
         for head in self.heads:
             pred = head(tokens, layout, masked_ids)
             term = head.loss(pred, inputs, masked_ids, pred_valid)
-            total = total + head.weight * term
+            total = weighted_total(total, head.weight, term)
             metrics[f"loss_{head.name}"] = term.detach()
             preds[head.name] = pred
         metrics["loss"] = total.detach()

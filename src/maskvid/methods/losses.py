@@ -19,6 +19,14 @@ from maskvid.registry import Registry
 IGNORE_INDEX = -100
 
 
+def weighted_total(total: torch.Tensor | None, weight: float, term: torch.Tensor) -> torch.Tensor:
+    """``total + weight * term``, ``total`` None before the first term. It does no arithmetic that changes nothing
+    (``0.0 + x``, ``1.0 * x``): torch.compile's inductor (torch 2.15) folds that away, and the loss it then
+    returned beside the term's detached metric no longer required grad (tests/test_compile.py)."""
+    weighted = term if weight == 1 else weight * term
+    return weighted if total is None else total + weighted
+
+
 def masked_mse(pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
     """Mean squared error over tokens ``(B, M, D)``.
 

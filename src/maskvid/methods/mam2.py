@@ -35,9 +35,9 @@ from maskvid.methods.base import (
     masked_target_loss,
     method_inputs,
     pooled_features,
-    prepare_inputs,
+    prepare_masked_inputs,
 )
-from maskvid.methods.losses import DEFAULT_LOSS, HEAD_LOSSES
+from maskvid.methods.losses import DEFAULT_LOSS, HEAD_LOSSES, weighted_total
 from maskvid.models import DecoderConfig, PositionEmbedding, VideoViT, ViTConfig
 from maskvid.models.blocks import TokenLayout
 from maskvid.models.decoders import ClipOrderDecoder, MaskedDecoder
@@ -110,7 +110,7 @@ class MAM2(CarriesFrozenParts):
         return method_inputs(self.input_key, self.targets)
 
     def prepare(self, batch: dict, device: torch.device) -> dict:
-        return prepare_inputs(self.inputs, batch, device)
+        return prepare_masked_inputs(self.inputs, batch, device)
 
     def features(self, batch: dict, device: torch.device) -> torch.Tensor:
         return pooled_features(self.encoder, batch, device)
@@ -152,22 +152,22 @@ class MAM2(CarriesFrozenParts):
         outputs = [out for decoder in self.decoders for out in decoder(decoder_in, layout)]
         if gather:
             outputs = [gather_tokens(out, masked_ids) for out in outputs]
-        total, metrics, preds = 0.0, {}, {}
+        total, metrics, preds = None, {}, {}
         for task, loss_fn, pred in zip(self.token_tasks, self.losses, outputs, strict=True):
             term = masked_target_loss(task.target, loss_fn, pred, inputs, masked_ids, pred_valid)
-            total = total + task.weight * term
+            total = weighted_total(total, task.weight, term)
             metrics[f"loss_{task.name}"] = term.detach()
             preds[task.name] = pred
         for task, decoder in zip(self.order_tasks, self.order_decoders, strict=True):
             logits, order = self._clip_order(decoder, task, decoder_in, gather, mask, inputs)
             term = F.cross_entropy(logits.float(), order) if len(order) else logits.sum() * 0.0
-            total = total + task.weight * term
+            total = weighted_total(total, task.weight, term)
             metrics[f"loss_{task.name}"] = term.detach()
             metrics[f"acc_{task.name}"] = (logits.argmax(-1) == order).float().mean().detach() if len(order) \
                 else term.detach()
             preds[task.name] = logits
         if "loss_alignment" in extra:
-            total = total + self.options.alpha * extra["loss_alignment"]
+            total = weighted_total(total, self.options.alpha, extra["loss_alignment"])
             metrics["loss_alignment"] = extra["loss_alignment"].detach()
         metrics["loss"] = total.detach()
         return MaskedOutput(total, outputs[0] if outputs else logits, pred_valid, metrics, preds)
