@@ -157,12 +157,12 @@ def _blocks(vectors: list[np.ndarray], past_distance: np.ndarray, future_distanc
     # concatenating structured arrays field by field is slow; their raw bytes concatenate at memcpy speed
     v = np.concatenate([p.view(np.uint8).reshape(len(p), -1) for p in present]).view(present[0].dtype).ravel()
     frame = np.repeat(np.arange(len(vectors), dtype=np.int32), sizes)
-    # motion = (src - dst) * scale; a past reference shows where the block came from, so velocity = -(src - dst)/d,
-    # a future one where it goes, +(src - dst)/d: a factor per frame and side (d unknown or not positive: 1)
+    # motion = (src - dst) * scale; a past reference (source < 0) shows where the block came from, so velocity =
+    # -(src - dst)/d, a future one where it goes, +(src - dst)/d: a factor per frame and side (d unknown or <= 0: 1)
     distance = np.array([past_distance, future_distance], np.float64).reshape(2, len(vectors))
     distance[~np.isfinite(distance) | (distance <= 0)] = 1.0
     per_side = np.array([[-1.0], [1.0]]) / distance
-    factor = per_side[(v["source"] > 0).view(np.int8), frame] / np.maximum(v["motion_scale"], 1)
+    factor = per_side[(v["source"] >= 0).view(np.int8), frame] / np.maximum(v["motion_scale"], 1)
     velocity = np.stack([v["motion_x"] * factor, v["motion_y"] * factor], axis=-1)
     width, height = v["w"].astype(np.int32), v["h"].astype(np.int32)
     return frame, v["dst_x"] - width // 2, v["dst_y"] - height // 2, width, height, velocity
