@@ -37,6 +37,8 @@ def masked_mse(pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor | N
     if pred.shape != target.shape:
         raise InputError("target", f"predictions {tuple(pred.shape)} and targets {tuple(target.shape)} differ")
     error = (pred.float() - target.float()) ** 2  # (B, M, D)
+    if error.numel() == 0:  # no masked token (a mask checked nowhere, e.g. on a GPU): 0, not the NaN of an empty mean
+        return error.sum()
     if valid is None:
         return error.mean(-1).mean()
     if valid.shape == error.shape:
