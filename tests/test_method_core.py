@@ -170,7 +170,7 @@ def test_masked_losses_equal_their_definitions():
     assert float(masked_mse(pred, target, torch.zeros(2, 3, dtype=torch.bool))) == 0.0
     nothing = torch.zeros(2, 0, 4, requires_grad=True)  # no masked token at all: 0 with a gradient, not NaN
     empty = masked_mse(nothing, torch.zeros(2, 0, 4))
-    assert float(empty) == 0.0 and empty.requires_grad
+    assert float(empty.detach()) == 0.0 and empty.requires_grad
     logits, ids = torch.randn(2, 3, 5, generator=g), torch.tensor([[1, -100, 4], [0, 2, 3]])
     valid = torch.tensor([[True, True, True], [True, False, True]])
     keep = [(0, 0), (0, 2), (1, 0), (1, 2)]  # -100 is ignored, (1, 1) is invalid
