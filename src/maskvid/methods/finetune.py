@@ -14,6 +14,7 @@ from timm.data import Mixup
 from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
 from torch import nn
 
+from maskvid.methods.losses import weighted_total
 from maskvid.models import ProbeHead, VideoViT, masked_mean
 from maskvid.models.frozen import CarriesFrozenParts
 
@@ -105,7 +106,7 @@ class Classification(CarriesFrozenParts):
         loss = self.soft_loss(logits, target) if target.dim() == 2 else self.hard_loss(logits, target)
         metrics = {"ce": loss.detach()}
         for name, (weight, value) in extra.items():
-            loss = loss + weight * value
+            loss = weighted_total(loss, weight, value)
             metrics[name] = value.detach()
         if label is not None:
             metrics["acc"] = (logits.argmax(-1) == label).float().mean().detach()
