@@ -1,5 +1,6 @@
 """``bench model --workloads``: the model-FLOP count agrees with transformers' own models of the same shape, MFU is
-reported only against a known peak, and the largest-batch search finds the boundary."""
+reported against a spec-sheet peak or, where none is known (a CPU), the matmul rate measured in the same run, and
+the largest-batch search finds the boundary."""
 
 from __future__ import annotations
 
@@ -8,7 +9,14 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from maskvid.bench.workloads import WORKLOADS, bench_workloads, device_peak, largest_batch, max_batch
+from maskvid.bench.workloads import (
+    WORKLOADS,
+    bench_workloads,
+    device_peak,
+    largest_batch,
+    matmul_tflops,
+    max_batch,
+)
 from maskvid.cli import main
 
 
@@ -20,8 +28,31 @@ def micro():
 def test_every_workload_is_timed_and_counted(micro):
     assert set(micro["workloads"]) == set(WORKLOADS)
     for r in micro["workloads"].values():
-        assert r["clips_per_s"] > 0 and r["gflops_per_clip"] > 0 and r["mfu"] is None  # no known CPU peak
+        assert r["clips_per_s"] > 0 and r["gflops_per_clip"] > 0
     assert set(micro["vs_hf"]) == {"videomae", "finetune"}
+
+
+def test_on_a_cpu_mfu_is_against_the_matmul_rate_measured_in_the_run(micro):
+    setup = micro["setup"]
+    assert setup["peak_source"] == "measured matmul" and setup["peak_tflops"] == setup["matmul_tflops"] > 0
+    for r in micro["workloads"].values():
+        assert r["mfu"] == pytest.approx(r["achieved_tflops"] / setup["matmul_tflops"])
+    # the ceiling over transformers is the matmul rate over transformers' achieved rate, on the task's FLOPs
+    w = micro["workloads"]
+    for ours in ("videomae", "finetune"):
+        theirs = w[f"hf_{ours}"]["achieved_tflops"]
+        assert micro["ceiling_vs_hf"][ours] == pytest.approx(setup["matmul_tflops"] / theirs)
+        assert micro["ceiling_vs_hf"][ours] == pytest.approx(w[ours]["achieved_tflops"] / theirs / w[ours]["mfu"])
+
+
+def test_matmul_rate_counts_two_flops_a_multiply_add(monkeypatch):
+    """A matmul timed at exactly 1 s gives 2·n³ FLOP/s: the rate is computed, not assumed."""
+    from maskvid.bench import workloads
+
+    clock = iter(range(100))
+    monkeypatch.setattr(workloads.time, "perf_counter", lambda: float(next(clock)))
+    assert matmul_tflops(torch.device("cpu"), size=64, repeats=2) == pytest.approx(2 * 64**3 / 1e12)
+    assert matmul_tflops(torch.device("cpu"), precision="bf16", size=128, repeats=1) > 0
 
 
 def test_flops_match_the_hugging_face_models_of_the_same_shape(micro):
@@ -61,7 +92,7 @@ def test_largest_batch_finds_the_boundary(threshold, limit):
     assert max(calls) <= 2 * limit and len(calls) <= 2 * limit.bit_length() + 2
 
 
-def test_cpu_has_no_peak_and_no_memory_search():
+def test_cpu_has_no_spec_sheet_peak_and_no_memory_search():
     assert device_peak(torch.device("cpu")) == (None, "cpu")
     assert max_batch("videomae", "micro", "cpu", grad_checkpointing=False) is None
 
