@@ -128,7 +128,8 @@ def test_class_id_target_trains_with_masked_cross_entropy_through_the_same_metho
     batch["mask"][:, 0] = True
     batch["mask"][:, 7] = False
     inputs = method.prepare(batch, torch.device("cpu"))
-    assert set(inputs) == {"video", "mask", "tokens"}  # exactly what the encoder, mask and target declare
+    # exactly what the encoder, mask and target declare, and the mask's order made on the host
+    assert set(inputs) == {"video", "mask", "tokens", "mask_order"}
     optimizer = torch.optim.AdamW(method.parameters(), lr=3e-3)
     losses = []
     for _ in range(60):

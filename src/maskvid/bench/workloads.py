@@ -83,7 +83,8 @@ def matmul_tflops(device: torch.device, precision: str = "auto", size: int | Non
 def build_workload(name: str, shape: str, batch: int, grad_checkpointing: bool = False, device: str = "cpu"):
     """``(model, step_loss)``: ``step_loss(model)`` runs one forward and returns the loss to backpropagate. The
     clips are drawn on ``device``: a step times the model, not a host-to-device copy (the loader's pinned,
-    non-blocking copy overlaps it in training)."""
+    non-blocking copy overlaps it in training). maskvid's methods get their arguments from ``prepare``, as in
+    training, so with the mask's order made on the host."""
     preset, frames, size, (dw, dd, dh) = SHAPES[shape]
     encoder = ViTConfig.preset(preset, num_frames=frames, size=size, grad_checkpointing=grad_checkpointing)
     decoder = DecoderConfig(width=dw, depth=dd, heads=dh, grad_checkpointing=grad_checkpointing)
@@ -97,15 +98,16 @@ def build_workload(name: str, shape: str, batch: int, grad_checkpointing: bool =
         if name == "hf_videomae":
             return _hf_pretraining(encoder, (dw, dd, dh), video, mask)
         model = MAE(encoder, decoder, targets.build("norm_pixels"))
-        return model, lambda m: m(video.to(_device(m)), mask.to(_device(m))).loss
+        inputs = model.prepare({"video": video, "mask": mask}, torch.device(device))
+        return model, lambda m: m(**inputs).loss
     if name == "mar50":
         mae = MAE(encoder, decoder, targets.build("norm_pixels"))
         model = Classification(MARNet(mae, CLASSES, head="bridging", bridge={"width": 512, "depth": 2, "heads": 8}),
                                CLASSES)
         running = masking.build("running_cell", ratio=0.5, start=1)
         mask = torch.stack([running(grid) for _ in range(batch)]).flatten(1)
-        return model, lambda m: m(video.to(_device(m)), target=label.to(_device(m)), label=label.to(_device(m)),
-                                  mask=mask.to(_device(m))).loss
+        inputs = model.prepare({"video": video, "label": label, "mask": mask}, torch.device(device))
+        return model, lambda m: m(**inputs).loss
     if name == "finetune":
         classifier = VideoClassifier(ViTConfig.preset(preset, num_frames=frames, size=size, final_norm=False,
                                                       grad_checkpointing=grad_checkpointing), CLASSES)

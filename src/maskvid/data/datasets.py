@@ -33,7 +33,7 @@ from maskvid.data.token_cache import TokenCache
 from maskvid.data.transforms import ClipTransform, normalize_video
 from maskvid.errors import ConfigError, DataError, VideoDecodeError
 from maskvid.masking import MaskStrategy
-from maskvid.models.tokens import token_grid
+from maskvid.models.tokens import MaskOrder, token_grid
 from maskvid.motion import dis_flow, slice_magnitude
 from maskvid.motion.flow_fields import FlowFieldSpec
 from maskvid.motion.hog_cells import DenseHOGSpec
@@ -301,7 +301,9 @@ def collate(samples: list[dict | list[dict]]) -> dict:
     """Batch sample dicts: flatten repeated-augmentation lists, stack tensors, list the rest, merge ``skipped``;
     a skipped video's placeholder adds only to ``skipped`` (a batch of nothing else has no other key).
 
-    Masks ``(T', H', W')`` become ``(B, N)`` in ``(t h w)`` order, the layout models take (DESIGN.md).
+    Masks ``(T', H', W')`` become ``(B, N)`` in ``(t h w)`` order, the layout models take (DESIGN.md); the
+    training mask's :class:`~maskvid.models.MaskOrder` is worked out here, in the loader's workers, as ``mask_order``
+    (a GPU forward then never reads the mask back).
     """
     flat = [s for item in samples for s in (item if isinstance(item, list) else [item])]
     batch: dict = {"skipped": [bad for s in flat for bad in s.get("skipped", [])]}
@@ -320,6 +322,8 @@ def collate(samples: list[dict | list[dict]]) -> dict:
             batch[key] = torch.tensor(values)
         else:
             batch[key] = values
+    if isinstance(batch.get("mask"), torch.Tensor) and batch["mask"].dim() == 2:  # (B, V, N) views: not trained on
+        batch["mask_order"] = MaskOrder.of(batch["mask"])
     return batch
 
 

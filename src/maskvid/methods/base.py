@@ -24,7 +24,7 @@ from maskvid.models import DecoderConfig, MAEDecoder, PositionEmbedding, VideoVi
 from maskvid.models.blocks import TokenLayout
 from maskvid.models.frozen import CarriesFrozenParts
 from maskvid.models.heads import masked_mean
-from maskvid.models.tokens import fill_masked, gather_tokens, order_ids
+from maskvid.models.tokens import MaskOrder, fill_masked, gather_tokens, order_ids
 from maskvid.models.vit import check_rope
 from maskvid.targets import Target
 
@@ -114,10 +114,24 @@ def check_mask(mask: torch.Tensor) -> None:
 
 
 def prepare_masked_inputs(inputs: tuple[str, ...], batch: dict, device: torch.device) -> dict:
-    """:func:`prepare_inputs`, the batch's mask checked first, on the host."""
+    """:func:`prepare_inputs`, the batch's mask checked first, on the host, plus its ``mask_order``."""
     if isinstance(batch.get("mask"), torch.Tensor):
         check_mask(batch["mask"])
-    return prepare_inputs(inputs, batch, device)
+    prepared = prepare_inputs(inputs, batch, device)
+    order = prepare_mask_order(batch, device)
+    if order is not None:
+        prepared["mask_order"] = order
+    return prepared
+
+
+def prepare_mask_order(batch: dict, device: torch.device) -> MaskOrder | None:
+    """The batch's :class:`MaskOrder` on ``device``: the loader's (``collate`` makes it), else made here from a host
+    mask; None for a mask already on a GPU (the forward then orders it there)."""
+    order = batch.get("mask_order")
+    mask = batch.get("mask")
+    if order is None and isinstance(mask, torch.Tensor) and mask.device.type == "cpu":
+        order = MaskOrder.of(mask)
+    return None if order is None else order.to(device, non_blocking=True)
 
 
 def prepare_inputs(inputs: tuple[str, ...], batch: dict, device: torch.device) -> dict:
@@ -183,15 +197,17 @@ class MaskedPrediction(CarriesFrozenParts):
     def features(self, batch: dict, device: torch.device) -> torch.Tensor:
         return pooled_features(self.encoder, batch, device)
 
-    def forward(self, x: torch.Tensor | None = None, mask: torch.Tensor | None = None, **inputs) -> MaskedOutput:
+    def forward(self, x: torch.Tensor | None = None, mask: torch.Tensor | None = None,
+                mask_order: MaskOrder | None = None, **inputs) -> MaskedOutput:
+        """``mask_order``: the mask's order made on the host (:meth:`prepare` adds it), else worked out here."""
         inputs = checked_inputs(self.input_key, x, mask, inputs)
-        tokens, layout = self.encoder(inputs[self.input_key], mask)  # (B, K, D)
-        return self.predict_masked(tokens, layout, mask, inputs)
+        tokens, layout = self.encoder(inputs[self.input_key], mask, order=mask_order)  # (B, K, D)
+        return self.predict_masked(tokens, layout, mask, inputs, mask_order)
 
-    def predict_masked(self, tokens: torch.Tensor, layout: TokenLayout, mask: torch.Tensor,
-                       inputs: dict) -> MaskedOutput:
+    def predict_masked(self, tokens: torch.Tensor, layout: TokenLayout, mask: torch.Tensor, inputs: dict,
+                       mask_order: MaskOrder | None = None) -> MaskedOutput:
         """The heads' half: encoded tokens → every head's predictions and loss on the masked tokens (MAR reuses it)."""
-        masked_ids, pred_valid = order_ids(mask)
+        masked_ids, pred_valid = mask_order.masked if mask_order is not None else order_ids(mask)
         total, metrics, preds = None, {}, {}
         for head in self.heads:
             pred = head(tokens, layout, masked_ids)

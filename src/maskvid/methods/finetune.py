@@ -14,8 +14,9 @@ from timm.data import Mixup
 from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
 from torch import nn
 
+from maskvid.methods.base import prepare_mask_order
 from maskvid.methods.losses import weighted_total
-from maskvid.models import ProbeHead, VideoViT, masked_mean
+from maskvid.models import MaskOrder, ProbeHead, VideoViT, masked_mean
 from maskvid.models.frozen import CarriesFrozenParts
 
 
@@ -43,14 +44,16 @@ class LinearProbe(nn.Module):
         self.encoder.eval()  # frozen: no dropout or drop path, whatever the wrapper's mode
         return self
 
-    def forward(self, video: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, video: torch.Tensor, mask: torch.Tensor | None = None,
+                order: MaskOrder | None = None) -> torch.Tensor:
         with torch.no_grad():
-            tokens, layout = self.encoder(video, mask)
+            tokens, layout = self.encoder(video, mask, order=order)
         return self.head(masked_mean(tokens, layout.valid))
 
 
 class Classification(CarriesFrozenParts):
-    """``net(video, mask) -> logits`` or ``(logits, {name: (weight, loss)})`` trained with cross-entropy.
+    """``net(video, mask, order) -> logits`` or ``(logits, {name: (weight, loss)})`` trained with cross-entropy
+    (``order``: the mask's :class:`~maskvid.models.MaskOrder`, made on the host by :meth:`prepare`).
 
     mixup: a timm :class:`~timm.data.Mixup` applied to training batches in :meth:`prepare` (on a ``(B, C·T, H, W)``
     view, so a CutMix box cuts through every frame); label_smoothing is used without mixup. tokens: for a
@@ -89,6 +92,9 @@ class Classification(CarriesFrozenParts):
         inputs = {"video": video, "target": target, "label": label}
         if "mask" in batch:
             inputs["mask"] = batch["mask"].to(device, non_blocking=True)
+            order = prepare_mask_order(batch, device)
+            if order is not None:
+                inputs["mask_order"] = order
         return inputs
 
     def encoder_input(self, video: torch.Tensor) -> torch.Tensor:
@@ -100,8 +106,8 @@ class Classification(CarriesFrozenParts):
         return self.tokens(video=video).view(b, t // p[0], h // p[1], w // p[2])
 
     def forward(self, video: torch.Tensor, target: torch.Tensor, label: torch.Tensor | None = None,
-                mask: torch.Tensor | None = None) -> ClassifyOutput:
-        out = self.net(self.encoder_input(video), mask)
+                mask: torch.Tensor | None = None, mask_order: MaskOrder | None = None) -> ClassifyOutput:
+        out = self.net(self.encoder_input(video), mask, mask_order)
         logits, extra = out if isinstance(out, tuple) else (out, {})
         loss = self.soft_loss(logits, target) if target.dim() == 2 else self.hard_loss(logits, target)
         metrics = {"ce": loss.detach()}

@@ -43,7 +43,7 @@ from maskvid.models.blocks import TokenLayout
 from maskvid.models.decoders import ClipOrderDecoder, MaskedDecoder
 from maskvid.models.frozen import CarriesFrozenParts
 from maskvid.models.regressor import LatentRegressor
-from maskvid.models.tokens import fill_masked, gather_tokens, order_ids
+from maskvid.models.tokens import MaskOrder, fill_masked, gather_tokens, order_ids
 from maskvid.targets import Target
 
 
@@ -120,12 +120,13 @@ class MAM2(CarriesFrozenParts):
         table = self.pos_embed if self.pos_embed is not None else self.encoder.pos_embed
         return table.table_for(grid, like)
 
-    def latents(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, TokenLayout, bool, dict]:
+    def latents(self, x: torch.Tensor, mask: torch.Tensor,
+                order: MaskOrder | None = None) -> tuple[torch.Tensor, TokenLayout, bool, dict]:
         """The decoders' input and its layout: the regressed latents ``(B, M, W)`` at the masked ids, or without a
         regressor all N tokens (mask queries at the masked positions, MAE-style; ``gather`` True: keep the masked
-        outputs); and the alignment term."""
-        visible, layout = self.encoder(x, mask)  # (B, K, D)
-        masked_ids, pred_valid = order_ids(mask)
+        outputs); and the alignment term. ``order``: the mask's, made on the host."""
+        visible, layout = self.encoder(x, mask, order=order)  # (B, K, D)
+        masked_ids, pred_valid = order.masked if order is not None else order_ids(mask)
         grid = layout.grid
         masked_layout = TokenLayout(grid, masked_ids, pred_valid)
         context = self.proj(visible)
@@ -138,17 +139,21 @@ class MAM2(CarriesFrozenParts):
         extra = {}
         if self.options.alignment:
             with torch.no_grad():  # the target: the encoder's own latents of the masked patches, no gradient
-                truth, _ = self.encoder(x, ~mask)  # visible = the masked patches, in masked-id order
+                # visible = the masked patches, in masked-id order
+                truth, _ = self.encoder(x, ~mask, order=None if order is None else order.inverse())
                 truth = self.proj(truth)
             error = F.mse_loss(regressed.float(), truth.float(), reduction="none").mean(-1)  # (B, M)
             weight = pred_valid.float() if pred_valid is not None else torch.ones_like(error)
             extra["loss_alignment"] = (error * weight).sum() / weight.sum().clamp(min=1)
         return regressed + positions[masked_ids], masked_layout, False, extra
 
-    def forward(self, x: torch.Tensor | None = None, mask: torch.Tensor | None = None, **inputs) -> MaskedOutput:
+    def forward(self, x: torch.Tensor | None = None, mask: torch.Tensor | None = None,
+                mask_order: MaskOrder | None = None, **inputs) -> MaskedOutput:
         inputs = checked_inputs(self.input_key, x, mask, inputs)
-        masked_ids, pred_valid = order_ids(mask)
-        decoder_in, layout, gather, extra = self.latents(inputs[self.input_key], mask)
+        if mask_order is None:  # not made on the host (prepare makes it): ordered here, once for every use below
+            mask_order = MaskOrder.of(mask)
+        masked_ids, pred_valid = mask_order.masked
+        decoder_in, layout, gather, extra = self.latents(inputs[self.input_key], mask, mask_order)
         outputs = [out for decoder in self.decoders for out in decoder(decoder_in, layout)]
         if gather:
             outputs = [gather_tokens(out, masked_ids) for out in outputs]
@@ -159,7 +164,7 @@ class MAM2(CarriesFrozenParts):
             metrics[f"loss_{task.name}"] = term.detach()
             preds[task.name] = pred
         for task, decoder in zip(self.order_tasks, self.order_decoders, strict=True):
-            logits, order = self._clip_order(decoder, task, decoder_in, gather, mask, inputs)
+            logits, order = self._clip_order(decoder, task, decoder_in, gather, mask, mask_order, inputs)
             term = F.cross_entropy(logits.float(), order) if len(order) else logits.sum() * 0.0
             total = weighted_total(total, task.weight, term)
             metrics[f"loss_{task.name}"] = term.detach()
@@ -173,13 +178,13 @@ class MAM2(CarriesFrozenParts):
         return MaskedOutput(total, outputs[0] if outputs else logits, pred_valid, metrics, preds)
 
     def _clip_order(self, decoder: ClipOrderDecoder, task: MAM2Head, decoder_in: torch.Tensor, full: bool,
-                    mask: torch.Tensor, inputs: dict) -> tuple[torch.Tensor, torch.Tensor]:
+                    mask: torch.Tensor, mask_order: MaskOrder, inputs: dict) -> tuple[torch.Tensor, torch.Tensor]:
         """The decoder's logits ``(K, 2)`` over the K masked tubes of the batch (positions masked in every temporal
         slice) and their orders ``(K,)``; ``full``: ``decoder_in`` holds all N tokens, else the masked ones."""
         b, n = mask.shape
         t = self.encoder.config.grid[0]
         if not full:  # the regressed latents of the masked tokens, back in place among N
-            masked_ids, pred_valid = order_ids(mask)
+            masked_ids, pred_valid = mask_order.masked
             blank = torch.zeros(1, 1, decoder_in.shape[-1], dtype=decoder_in.dtype, device=decoder_in.device)
             decoder_in = fill_masked(decoder_in, masked_ids, pred_valid, blank, n)
         tube = mask.view(b, t, -1).all(1)  # (B, S)

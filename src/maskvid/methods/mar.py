@@ -15,7 +15,7 @@ from torch import nn
 
 from maskvid.errors import ConfigError, InputError
 from maskvid.methods.mae import MAE
-from maskvid.models import BridgingClassifier, VideoViT, masked_mean
+from maskvid.models import BridgingClassifier, MaskOrder, VideoViT, masked_mean
 
 
 class MARNet(nn.Module):
@@ -47,15 +47,16 @@ class MARNet(nn.Module):
         return {"stem": r"^mae\.encoder\.(?:patch_embed|pos_embed)",
                 "blocks": [(r"^mae\.encoder\.blocks\.(\d+)", None), (r"^mae\.encoder\.norm", (99999,))]}
 
-    def forward(self, video: torch.Tensor, mask: torch.Tensor | None):
+    def forward(self, video: torch.Tensor, mask: torch.Tensor | None, order: MaskOrder | None = None):
+        """``order``: the mask's :class:`~maskvid.models.MaskOrder`, made on the host (``Classification.prepare``)."""
         if mask is None:
             raise InputError("mask", "MAR needs its running-cell mask (set the config's mask section)")
-        tokens, layout = self.mae.encoder(video, mask)  # only the visible tokens: the saving MAR is about
+        tokens, layout = self.mae.encoder(video, mask, order=order)  # only the visible tokens: the saving MAR is about
         if self.kind == "bridging":
             logits = self.head(tokens, layout)
         else:
             logits = self.head(self.fc_norm(masked_mean(tokens, layout.valid)))
         if not self.training or self.recon_weight == 0:
             return logits
-        recon = self.mae.predict_masked(tokens, layout, mask, {"video": video})
+        recon = self.mae.predict_masked(tokens, layout, mask, {"video": video}, order)
         return logits, {"recon": (self.recon_weight, recon.loss)}

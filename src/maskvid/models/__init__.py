@@ -11,13 +11,13 @@ from maskvid.models.frozen import Frozen, frozen_parts
 from maskvid.models.heads import BridgingClassifier, ProbeHead, masked_mean
 from maskvid.models.layouts import LAYOUTS
 from maskvid.models.stems import STEMS, FrameStem, TokenStem, TubeletStem
-from maskvid.models.tokens import fill_masked, gather_tokens, order_ids
+from maskvid.models.tokens import MaskOrder, fill_masked, gather_tokens, order_ids
 from maskvid.models.vit import PRESETS, PositionEmbedding, VideoViT, ViTConfig, sincos_table, visible_layout
 
 __all__ = [
     "LAYOUTS", "PRESETS", "STEMS", "Attention", "Block", "BridgingClassifier", "DecoderConfig", "DividedBlock",
-    "FrameStem", "Frozen", "MAEDecoder", "Mlp", "PositionEmbedding", "ProbeHead", "TokenLayout", "TokenStem",
-    "TubeletStem", "frozen_parts",
+    "FrameStem", "Frozen", "MAEDecoder", "MaskOrder", "Mlp", "PositionEmbedding", "ProbeHead", "TokenLayout",
+    "TokenStem", "TubeletStem", "frozen_parts",
     "VideoClassifier", "VideoViT", "ViTConfig", "fill_masked", "gather_tokens", "init_weights", "masked_mean",
     "order_ids", "sincos_table", "visible_layout",
 ]

@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from maskvid.models.heads import masked_mean
+from maskvid.models.tokens import MaskOrder
 from maskvid.models.vit import VideoViT, ViTConfig
 
 
@@ -31,14 +32,17 @@ class VideoClassifier(nn.Module):
         return {"stem": r"^encoder\.(?:patch_embed|pos_embed)", "blocks": [(r"^encoder\.blocks\.(\d+)", None),
                                                                        (r"^encoder\.norm", (99999,))]}
 
-    def features(self, video: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        tokens, layout, cls = self.encoder(video, mask, return_prefix=True)  # (B, N, D), or the visible ones
+    def features(self, video: torch.Tensor, mask: torch.Tensor | None = None,
+                 order: MaskOrder | None = None) -> torch.Tensor:
+        tokens, layout, cls = self.encoder(video, mask, return_prefix=True, order=order)  # (B, N, D), or the visible
         if self.pool == "cls":
             return self.fc_norm(cls[:, 0])
         if self.pool == "first":
             return self.fc_norm(tokens[:, 0])
         return self.fc_norm(masked_mean(tokens, layout.valid))
 
-    def forward(self, video: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        """``(B, C, T, H, W)`` → logits ``(B, num_classes)``; with a mask, from the visible tokens only."""
-        return self.head(self.head_drop(self.features(video, mask)))
+    def forward(self, video: torch.Tensor, mask: torch.Tensor | None = None,
+                order: MaskOrder | None = None) -> torch.Tensor:
+        """``(B, C, T, H, W)`` → logits ``(B, num_classes)``; with a mask, from the visible tokens only (``order``:
+        the mask's, made on the host)."""
+        return self.head(self.head_drop(self.features(video, mask, order)))

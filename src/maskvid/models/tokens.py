@@ -7,6 +7,8 @@ position ids plus a ``(B, K)`` validity (None when every sample has the same cou
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 
 from maskvid.errors import ConfigError
@@ -26,6 +28,45 @@ def order_ids(selected: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None
     if min(per_sample, default=0) == most:
         return ids, None
     return ids, torch.arange(most, device=selected.device)[None, :] < counts[:, None]
+
+
+class MaskOrder(NamedTuple):
+    """:func:`order_ids` of a ``(B, N)`` mask's visible (``~mask``) and masked positions, worked out where the mask
+    was made.
+
+    The padded width of the ids is data; a forward that orders a GPU mask itself must read that width back, a wait
+    for the device in every step and a graph break under ``torch.compile``. The loader orders the mask on the host
+    (its workers, in ``collate``) and the order travels to the device beside the mask; a forward handed it reads
+    nothing back. ``visible_everywhere`` / ``masked_everywhere``: every sample has a visible / a masked token (an
+    encoder that drops masked tokens needs the first).
+    """
+
+    visible_ids: torch.Tensor  # (B, K)
+    visible_valid: torch.Tensor | None  # (B, K), None when every sample keeps K
+    masked_ids: torch.Tensor  # (B, M)
+    masked_valid: torch.Tensor | None  # (B, M), None when every sample masks M
+    visible_everywhere: bool
+    masked_everywhere: bool
+
+    @classmethod
+    def of(cls, mask: torch.Tensor) -> MaskOrder:
+        """The order of ``mask`` (meant for a host mask: it reads the counts)."""
+        return cls(*order_ids(~mask), *order_ids(mask), bool((~mask).any(1).all()), bool(mask.any(1).all()))
+
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> MaskOrder:
+        return self._replace(**{k: getattr(self, k).to(device, non_blocking=non_blocking)
+                                for k in ("visible_ids", "visible_valid", "masked_ids", "masked_valid")
+                                if getattr(self, k) is not None})
+
+    def inverse(self) -> MaskOrder:
+        """The order of ``~mask``: visible and masked swapped."""
+        return MaskOrder(self.masked_ids, self.masked_valid, self.visible_ids, self.visible_valid,
+                         self.masked_everywhere, self.visible_everywhere)
+
+    @property
+    def masked(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``(ids, valid)`` of the masked positions, as ``order_ids(mask)`` gives them."""
+        return self.masked_ids, self.masked_valid
 
 
 def gather_tokens(x: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:

@@ -25,7 +25,7 @@ from maskvid.errors import ConfigError, InputError
 from maskvid.models.blocks import TokenLayout, init_weights
 from maskvid.models.layouts import AXIAL, LAYOUTS
 from maskvid.models.stems import STEMS
-from maskvid.models.tokens import order_ids, token_grid
+from maskvid.models.tokens import MaskOrder, order_ids, token_grid
 
 PRESETS = {  # width, depth, heads: the field's ViT sizes (DeiT/ViT-Ti …) and a 2-block CPU size of ours
     "micro": (96, 2, 3),  # maskvid's CPU test and recipe-twin size; not a published model
@@ -209,8 +209,13 @@ class PositionEmbedding(nn.Module):
         return x + self.table_for(grid, x) if self.adds else x
 
 
-def visible_layout(mask: torch.Tensor, grid: tuple[int, int, int]) -> TokenLayout:
-    """Indices of the visible tokens of each sample (in order), padded to the batch's largest visible count."""
+def visible_layout(mask: torch.Tensor, grid: tuple[int, int, int], order: MaskOrder | None = None) -> TokenLayout:
+    """Indices of the visible tokens of each sample (in order), padded to the batch's largest visible count; from
+    ``order`` (the mask's, made on the host) when given, so nothing is read back from the device."""
+    if order is not None:
+        if not order.visible_everywhere:
+            raise InputError("mask", "a sample has every token masked; the encoder needs at least one visible")
+        return TokenLayout(grid, order.visible_ids, order.visible_valid)
     if bool(mask.all(1).any()):
         raise InputError("mask", "a sample has every token masked; the encoder needs at least one visible")
     ids, valid = order_ids(~mask)  # (B, K)
@@ -252,9 +257,11 @@ class VideoViT(nn.Module):
     def grid_of(self, x: torch.Tensor) -> tuple[int, int, int]:
         return self.patch_embed.grid_of(x)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, return_prefix: bool = False):
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, return_prefix: bool = False,
+                order: MaskOrder | None = None):
         """Tokens ``(B, K, D)`` (the visible ones when a mask drops, else all N) and their layout; with
-        ``return_prefix`` also the [CLS] outputs ``(B, 1, D)`` (None without a [CLS] token)."""
+        ``return_prefix`` also the [CLS] outputs ``(B, 1, D)`` (None without a [CLS] token). ``order``: the
+        mask's :class:`~maskvid.models.tokens.MaskOrder`, which spares a GPU forward reading the mask back."""
         grid = self.grid_of(x)
         if mask is not None:
             n = grid[0] * grid[1] * grid[2]
@@ -263,7 +270,8 @@ class VideoViT(nn.Module):
                 raise InputError("mask", f"expected bool (B={x.shape[0]}, N={n}), got {got}")
         real = self.patch_embed.real_of(x)  # (B, N) False at [PAD], or None
         if mask is not None and self.config.hide == "drop":
-            layout = visible_layout(mask if real is None else mask | ~real, grid)  # [PAD] is never encoded
+            # [PAD] is never encoded; it is known on the device only, so a token clip orders its mask there
+            layout = visible_layout(mask, grid, order) if real is None else visible_layout(mask | ~real, grid)
             x = self.patch_embed.embed_at(x, layout.ids)  # (B, K, D)
             if self.pos_embed.adds:
                 x = x + self.pos_embed.table_for(grid, x)[layout.ids]

@@ -1,0 +1,134 @@
+"""MaskOrder: the order of a mask made on the host (in the loader's workers) gives every method the result it gets
+by ordering the mask itself, and a forward handed it reads nothing back from the device — it traces to one graph,
+where ordering the mask in the forward breaks the graph (on a GPU, each break is a wait for the device)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from maskvid import targets
+from maskvid.bench.workloads import build_workload
+from maskvid.data.datasets import collate
+from maskvid.errors import InputError
+from maskvid.methods.base import prepare_mask_order
+from maskvid.methods.mae import MAE
+from maskvid.models import DecoderConfig, MaskOrder, ViTConfig, order_ids
+from test_mam2 import tiny_mam2
+
+ENCODER = ViTConfig.preset("micro", num_frames=4, size=64)  # 2x4x4 = 32 tokens
+N = 32
+
+
+def uneven_mask(batch: int = 3, seed: int = 0) -> torch.Tensor:
+    """Samples hiding different numbers of tokens (the padded path), each keeping and hiding at least one."""
+    g = torch.Generator().manual_seed(seed)
+    mask = torch.rand(batch, N, generator=g) < torch.linspace(0.5, 0.9, batch)[:, None]
+    mask[:, 0], mask[:, -1] = True, False
+    return mask
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 4), st.integers(1, 12), st.data())
+def test_the_order_is_order_ids_of_both_sides_of_the_mask(batch, n, data):
+    bits = data.draw(st.lists(st.booleans(), min_size=batch * n, max_size=batch * n))
+    mask = torch.tensor(bits).view(batch, n)
+    order = MaskOrder.of(mask)
+    for (ids, valid), expected in ((order[:2], order_ids(~mask)), (order.masked, order_ids(mask))):
+        assert torch.equal(ids, expected[0])
+        assert (valid is None) == (expected[1] is None) and (valid is None or torch.equal(valid, expected[1]))
+    assert order.visible_everywhere == bool((~mask).any(1).all())
+    assert order.masked_everywhere == bool(mask.any(1).all())
+    inverse = order.inverse()
+    assert torch.equal(inverse.visible_ids, order.masked_ids) and inverse.inverse() == order
+    assert inverse.visible_everywhere == order.masked_everywhere
+
+
+def test_collate_orders_a_training_mask_and_leaves_views_alone():
+    mask = uneven_mask(2)
+    samples = [{"video": torch.zeros(3, 4, 64, 64), "mask": m.view(2, 4, 4)} for m in mask]
+    batch = collate(samples)
+    assert torch.equal(batch["mask"], mask)
+    assert torch.equal(batch["mask_order"].masked_ids, order_ids(mask)[0])
+    views = collate([{"mask": torch.zeros(3, 2, 4, 4, dtype=torch.bool)} for _ in range(2)])  # (B, V, N)
+    assert views["mask"].shape == (2, 3, N) and "mask_order" not in views
+
+
+def test_prepare_takes_the_loaders_order_or_makes_one_from_a_host_mask():
+    mask = uneven_mask()
+    made = prepare_mask_order({"mask": mask}, torch.device("cpu"))
+    assert torch.equal(made.visible_ids, order_ids(~mask)[0])
+    loaders = MaskOrder.of(mask)
+    assert prepare_mask_order({"mask": mask, "mask_order": loaders}, torch.device("cpu")) == loaders
+    # a mask already on an accelerator is not read back here: the forward orders it
+    assert prepare_mask_order({"mask": mask.to("meta")}, torch.device("cpu")) is None
+
+
+def _mae():
+    torch.manual_seed(0)
+    return MAE(ENCODER, DecoderConfig(width=64, depth=1, heads=2), targets.build("norm_pixels"))
+
+
+def _mar():
+    torch.manual_seed(0)
+    model, _ = build_workload("mar50", "micro", 2)
+    return model
+
+
+def _pretraining_batch(mask):
+    return {"video": torch.randn(mask.shape[0], 3, 4, 64, 64, generator=torch.Generator().manual_seed(1)),
+            "mask": mask}
+
+
+CASES = {  # name: (method, batch)
+    "mae": (_mae, lambda: _pretraining_batch(uneven_mask())),
+    "mam2": (lambda: tiny_mam2(), lambda: {"video": torch.randn(2, 3, 4, 32, 32), "mask": uneven_mask(2).repeat(1, 2)}),
+    "mar": (_mar, lambda: {"video": torch.randn(2, 3, 8, 64, 64), "label": torch.tensor([3, 7]),
+                           "mask": torch.stack([torch.arange(64) % 2 == k for k in (0, 1)])}),
+}
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_the_host_order_gives_the_loss_and_gradients_of_ordering_in_the_forward(name):
+    build, make_batch = CASES[name]
+    method = build().train()
+    torch.manual_seed(2)
+    batch = make_batch()
+    inputs = method.prepare(batch, torch.device("cpu"))
+    assert isinstance(inputs.pop("mask_order"), MaskOrder)  # prepare made it from the host mask
+    results = []
+    for order in (None, MaskOrder.of(batch["mask"])):
+        torch.manual_seed(3)  # the same dropout / drop path draws
+        loss = method(**inputs, mask_order=order).loss
+        loss.backward()
+        results.append((loss.detach(), {n: p.grad.clone() for n, p in method.named_parameters() if p.grad is not None}))
+        method.zero_grad(set_to_none=True)
+    (loss, grads), (host_loss, host_grads) = results
+    assert torch.equal(loss, host_loss) and grads.keys() == host_grads.keys() and grads
+    for key, grad in grads.items():
+        torch.testing.assert_close(host_grads[key], grad, atol=0, rtol=0)
+
+
+@pytest.mark.parametrize("name", ["mae", "mar"])
+def test_a_forward_handed_the_order_traces_to_one_graph(name):
+    """``fullgraph=True`` refuses any graph break: a forward that read the mask's counts back could not trace."""
+    build, make_batch = CASES[name]
+    method = build().train()
+    inputs = method.prepare(make_batch(), torch.device("cpu"))
+    torch._dynamo.reset()
+    assert torch.compile(method, backend="eager", fullgraph=True)(**inputs).loss.requires_grad
+    del inputs["mask_order"]
+    torch._dynamo.reset()
+    with pytest.raises(Exception, match="data-dependent|Data dependent|item"):
+        torch.compile(method, backend="eager", fullgraph=True)(**inputs)
+    torch._dynamo.reset()
+
+
+def test_a_sample_with_every_token_masked_is_refused_from_the_order_alone():
+    mask = uneven_mask(2)
+    mask[1] = True
+    method = _mae()
+    with pytest.raises(InputError, match="every token masked"):
+        method(torch.randn(2, 3, 4, 64, 64), mask, mask_order=MaskOrder.of(mask))
