@@ -193,7 +193,7 @@ def test_no_weight_decay_on_norms_biases_position_tables_and_mask_token():
     optimizer = build_optimizer(method, OptimConfig(), lr=1e-3)
     names = {id(p): n for n, p in method.named_parameters()}
     undecayed = {names[id(p)] for g in optimizer.param_groups if g["weight_decay"] == 0 for p in g["params"]}
-    assert not optimizer.defaults["fused"]  # the fused kernel is CUDA's: a CPU model keeps torch's default
+    assert optimizer.defaults["fused"]  # CPU too: the loop skips a bad step on the device through the fused kernel
     assert "heads.0.mask_token" in undecayed and "encoder.pos_embed.pos_embed" in undecayed
     assert all(n.endswith(("bias", "weight")) or "pos_embed" in n or n == "heads.0.mask_token"
                for n in undecayed if "norm" in n or n.endswith("bias"))

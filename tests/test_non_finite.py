@@ -1,8 +1,10 @@
-"""A run that goes non-finite stops cleanly: a NaN loss, a NaN gradient (never applied) or an update that makes the
-weights non-finite (never saved, whether its check is read at once or, as on a GPU, with the next loss)."""
+"""A run that goes non-finite stops cleanly: a NaN loss or a NaN gradient (never applied: the fused AdamW kernel
+skips the step on the device) or an update that makes the weights non-finite (never saved). Each step's check is
+read before the next step's update, or before a checkpoint, log record or evaluation, whichever comes first."""
 
 from __future__ import annotations
 
+import math
 import os
 
 import torch
@@ -11,6 +13,7 @@ from safetensors.torch import load_file
 from maskvid.config import load_config
 from maskvid.engine.checkpoint import latest_checkpoint, list_checkpoints
 from maskvid.engine.logging import read_metrics
+from maskvid.engine.step_check import StepCheck
 from maskvid.engine.train import train
 from maskvid.recipes import build_dataset, build_method
 from maskvid.targets import Target
@@ -97,9 +100,9 @@ def test_an_update_that_makes_weights_non_finite_is_never_saved(synth_motion, tm
 
 
 def test_an_update_checked_with_the_next_loss_still_stops_at_the_last_good_step(synth_motion, tmp_path, monkeypatch):
-    """Between checkpoints and log records the update's check is read with the next step's loss (the host does
-    not wait for the optimizer): the run still stops at the step before the bad update, and nothing from it or
-    after it is logged or saved."""
+    """Between checkpoints and log records a step's check is read once the next step's forward and backward are
+    queued (the host does not wait for the optimizer): the run still stops at the step before the bad update, and
+    nothing from it or after it is logged or saved."""
     run = str(tmp_path / "run")
     config = load_config(CONFIG, tiny_overrides(synth_motion, run, **{"train.max_steps": 2}))
     assert train(build_method(config), build_dataset(config, "train"), config, run).status == "finished"
@@ -117,3 +120,17 @@ def test_an_update_checked_with_the_next_loss_still_stops_at_the_last_good_step(
     records = read_metrics(run)
     assert max(r["step"] for r in records if "loss" in r) == 2  # no record of step 3 or later
     assert [(r["event"], r.get("step")) for r in records if "event" in r][-2:] == [("non_finite_update", 2)] * 2
+
+
+def test_the_loop_reads_each_step_once_through_its_check(synth_motion, tmp_path, monkeypatch):
+    """No per-micro-step loss read any more: each step's figures come to the host once, a step late, except where
+    a log record or checkpoint reads them at once."""
+    reads, read = [], StepCheck.read
+    monkeypatch.setattr(StepCheck, "read", lambda self: reads.append(1) or read(self))
+    run = str(tmp_path / "run")
+    config = load_config(CONFIG, tiny_overrides(synth_motion, run, **{"train.max_steps": 6, "train.log_every": 4,
+                                                                      "optim.accumulate": 2}))
+    result = train(build_method(config), build_dataset(config, "train"), config, run)
+    assert (result.status, result.step, len(reads)) == ("finished", 6, 6)
+    logged = [r["loss"] for r in read_metrics(run) if "loss" in r]
+    assert len(logged) == 2 and all(math.isfinite(v) for v in logged) and result.last_loss is not None

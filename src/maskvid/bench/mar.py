@@ -16,6 +16,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from maskvid import masking, targets
 from maskvid.bench.threads import torch_threads
+from maskvid.engine.optim import adamw
 from maskvid.errors import ConfigError
 from maskvid.methods.finetune import Classification
 from maskvid.methods.mae import MAE
@@ -67,7 +68,7 @@ def bench_mar(shape: str = "base", batch: int = 1, steps: int = 2, threads: int 
         video = torch.randn(batch, 3, frames, size, size)
         label = torch.randint(CLASSES, (batch,))
         masks, train_masks = _masks(grid, batch, start=0), _masks(grid, batch, start=1)
-        optimizers = {k: torch.optim.AdamW(m.parameters(), lr=1e-6) for k, m in models.items()}
+        optimizers = {k: adamw(m.parameters(), lr=1e-6) for k, m in models.items()}
         infer = {k: [] for k in models}
         train = {k: [] for k in models}
         for step in range(steps + 1):  # alternate; the first round warms up

@@ -13,6 +13,7 @@ import time
 import torch
 
 from maskvid.bench.threads import torch_threads
+from maskvid.engine.optim import adamw
 from maskvid.errors import ConfigError
 from maskvid.hf import from_hf, from_hf_layout
 
@@ -75,7 +76,7 @@ def bench_model(shape: str = "small", batch: int = 2, steps: int = 5, ratio: flo
         }
         with torch.no_grad():
             gap = abs(float(runs["maskvid"][1](ours)) - float(runs["transformers"][1](hf)))
-        optimizers = {name: torch.optim.AdamW(m.parameters(), lr=1e-6) for name, (m, _) in runs.items()}
+        optimizers = {name: adamw(m.parameters(), lr=1e-6) for name, (m, _) in runs.items()}
         times = {name: [] for name in runs}
         for k in range(steps + 1):  # alternate so a busy machine slows both alike; the first step warms up
             for name, (model, call) in runs.items():

@@ -16,6 +16,7 @@ import time
 import torch
 
 from maskvid.bench.threads import torch_threads
+from maskvid.engine.optim import adamw
 from maskvid.errors import ConfigError
 from maskvid.models import DecoderConfig, ViTConfig
 from maskvid.models.dalle import DALLEConfig, DALLETokenizer
@@ -34,7 +35,7 @@ def _videomae_step(preset: str, frames: int, size: int, batch: int, device: str)
     encoder = ViTConfig.preset(preset, num_frames=frames, size=size)
     decoder = DecoderConfig(width=encoder.width // 2, depth=4, heads=max(encoder.heads // 2, 1))
     model = MAE(encoder, decoder, build_target("norm_pixels", patch=encoder.patch)).to(device).train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-6)
+    optimizer = adamw(model.parameters(), lr=1e-6)
     g = torch.Generator().manual_seed(0)
     video = torch.randn(batch, 3, frames, size, size, generator=g).to(device)
     t, h, w = encoder.grid

@@ -12,6 +12,7 @@ import torch
 
 from maskvid.bench.threads import torch_threads
 from maskvid.config import VimpacConfig
+from maskvid.engine.optim import adamw
 from maskvid.errors import ConfigError
 from maskvid.methods.vimpac import VIMPAC
 from maskvid.models import ViTConfig
@@ -57,7 +58,7 @@ def bench_vimpac(shape: str = "small", batch: int = 2, steps: int = 3, threads: 
             inputs["tokens" + suffix] = torch.randint(vocab, (batch, frames, side, side), generator=g).to(device)
             inputs["mask" + suffix] = torch.stack([mask((frames, side, side), g).flatten()
                                                    for _ in range(batch)]).to(device)
-        optimizers = {name: torch.optim.AdamW(m.parameters(), lr=1e-6) for name, m in methods.items()}
+        optimizers = {name: adamw(m.parameters(), lr=1e-6) for name, m in methods.items()}
         times = {name: [] for name in methods}
         for k in range(steps + 1):  # alternate so a busy machine slows all alike; the first step warms up
             for name, method in methods.items():

@@ -9,13 +9,13 @@ Workloads (16×224² clips at ViT-B; tubelet 2×16²):
 * ``mar50`` — MAR fine-tuning on the visible half (running cell 50%, bridging classifier, reconstruction branch);
 * ``finetune`` — full fine-tuning on all tokens (and ``hf_finetune``: ``VideoMAEForVideoClassification``).
 
-A step is forward, backward and AdamW (fused on CUDA), under bf16 autocast on CUDA (``precision``). Model FLOPs are
-counted by ``torch.utils.flop_counter`` over one forward + backward (2 FLOPs per multiply-add, attention included);
-MFU = model FLOPs × steps/s ÷ the device's dense bf16 peak, from :data:`PEAK_TFLOPS`; where no spec-sheet peak is
-known (every CPU) the peak is *measured*: the best rate of a large square matmul in the step's dtype
-(:func:`matmul_tflops`), what a step made of nothing but large GEMMs would reach. That rate is reported on every
-device, with ``ceiling_vs_hf``: the matmul rate ÷ transformers' achieved rate, the most any implementation of the
-same model FLOPs can outrun transformers without outrunning the device's own matmul.
+A step is forward, backward and AdamW (fused, as training runs it), under bf16 autocast on CUDA (``precision``).
+Model FLOPs are counted by ``torch.utils.flop_counter`` over one forward + backward (2 FLOPs per multiply-add,
+attention included). MFU = model FLOPs × steps/s ÷ the device's dense bf16 peak, from :data:`PEAK_TFLOPS`; where
+no spec-sheet peak is known (every CPU) the peak is *measured*: the best rate of a large square matmul in the
+step's dtype (:func:`matmul_tflops`), what a step made of nothing but large GEMMs would reach. That rate is reported
+on every device, with ``ceiling_vs_hf``: the matmul rate ÷ transformers' achieved rate, the most any implementation
+of the same model FLOPs can outrun transformers without outrunning the device's own matmul.
 
 Model FLOPs are the task's: maskvid's count for both implementations of one workload (transformers also embeds the
 masked tubelets before dropping them: its own, larger count is its ``gflops_per_clip``), and recomputation by
@@ -34,6 +34,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
 from maskvid import masking, targets
+from maskvid.engine.optim import adamw
 from maskvid.errors import ConfigError
 from maskvid.methods.finetune import Classification
 from maskvid.methods.mae import MAE
@@ -212,7 +213,7 @@ def bench_workloads(shape: str = "base", batch: int = 2, steps: int = 5, device:
         model, loss_of = build_workload(name, shape, batch, grad_checkpointing, dev)
         model.to(dev).train()
         step_model = torch.compile(model) if compile else model
-        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-6, fused=dev.type == "cuda")
+        optimizer = adamw(model.parameters(), lr=1e-6)
         runs[name] = (step_model, loss_of, optimizer, flops)
     times: dict[str, list[float]] = {name: [] for name in runs}
     for k in range(steps + 2):  # alternate so a busy machine slows all alike; two warm-up rounds (compile, cuDNN)
@@ -289,7 +290,7 @@ def _one_step(name: str, shape: str, batch: int, device: torch.device, grad_chec
               precision: str) -> None:
     model, loss_of = build_workload(name, shape, batch, grad_checkpointing, device)
     model.to(device).train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-6, fused=device.type == "cuda")
+    optimizer = adamw(model.parameters(), lr=1e-6)
     with _autocast(device, precision):
         loss = loss_of(model)
     loss.backward()

@@ -100,20 +100,6 @@ def finish_distributed(info: Dist) -> None:
         dist.destroy_process_group()
 
 
-def all_finite(value: torch.Tensor, info: Dist) -> bool:
-    """Whether ``value`` is finite on every rank (all ranks must stop together)."""
-    return agreed([bool(torch.isfinite(value.detach()).all())], info)[0]
-
-
-def agreed(flags: list[bool], info: Dist) -> list[bool]:
-    """Each flag, true only where it is true on every rank: one reduction for all of them."""
-    if info.world == 1:
-        return flags
-    values = torch.tensor(flags, dtype=torch.float32)  # a CPU tensor: gloo, beside NCCL on a GPU run
-    dist.all_reduce(values, op=dist.ReduceOp.MIN)
-    return [v > 0 for v in values.tolist()]
-
-
 class ShardedResumableSampler(torch.utils.data.Sampler):
     """This epoch's permutation (seeded by seed and epoch, so every rank and every resumed run draws the same)
     from ``start`` samples in (to resume mid-epoch), and this rank's shard of it: rank r takes every world-th

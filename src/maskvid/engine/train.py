@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -26,8 +25,6 @@ from maskvid.engine.checkpoint import latest_checkpoint, remove_unfinished_write
 from maskvid.engine.distributed import (
     EpochStream,
     ShardedResumableSampler,
-    agreed,
-    all_finite,
     bad_videos_across_ranks,
     counts_across_ranks,
     finish_distributed,
@@ -38,6 +35,7 @@ from maskvid.engine.distributed import (
 from maskvid.engine.logging import RunLogger
 from maskvid.engine.optim import build_optimizer, build_scheduler, scaled_lr
 from maskvid.engine.resume import resume_run, save_run
+from maskvid.engine.step_check import StepCheck, optimizer_step
 from maskvid.errors import ConfigError, DataError
 
 
@@ -145,7 +143,9 @@ class _Run:
                                                self.plan.steps_per_epoch * self.plan.samples_per_step)
         self.bad = BadVideoLog(max_fraction=config.data.max_bad_fraction)
         self.status, self.checkpoint = "finished", None
-        self.unchecked_update = None  # on the device: whether the last optimizer step left the weights finite
+        self.unchecked: StepCheck | None = None  # the last step's figures, not yet read
+        self.step_losses: list[torch.Tensor] = []  # this step's micro-batch losses, on the device
+        self.grad_norm = None
         self.losses, self.first_loss, self.last_loss, self.clips, self.data_wait = [], None, None, 0, 0.0
         self.metric_sums, self.metric_count = {}, 0
         self.started = self.window = time.perf_counter()
@@ -180,19 +180,18 @@ class _Run:
                 return
 
     def micro_step(self, batch: dict, sync: bool):
-        """Forward and backward one batch; at the end of an accumulation, the optimizer step (None before it)."""
+        """Forward and backward one batch; at the end of an accumulation, the optimizer step (None before it, and
+        when the run has stopped). Nothing here reads the device: the last step's figures are read just before
+        this step's update is queued (:mod:`maskvid.engine.step_check`)."""
         accumulate = self.config.optim.accumulate
         no_sync = self.model.no_sync() if self.info.world > 1 and not sync else contextlib.nullcontext()
         if hasattr(self.dataset, "on_device"):  # clips left uint8 by the workers are normalized on the device
             batch = self.dataset.on_device(batch, self.device)
         with no_sync, _autocast(self.config.train.precision, self.device):
             out = self.forward(**self.method.prepare(batch, self.device))
-        loss = self.read_loss(out.loss)
-        if loss is None:
-            return None
         with no_sync:
             (out.loss / accumulate).backward()
-        self.losses.append(loss)
+        self.step_losses.append(out.loss)
         for name, value in out.metrics.items():  # every loss term and metric, averaged over the logging window;
             if name != "loss":  # summed on the device, read once per record (no extra sync per micro-step)
                 self.metric_sums[name] = self.metric_sums.get(name, 0.0) + torch.as_tensor(value).detach().float()
@@ -200,51 +199,32 @@ class _Run:
         self.clips += batch["video"].shape[0] * self.info.world
         if not sync:
             return None
-        self.grad_norm, problem, self.unchecked_update = _optimizer_step(self.method, self.optimizer,
-                                                                         self.config.optim.clip_grad, self.info)
-        if problem:
-            self.stop(problem, grad_norm=self.grad_norm)
+        if not self.last_step_was_good():  # read before this update is queued: a bad step is never built on
             return None
+        self.unchecked = optimizer_step(list(self.method.parameters()), self.optimizer, self.step_losses,
+                                        self.config.optim.clip_grad, self.info)
+        self.step_losses = []
         return out
 
-    def read_loss(self, loss: torch.Tensor) -> float | None:
-        """The loss, read from the device together with the last update's check; None when either is non-finite
-        (the run has stopped).
-
-        One read a micro-step: the update's check was queued unread after the optimizer step, so that meanwhile the
-        host fetched this batch and queued its forward instead of leaving the GPU idle; the loss is read once,
-        checked now and logged after the step (a second read after backward had the host wait for the whole
-        backward before it could queue the optimizer's work)."""
-        update = self.unchecked_update
-        values = torch.stack([loss.detach().float().reshape(()),
-                              update.float() if update is not None else loss.new_ones((), dtype=torch.float)])
-        value, update_finite = values.tolist()
-        loss_finite, update_finite = agreed([math.isfinite(value), update_finite > 0], self.info)
-        self.unchecked_update = None
-        if not update_finite:
-            self.reject_update()
-            return None
-        if not loss_finite:
-            self.stop("non_finite_loss", loss=value)
-            return None
-        return value
-
-    def update_was_finite(self) -> bool:
-        """Read the last update's check now, before anything is written or evaluated from its weights; False: it
-        was not finite and the run has stopped."""
-        if self.unchecked_update is None:
+    def last_step_was_good(self) -> bool:
+        """Read the last step's figures (its loss joins the log window); False: its loss, gradient or updated
+        weights were not finite, and the run has stopped at the step before it. Also read before anything is
+        saved, logged or evaluated from the weights."""
+        if self.unchecked is None:
             return True
-        finite = agreed([bool(self.unchecked_update)], self.info)[0]
-        self.unchecked_update = None
-        if not finite:
-            self.reject_update()
-        return finite
-
-    def reject_update(self) -> None:
-        """The last optimizer step made weights non-finite: the run stops at the step before it, the last one whose
-        weights are good (nothing was saved, logged or evaluated from the bad step: those read the check first)."""
-        self.step -= 1
-        self.stop("non_finite_update", grad_norm=self.grad_norm)
+        figures, self.unchecked = self.unchecked.read(), None
+        # the flags were made equal on every rank on the device, so every rank stops together
+        for flag, status in (("loss_finite", "non_finite_loss"), ("grad_finite", "non_finite_gradient"),
+                             ("weights_finite", "non_finite_update")):
+            if not figures[flag]:
+                self.step -= 1  # the bad step was counted; the run ends at the one before, the last good weights
+                self.stop(status, loss=figures["loss"], grad_norm=figures["grad_norm"])
+                return False
+        self.grad_norm = figures["grad_norm"]
+        self.losses.append(figures["loss"])
+        self.first_loss = self.first_loss if self.first_loss is not None else figures["loss"]
+        self.last_loss = figures["loss"]
+        return True
 
     def after_step(self, out, epoch: int) -> None:
         """Count the step; EMA, schedule, metrics and checkpoint."""
@@ -252,8 +232,6 @@ class _Run:
         if self.ema is not None:
             self.ema.update(self.method, step=self.step)
         self.scheduler.step_update(self.step)
-        self.first_loss = self.first_loss if self.first_loss is not None else self.losses[0]
-        self.last_loss = self.losses[-1]
         self.logger.advance()
         t = self.config.train
         last = self.step == self.plan.stop_at
@@ -261,7 +239,7 @@ class _Run:
         evaluate = bool(self.monitor is not None and every and (self.step % every == 0 or last))
         save = self.step % t.checkpoint_every == 0 or last
         # every rank reads the check on the same steps (it is a collective), though rank 0 alone evaluates and saves
-        if (log or evaluate or save) and not self.update_was_finite():
+        if (log or evaluate or save) and not self.last_step_was_good():
             return
         if log:
             now = time.perf_counter()
@@ -298,32 +276,6 @@ class _Run:
         finish_distributed(self.info)
         return TrainResult(self.status, self.step, self.run_dir, self.checkpoint or latest_checkpoint(self.run_dir),
                            self.first_loss, self.last_loss, _throughput(self.run_dir), seconds, dict(self.bad.bad))
-
-
-def _optimizer_step(method, optimizer, clip_grad: float | None, info) -> tuple[float, str | None, torch.Tensor | None]:
-    """Clip, check, step: a non-finite gradient is never applied. Returns the gradient norm, the problem, and,
-    unread on the device, whether the updated weights are finite (an infinite learning rate, an overflow): the
-    loop reads it with the next loss, or before a checkpoint, log or evaluation could use the weights."""
-    params = [p for p in method.parameters() if p.grad is not None]
-    if clip_grad:
-        norm = float(torch.nn.utils.clip_grad_norm_(params, clip_grad))
-    else:
-        norm = float(_total_norm([p.grad.detach() for p in params]))
-    if not all_finite(torch.tensor(norm), info):
-        optimizer.zero_grad(set_to_none=True)
-        return norm, "non_finite_gradient", None
-    optimizer.step()
-    optimizer.zero_grad(set_to_none=True)
-    return norm, None, torch.isfinite(_total_norm([p.detach() for p in method.parameters()]))
-
-
-def _total_norm(tensors: list[torch.Tensor]) -> torch.Tensor:
-    """The L2 norm of all ``tensors`` together (inf/nan if any element is); fused where torch offers it."""
-    if not tensors:
-        return torch.zeros(())
-    if hasattr(torch.nn.utils, "get_total_norm"):  # torch >= 2.6
-        return torch.nn.utils.get_total_norm(tensors, foreach=True)
-    return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(t) for t in tensors]))
 
 
 def _throughput(run_dir: str) -> float:
