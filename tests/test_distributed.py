@@ -3,6 +3,7 @@ ranks — torchrun with gloo on CPU (the equal-steps test of 2 ranks vs 1 proces
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -101,3 +102,58 @@ def test_too_many_bad_videos_stop_every_rank_together(synth_motion, tmp_path):
     assert ran.returncode != 0 and "max_bad_fraction" in ran.stderr
     stopped = [r for r in read_metrics(run) if r.get("event") == "data_error"]
     assert len(stopped) == 1 and stopped[0]["step"] < 40
+
+
+ONE_BAD_RANK = """
+import json, math, os, sys
+import torch
+from maskvid.config import load_config
+from maskvid.engine.train import train
+from maskvid.recipes import build_dataset, build_method
+
+config_path, out, *sets = sys.argv[1:]
+config = load_config(config_path, sets)
+rank = int(os.environ["RANK"])
+
+
+class InfiniteLossOnRankOne(torch.nn.Module):
+    # from its 3rd batch on, rank 1's loss is infinite while its gradient stays finite (a constant is added)
+    def __init__(self, method):
+        super().__init__()
+        self.method, self.calls = method, 0
+
+    def prepare(self, batch, device):
+        return self.method.prepare(batch, device)
+
+    def forward(self, **inputs):
+        out = self.method(**inputs)
+        self.calls += 1
+        if rank == 1 and self.calls >= 3:
+            out.loss = out.loss + math.inf
+        return out
+
+
+method = build_method(config)
+result = train(InfiniteLossOnRankOne(method), build_dataset(config, "train"), config, os.path.join(out, "run"))
+torch.save({n: p.detach() for n, p in method.named_parameters()}, os.path.join(out, f"weights_{rank}.pt"))
+with open(os.path.join(out, f"result_{rank}.json"), "w") as f:
+    json.dump({"status": result.status, "step": result.step}, f)
+"""
+
+
+def test_a_loss_bad_on_one_rank_skips_the_step_on_every_rank_and_stops_them_together(synth_motion, tmp_path):
+    """The finiteness flags are reduced over ranks on the device before the update: rank 0, whose loss is fine,
+    skips the step too (else the ranks' weights part) and reads the same flags, so both stop at the same step."""
+    script = tmp_path / "one_bad_rank.py"
+    script.write_text(ONE_BAD_RANK)
+    sets = tiny_overrides(synth_motion, str(tmp_path / "run"), **{"train.max_steps": 8, "train.log_every": 4,
+                                                                  "train.checkpoint_every": 4})
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script),
+           CONFIG, str(tmp_path), *sets]
+    ran = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
+                         timeout=240)
+    assert ran.returncode == 0, ran.stderr[-2000:]
+    results = [json.loads((tmp_path / f"result_{r}.json").read_text()) for r in (0, 1)]
+    assert results[0] == results[1] == {"status": "non_finite_loss", "step": 2}
+    weights = [torch.load(tmp_path / f"weights_{r}.pt", weights_only=True) for r in (0, 1)]
+    assert all(torch.equal(weights[0][n], weights[1][n]) and torch.isfinite(weights[0][n]).all() for n in weights[0])
