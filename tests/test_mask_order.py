@@ -62,8 +62,11 @@ def test_prepare_takes_the_loaders_order_or_makes_one_from_a_host_mask():
     assert torch.equal(made.visible_ids, order_ids(~mask)[0])
     loaders = MaskOrder.of(mask)
     assert prepare_mask_order({"mask": mask, "mask_order": loaders}, torch.device("cpu")) == loaders
-    # a mask already on an accelerator is not read back here: the forward orders it
+    # a mask already on an accelerator is not read back here: the forward orders it; views are not trained on
     assert prepare_mask_order({"mask": mask.to("meta")}, torch.device("cpu")) is None
+    assert prepare_mask_order({"mask": mask[:, None]}, torch.device("cpu")) is None
+    with pytest.raises(InputError, match="bool \\(B, N\\) mask"):
+        MaskOrder.of(mask.float())
 
 
 def _mae():

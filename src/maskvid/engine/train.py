@@ -191,7 +191,7 @@ class _Run:
             out = self.forward(**self.method.prepare(batch, self.device))
         with no_sync:
             (out.loss / accumulate).backward()
-        self.step_losses.append(out.loss)
+        self.step_losses.append(out.loss.detach())
         for name, value in out.metrics.items():  # every loss term and metric, averaged over the logging window;
             if name != "loss":  # summed on the device, read once per record (no extra sync per micro-step)
                 self.metric_sums[name] = self.metric_sums.get(name, 0.0) + torch.as_tensor(value).detach().float()
@@ -238,7 +238,7 @@ class _Run:
         log, every = self.step % t.log_every == 0 or last, getattr(t, "knn_every", None)
         evaluate = bool(self.monitor is not None and every and (self.step % every == 0 or last))
         save = self.step % t.checkpoint_every == 0 or last
-        # every rank reads the check on the same steps (it is a collective), though rank 0 alone evaluates and saves
+        # every rank reads the check on the same steps, though rank 0 alone evaluates and saves: all stop at one step
         if (log or evaluate or save) and not self.last_step_was_good():
             return
         if log:

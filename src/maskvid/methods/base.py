@@ -129,7 +129,7 @@ def prepare_mask_order(batch: dict, device: torch.device) -> MaskOrder | None:
     mask; None for a mask already on a GPU (the forward then orders it there)."""
     order = batch.get("mask_order")
     mask = batch.get("mask")
-    if order is None and isinstance(mask, torch.Tensor) and mask.device.type == "cpu":
+    if order is None and isinstance(mask, torch.Tensor) and mask.device.type == "cpu" and mask.dim() == 2:
         order = MaskOrder.of(mask)
     return None if order is None else order.to(device, non_blocking=True)
 

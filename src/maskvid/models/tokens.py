@@ -11,7 +11,7 @@ from typing import NamedTuple
 
 import torch
 
-from maskvid.errors import ConfigError
+from maskvid.errors import ConfigError, InputError
 
 
 def order_ids(selected: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -51,6 +51,8 @@ class MaskOrder(NamedTuple):
     @classmethod
     def of(cls, mask: torch.Tensor) -> MaskOrder:
         """The order of ``mask`` (meant for a host mask: it reads the counts)."""
+        if mask.dim() != 2 or mask.dtype != torch.bool:
+            raise InputError("mask", f"expected a bool (B, N) mask, got {mask.dtype} {tuple(mask.shape)}")
         return cls(*order_ids(~mask), *order_ids(mask), bool((~mask).any(1).all()), bool(mask.any(1).all()))
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> MaskOrder:
