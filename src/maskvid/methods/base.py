@@ -113,10 +113,13 @@ def check_mask(mask: torch.Tensor) -> None:
         raise InputError("mask", "masked prediction needs at least one masked token per batch")
 
 
-def prepare_masked_inputs(inputs: tuple[str, ...], batch: dict, device: torch.device) -> dict:
-    """:func:`prepare_inputs`, the batch's mask checked first, on the host, plus its ``mask_order``."""
+def prepare_masked_inputs(inputs: tuple[str, ...], batch: dict, device: torch.device, targets=()) -> dict:
+    """:func:`prepare_inputs`, the batch's mask and what ``targets`` read checked first, on the host, plus the mask's
+    ``mask_order``."""
     if isinstance(batch.get("mask"), torch.Tensor):
         check_mask(batch["mask"])
+    for target in targets:
+        target.check_batch(batch)
     prepared = prepare_inputs(inputs, batch, device)
     order = prepare_mask_order(batch, device)
     if order is not None:
@@ -192,7 +195,7 @@ class MaskedPrediction(CarriesFrozenParts):
 
     def prepare(self, batch: dict, device: torch.device) -> dict:
         """The loop's batch → this method's arguments on ``device``: exactly the keys in :attr:`inputs`."""
-        return prepare_masked_inputs(self.inputs, batch, device)
+        return prepare_masked_inputs(self.inputs, batch, device, [head.target for head in self.heads])
 
     def features(self, batch: dict, device: torch.device) -> torch.Tensor:
         return pooled_features(self.encoder, batch, device)

@@ -110,7 +110,7 @@ class MAM2(CarriesFrozenParts):
         return method_inputs(self.input_key, self.targets)
 
     def prepare(self, batch: dict, device: torch.device) -> dict:
-        return prepare_masked_inputs(self.inputs, batch, device)
+        return prepare_masked_inputs(self.inputs, batch, device, self.targets)
 
     def features(self, batch: dict, device: torch.device) -> torch.Tensor:
         return pooled_features(self.encoder, batch, device)

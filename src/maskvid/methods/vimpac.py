@@ -54,6 +54,11 @@ class VIMPAC(CarriesFrozenParts):
         return tuple(key + suffix for suffix in suffixes for key in (*self.tokens.inputs, "mask"))
 
     def prepare(self, batch: dict, device: torch.device) -> dict:
+        """:func:`prepare_inputs`, each clip's cached ids checked first, on the host."""
+        if self.tokens.frozen is None:
+            for key in ("tokens", "tokens2"):
+                if isinstance(batch.get(key), torch.Tensor):
+                    self.tokens.check_ids(batch[key], key)
         return prepare_inputs(self.inputs, batch, device)
 
     def clip_ids(self, inputs: dict, suffix: str = "") -> torch.Tensor:

@@ -7,7 +7,10 @@ A target is a parameter-free module that says what it needs and what it gives:
 - ``kind``: ``"regression"`` (values ``(B, N, D)``) or ``"classes"`` (class ids ``(B, N)``, ``dim`` classes);
 - ``dim``: entries per token, or the number of classes;
 - ``target(**inputs)`` → the per-token values; ``target.validity(**inputs)`` → ``(B, N)`` or ``(B, N, D)`` bool
-  per sample (False: leave this token or entry out of the loss), or None when everything counts.
+  per sample (False: leave this token or entry out of the loss), or None when everything counts;
+- ``target.check_batch(batch)``: the checks that must read the batch's values (an id out of range), made by the
+  method's ``prepare`` on the host batch before it is sent. On a GPU the same read inside the step would make the
+  host wait for the device, so there a target reads nothing (:func:`reads_freely`).
 """
 
 from __future__ import annotations
@@ -21,6 +24,12 @@ from torch import nn
 from maskvid.errors import InputError
 
 KINDS = ("regression", "classes")
+
+
+def reads_freely(value: torch.Tensor) -> bool:
+    """Whether reading ``value`` costs nothing: a host tensor outside ``torch.compile`` (a GPU tensor's read waits for
+    the device, and splits a compiled graph)."""
+    return value.device.type == "cpu" and not torch.compiler.is_compiling()
 
 
 @dataclass
@@ -43,6 +52,10 @@ class Target(nn.Module):
     def validity(self, **inputs) -> torch.Tensor | None:
         """Per-sample validity ``(B, N)`` or ``(B, N, D)``; None when every token and entry counts."""
         return None
+
+    def check_batch(self, batch: dict) -> None:
+        """Check what this target reads in ``batch`` (host tensors, before they are sent); InputError naming the
+        key. Default: nothing to check by value."""
 
     @torch.no_grad()
     def compute(self, batch: dict) -> TargetValues:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 
 from maskvid.errors import InputError
-from maskvid.targets.base import Target
+from maskvid.targets.base import Target, reads_freely
 
 ORDERS = 2  # 2 clips: as is, or swapped (MAM² §2.2)
 
@@ -42,7 +42,13 @@ class ClipOrder(Target):
         if clip_order.dtype.is_floating_point or clip_order.dim() != 2:
             raise InputError("clip_order", f"expected (B, H'·W') integer orders, got {clip_order.dtype} "
                              f"{tuple(clip_order.shape)}")
-        if clip_order.numel() and (int(clip_order.min()) < 0 or int(clip_order.max()) >= ORDERS):
-            raise InputError("clip_order", f"orders must be in [0, {ORDERS}), got [{int(clip_order.min())}, "
-                             f"{int(clip_order.max())}]")
+        if reads_freely(clip_order):  # a batch's orders on a GPU were checked on the host (check_batch)
+            self.check_batch({"clip_order": clip_order})
         return clip_order.long()
+
+    def check_batch(self, batch: dict) -> None:
+        orders = batch.get("clip_order")
+        if isinstance(orders, torch.Tensor) and orders.numel() and (int(orders.min()) < 0
+                                                                    or int(orders.max()) >= ORDERS):
+            raise InputError("clip_order", f"orders must be in [0, {ORDERS}), got [{int(orders.min())}, "
+                             f"{int(orders.max())}]")

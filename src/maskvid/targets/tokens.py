@@ -23,7 +23,7 @@ from maskvid.constants import PAD_TOKEN
 from maskvid.errors import ConfigError, InputError
 from maskvid.models.frozen import Frozen
 from maskvid.models.tokenizers import load_tokenizer
-from maskvid.targets.base import Target
+from maskvid.targets.base import Target, reads_freely
 from maskvid.targets.patchify import unnormalize
 
 
@@ -81,10 +81,19 @@ class TokenIds(Target):
             raise InputError("tokens", f"expected integer ids (B, N) or (B, T', H', W'), got {tokens.dtype} "
                              f"{tuple(tokens.shape)}")
         ids = tokens.flatten(1).long()
-        if ids.numel() and (int(ids.min()) < PAD_TOKEN or int(ids.max()) >= self.vocab_size):
-            raise InputError("tokens", f"ids must be in [0, {self.vocab_size}) or {PAD_TOKEN} ([PAD]), got "
-                             f"[{int(ids.min())}, {int(ids.max())}]")
+        if reads_freely(ids):  # a batch's ids on a GPU were checked on the host (check_batch)
+            self.check_ids(ids)
         return ids
+
+    def check_ids(self, tokens: torch.Tensor, key: str = "tokens") -> None:
+        """InputError naming ``key`` unless every id is in ``[0, vocab_size)`` or [PAD]."""
+        if tokens.numel() and (int(tokens.min()) < PAD_TOKEN or int(tokens.max()) >= self.vocab_size):
+            raise InputError(key, f"ids must be in [0, {self.vocab_size}) or {PAD_TOKEN} ([PAD]), got "
+                             f"[{int(tokens.min())}, {int(tokens.max())}]")
+
+    def check_batch(self, batch: dict) -> None:
+        if self.frozen is None and isinstance(batch.get("tokens"), torch.Tensor):
+            self.check_ids(batch["tokens"])
 
     def validity(self, tokens: torch.Tensor | None = None, video: torch.Tensor | None = None,
                  **aux) -> torch.Tensor | None:
@@ -92,4 +101,6 @@ class TokenIds(Target):
         if tokens is None or self.frozen is not None:
             return None
         real = tokens.flatten(1) != PAD_TOKEN
+        if not reads_freely(real):  # learning that nothing is [PAD] would wait for the device: keep the mask
+            return real
         return None if bool(real.all()) else real
