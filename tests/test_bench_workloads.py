@@ -29,6 +29,7 @@ def test_every_workload_is_timed_and_counted(micro):
     assert set(micro["workloads"]) == set(WORKLOADS)
     for r in micro["workloads"].values():
         assert r["clips_per_s"] > 0 and r["gflops_per_clip"] > 0
+        assert r["device_reads_per_step"] is None  # nothing waits for a CPU
     assert set(micro["vs_hf"]) == {"videomae", "finetune"}
 
 
@@ -144,3 +145,29 @@ def test_a_batch_costs_batch_times_one_clip_and_fused_attention_is_not_charged_i
         counts.append(counter.get_total_flops())
     assert counts[0] == 3 * one
     assert counts[1] > counts[0]
+
+
+def test_device_reads_count_the_sync_debug_modes_warnings_and_restore_the_mode(monkeypatch):
+    """What a GPU step's count rests on, without a GPU: torch warns at each synchronizing call in "warn" mode."""
+    import warnings
+
+    from maskvid.bench.workloads import SYNCHRONIZING, device_reads
+
+    modes = ["default"]
+    monkeypatch.setattr(torch.cuda, "get_sync_debug_mode", lambda: modes[-1])
+    monkeypatch.setattr(torch.cuda, "set_sync_debug_mode", modes.append)
+
+    def step():
+        assert modes[-1] == "warn"
+        for message in (SYNCHRONIZING, "something else", SYNCHRONIZING):
+            warnings.warn(message, stacklevel=1)
+
+    assert device_reads(step, torch.device("cuda")) == 2 and modes[-1] == "default"
+
+    def failing():
+        raise RuntimeError("out of memory")
+
+    with pytest.raises(RuntimeError):
+        device_reads(failing, torch.device("cuda"))
+    assert modes[-1] == "default"
+    assert device_reads(step, torch.device("cpu")) is None

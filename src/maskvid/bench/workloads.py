@@ -17,6 +17,9 @@ step's dtype (:func:`matmul_tflops`), what a step made of nothing but large GEMM
 on every device, with ``ceiling_vs_hf``: the matmul rate ÷ transformers' achieved rate, the most any implementation
 of the same model FLOPs can outrun transformers without outrunning the device's own matmul.
 
+On CUDA each workload also reports ``device_reads_per_step``: how often one step made the host wait for the GPU
+(torch's sync debug mode counts them; :func:`device_reads`).
+
 Model FLOPs are the task's: maskvid's count for both implementations of one workload (transformers also embeds the
 masked tubelets before dropping them: its own, larger count is its ``gflops_per_clip``), and recomputation by
 gradient checkpointing is not counted — MFU measures useful work.
@@ -27,6 +30,7 @@ from __future__ import annotations
 import gc
 import statistics
 import time
+import warnings
 from collections.abc import Callable
 
 import torch
@@ -215,19 +219,24 @@ def bench_workloads(shape: str = "base", batch: int = 2, steps: int = 5, device:
         step_model = torch.compile(model) if compile else model
         optimizer = adamw(model.parameters(), lr=1e-6)
         runs[name] = (step_model, loss_of, optimizer, flops)
+    def step(name: str) -> None:
+        model, loss_of, optimizer, _ = runs[name]
+        with _autocast(dev, precision):
+            loss = loss_of(model)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
     times: dict[str, list[float]] = {name: [] for name in runs}
     for k in range(steps + 2):  # alternate so a busy machine slows all alike; two warm-up rounds (compile, cuDNN)
-        for name, (model, loss_of, optimizer, _) in runs.items():
+        for name in runs:
             _synchronize(dev)
             start = time.perf_counter()
-            with _autocast(dev, precision):
-                loss = loss_of(model)
-            loss.backward()
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
+            step(name)
             _synchronize(dev)
             if k >= 2:
                 times[name].append(time.perf_counter() - start)
+    reads = {name: device_reads(lambda name=name: step(name), dev) for name in runs}
     pairs = {"videomae": "hf_videomae", "finetune": "hf_finetune"}
     twins = {hf: ours for ours, hf in pairs.items() if ours in runs}
     result = {}
@@ -237,7 +246,7 @@ def bench_workloads(shape: str = "base", batch: int = 2, steps: int = 5, device:
         achieved = useful / seconds / 1e12
         result[name] = {"clips_per_s": batch / seconds, "gflops_per_clip": flops / batch / 1e9,
                         "model_gflops_per_clip": useful / batch / 1e9, "achieved_tflops": achieved,
-                        "mfu": achieved / peak if peak else None}
+                        "mfu": achieved / peak if peak else None, "device_reads_per_step": reads[name]}
     return {
         "workloads": result,
         "vs_hf": {ours: result[ours]["clips_per_s"] / result[hf]["clips_per_s"]
@@ -249,6 +258,26 @@ def bench_workloads(shape: str = "base", batch: int = 2, steps: int = 5, device:
                   "precision": precision, "compile": compile, "grad_checkpointing": grad_checkpointing,
                   "threads": torch.get_num_threads()},
     }
+
+
+SYNCHRONIZING = "called a synchronizing CUDA operation"  # what torch's CUDA sync debug mode warns at each wait
+
+
+def device_reads(step: Callable[[], None], device: torch.device) -> int | None:
+    """How many times ``step`` made the host wait for the GPU (a value read back, a data-dependent shape), counted
+    by torch's CUDA sync debug mode; None off CUDA, where nothing waits. Each wait leaves the GPU idle while the host
+    catches up with the work it could not queue ahead."""
+    if device.type != "cuda":
+        return None
+    before = torch.cuda.get_sync_debug_mode()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            step()
+        finally:
+            torch.cuda.set_sync_debug_mode(before)
+    return sum(SYNCHRONIZING in str(w.message) for w in caught)
 
 
 def largest_batch(fits: Callable[[int], bool], limit: int = 4096) -> int:
@@ -300,11 +329,12 @@ def _one_step(name: str, shape: str, batch: int, device: torch.device, grad_chec
 
 def format_workloads(result: dict) -> str:
     lines = [f"workloads: {result['setup']}",
-             f"  {'workload':>12} {'clips/s':>9} {'GFLOP/clip':>11} {'TFLOP/s':>9} {'MFU':>7}"]
+             f"  {'workload':>12} {'clips/s':>9} {'GFLOP/clip':>11} {'TFLOP/s':>9} {'MFU':>7} {'waits/step':>10}"]
     for name, r in result["workloads"].items():
         mfu = f"{100 * r['mfu']:6.1f}%" if r["mfu"] is not None else "    n/a"
+        waits = "n/a" if r["device_reads_per_step"] is None else r["device_reads_per_step"]
         lines.append(f"  {name:>12} {r['clips_per_s']:9.3f} {r['gflops_per_clip']:11.2f} {r['achieved_tflops']:9.3f} "
-                     f"{mfu}")
+                     f"{mfu} {waits:>10}")
     for ours, ratio in result["vs_hf"].items():
         lines.append(f"  {ours} / hf_{ours}: {ratio:.2f}x (goal >= 1.3x; at most "
                      f"{result['ceiling_vs_hf'][ours]:.2f}x unless beating this device's matmul rate)")
