@@ -106,7 +106,8 @@ KEYS = {kind: _leaves(kind) for kind in (PretrainConfig, FinetuneConfig)}
 ALSO_NAMED = {"data.num_frames": ("model.patch",), "data.size": ("model.patch",),
               "model.decoder_width": ("model.decoder_heads",), "head.bridge_width": ("head.bridge_heads",),
               "model.preset": ("model.",), "model.overrides": ("model.",), "mask.strategy": ("mask.",),
-              "mask.ratio": ("mask.",), "target.name": ("target.",)}
+              "mask.ratio": ("mask.",), "target.name": ("target.",),
+              "model.attention": ("model.hide",)}  # an axial layout (t_hw) needs hide: replace, the key named
 VALUES = st.one_of(
     st.none(), st.booleans(), st.integers(-3, 40), st.integers(-(2**70), 2**70), st.floats(),
     st.sampled_from(["", "abc", "1e-3", "cuda", "cpu", "tube", "pixels", "base", "joint", "bf16", "t_hw"]),

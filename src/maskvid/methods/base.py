@@ -27,6 +27,7 @@ from maskvid.models.heads import masked_mean
 from maskvid.models.tokens import MaskOrder, fill_masked, gather_tokens, order_ids
 from maskvid.models.vit import check_rope
 from maskvid.targets import Target
+from maskvid.targets.base import reads_freely
 
 
 @dataclass
@@ -101,9 +102,8 @@ def checked_inputs(input_key: str, x: torch.Tensor | None, mask: torch.Tensor | 
         raise InputError(input_key, "the encoder's input is missing")
     if mask is None:
         raise InputError("mask", "masked prediction needs a mask")
-    # reading the mask is free on the host; on a GPU it would stall every step (and split a compiled graph), so
-    # there the batch's mask is checked before it is sent (prepare_masked_inputs)
-    if mask.device.type == "cpu" and not torch.compiler.is_compiling():
+    # on a GPU a read would stall every step: there the batch's mask was checked before it was sent (prepare)
+    if reads_freely(mask):
         check_mask(mask)
     return inputs
 
