@@ -11,12 +11,15 @@ from hypothesis import strategies as st
 
 from maskvid import targets
 from maskvid.bench.workloads import build_workload
+from maskvid.constants import PAD_TOKEN
 from maskvid.data.datasets import collate
 from maskvid.errors import InputError
 from maskvid.methods.base import prepare_mask_order
 from maskvid.methods.mae import MAE
 from maskvid.models import DecoderConfig, MaskOrder, ViTConfig, order_ids
 from test_mam2 import tiny_mam2
+from test_vimpac import batch as vimpac_batch
+from test_vimpac import tiny_vimpac
 
 ENCODER = ViTConfig.preset("micro", num_frames=4, size=64)  # 2x4x4 = 32 tokens
 N = 32
@@ -135,3 +138,29 @@ def test_a_sample_with_every_token_masked_is_refused_from_the_order_alone():
     method = _mae()
     with pytest.raises(InputError, match="every token masked"):
         method(torch.randn(2, 3, 4, 64, 64), mask, mask_order=MaskOrder.of(mask))
+
+
+@pytest.mark.parametrize("with_pad", [True, False])
+def test_vimpac_learns_on_the_host_what_it_would_read_and_traces_to_one_graph(with_pad):
+    """The order of the tokens to predict and whether any id is [PAD] come from the host batch: the same loss and
+    gradients as working them out on the device, and a forward with no read left in it."""
+    method = tiny_vimpac().train()
+    batch = vimpac_batch()
+    if not with_pad:
+        batch["tokens2"][batch["tokens2"] == PAD_TOKEN] = 1
+    inputs = method.prepare(batch, torch.device("cpu"))
+    host = {"hidden_order": inputs.pop("hidden_order"), "padded": inputs.pop("padded")}
+    assert host["padded"] == with_pad and host["hidden_order"][1] is not None  # the clips hide 5 and 11: padded ids
+    results = []
+    for extra in ({}, host):
+        torch.manual_seed(3)  # the same BERT noise
+        loss = method(**inputs, **extra).loss
+        loss.backward()
+        results.append((loss.detach(), {n: p.grad.clone() for n, p in method.named_parameters() if p.grad is not None}))
+        method.zero_grad(set_to_none=True)
+    assert torch.equal(results[0][0], results[1][0])
+    for key, grad in results[0][1].items():
+        torch.testing.assert_close(results[1][1][key], grad, atol=0, rtol=0)
+    torch._dynamo.reset()
+    assert torch.compile(method, backend="eager", fullgraph=True)(**inputs, **host).loss.requires_grad
+    torch._dynamo.reset()

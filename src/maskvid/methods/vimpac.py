@@ -54,12 +54,40 @@ class VIMPAC(CarriesFrozenParts):
         return tuple(key + suffix for suffix in suffixes for key in (*self.tokens.inputs, "mask"))
 
     def prepare(self, batch: dict, device: torch.device) -> dict:
-        """:func:`prepare_inputs`, each clip's cached ids checked first, on the host."""
+        """:func:`prepare_inputs`, each clip's cached ids checked first, on the host; plus what the forward would
+        otherwise read from the device: ``padded`` (is any id [PAD]) and ``hidden_order`` (the order of the tokens
+        to predict)."""
         if self.tokens.frozen is None:
             for key in ("tokens", "tokens2"):
                 if isinstance(batch.get(key), torch.Tensor):
                     self.tokens.check_ids(batch[key], key)
-        return prepare_inputs(self.inputs, batch, device)
+        inputs = prepare_inputs(self.inputs, batch, device)
+        hidden, padded = self._on_host(batch)
+        if hidden is not None:
+            ids, valid = order_ids(hidden)
+            inputs["hidden_order"] = (ids.to(device, non_blocking=True),
+                                      None if valid is None else valid.to(device, non_blocking=True))
+            inputs["padded"] = padded
+        return inputs
+
+    def _on_host(self, batch: dict) -> tuple[torch.Tensor | None, bool]:
+        """``(2B, N)`` (or ``(B, N)``) tokens to predict — masked, not [PAD] — and whether any id is [PAD], from the
+        host batch: a frozen tokenizer makes no [PAD], cached ids say where it is. None when the batch is not all on
+        the host, or not as the forward expects it (the forward then says what is wrong)."""
+        suffixes = ("", "2") if self.pair else ("",)
+        masks = [batch.get("mask" + s) for s in suffixes]
+        ids = [batch.get("tokens" + s) for s in suffixes] if self.tokens.frozen is None else []
+        if not all(isinstance(t, torch.Tensor) and t.device.type == "cpu" for t in masks + ids):
+            return None, True
+        shape = masks[0].shape
+        if any(m.dtype != torch.bool or m.dim() != 2 or m.shape != shape for m in masks) or \
+                any(i.dim() < 2 or i.flatten(1).shape != shape for i in ids):
+            return None, True
+        hidden = torch.cat(masks)
+        if not ids:
+            return hidden, False
+        real = torch.cat([i.flatten(1) for i in ids]) != PAD_TOKEN
+        return hidden & real, not bool(real.all())
 
     def clip_ids(self, inputs: dict, suffix: str = "") -> torch.Tensor:
         """One clip's ids ``(B, T', H', W')`` (``PAD_TOKEN`` past its video's end)."""
@@ -78,7 +106,11 @@ class VIMPAC(CarriesFrozenParts):
         _, _, cls = self.encoder(self.clip_ids(inputs), None, return_prefix=True)
         return cls[:, 0]
 
-    def forward(self, mask: torch.Tensor | None = None, mask2: torch.Tensor | None = None, **inputs) -> MaskedOutput:
+    def forward(self, mask: torch.Tensor | None = None, mask2: torch.Tensor | None = None,
+                hidden_order: tuple[torch.Tensor, torch.Tensor | None] | None = None, padded: bool | None = None,
+                **inputs) -> MaskedOutput:
+        """``hidden_order`` (``order_ids`` of the tokens to predict) and ``padded`` (is any id [PAD]): made on the
+        host by :meth:`prepare`; without them the forward works them out on the device."""
         ids = self.clip_ids(inputs)
         masks = [mask]
         if self.pair:
@@ -90,8 +122,8 @@ class VIMPAC(CarriesFrozenParts):
         hidden = torch.cat(masks) & (flat != PAD_TOKEN)
         stem = self.encoder.patch_embed
         noisy = bert_noise(flat, hidden, stem.mask_id, stem.vocab_size, probs=self.options.noise)
-        tokens, _, cls = self.encoder(noisy.view_as(ids), None, return_prefix=True)  # (2B, N, D), (2B, 1, D)
-        masked_ids, valid = order_ids(hidden)  # (2B, M)
+        tokens, _, cls = self.encoder(noisy.view_as(ids), None, return_prefix=True, padded=padded)  # (2B, N|1, D)
+        masked_ids, valid = hidden_order if hidden_order is not None else order_ids(hidden)  # (2B, M)
         logits = self.token_head(gather_tokens(tokens, masked_ids))  # (2B, M, V)
         expected = gather_tokens(flat, masked_ids)
         loss_mask = masked_cross_entropy(logits, expected, valid)

@@ -18,7 +18,7 @@ from torch import nn
 
 from maskvid.constants import PAD_TOKEN
 from maskvid.errors import InputError
-from maskvid.models.tokens import gather_tokens
+from maskvid.models.tokens import gather_tokens, reads_freely
 from maskvid.registry import Registry
 
 Grid = tuple[int, int, int]
@@ -43,7 +43,7 @@ class TubeletStem(nn.Conv3d):
         return frames // t, height // p, width // q
 
     @staticmethod
-    def real_of(video: torch.Tensor) -> None:
+    def real_of(video: torch.Tensor, padded: bool | None = None) -> None:
         """Pixels have no [PAD]: every position is real."""
         return None
 
@@ -114,10 +114,14 @@ class TokenStem(nn.Embedding):
         return tuple(tokens.shape[1:])
 
     @staticmethod
-    def real_of(tokens: torch.Tensor) -> torch.Tensor | None:
-        """``(B, N)`` bool, False at [PAD]; None when the batch has none (the usual case: no key mask needed)."""
+    def real_of(tokens: torch.Tensor, padded: bool | None = None) -> torch.Tensor | None:
+        """``(B, N)`` bool, False at [PAD]; None when the batch has none (the usual case: no key mask needed).
+        ``padded``: whether any id is [PAD], when the caller knows (from the host batch); None: found out here, a
+        read that on a GPU waits for the device."""
+        if padded is False:
+            return None
         real = tokens.flatten(1) != PAD_TOKEN
-        return None if bool(real.all()) else real
+        return real if padded else None if bool(real.all()) else real
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         return self._embed(tokens.flatten(1))  # (B, N, D)
@@ -126,7 +130,8 @@ class TokenStem(nn.Embedding):
         return self._embed(gather_tokens(tokens.flatten(1), ids))  # (B, K, D)
 
     def _embed(self, ids: torch.Tensor) -> torch.Tensor:
-        if ids.numel() and (int(ids.min()) < PAD_TOKEN or int(ids.max()) > self.vocab_size):
+        # ids on a GPU were checked on the host (the method's prepare) or made in range (tokenizer, BERT noise)
+        if reads_freely(ids) and ids.numel() and (int(ids.min()) < PAD_TOKEN or int(ids.max()) > self.vocab_size):
             raise InputError("tokens", f"ids must be in [{PAD_TOKEN}, {self.vocab_size}] ({self.vocab_size} = "
                              f"[MASK], {PAD_TOKEN} = [PAD]), got [{int(ids.min())}, {int(ids.max())}]")
         return super().forward(ids.long().masked_fill(ids == PAD_TOKEN, self.pad_id))

@@ -14,6 +14,12 @@ import torch
 from maskvid.errors import ConfigError, InputError
 
 
+def reads_freely(value: torch.Tensor) -> bool:
+    """Whether reading ``value`` costs nothing: a host tensor outside ``torch.compile`` (a GPU tensor's read waits for
+    the device, and splits a compiled graph)."""
+    return value.device.type == "cpu" and not torch.compiler.is_compiling()
+
+
 def order_ids(selected: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Each sample's selected positions of ``(B, N)`` bool ``selected``, in order, padded to the largest count.
 

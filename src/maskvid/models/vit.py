@@ -258,17 +258,18 @@ class VideoViT(nn.Module):
         return self.patch_embed.grid_of(x)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, return_prefix: bool = False,
-                order: MaskOrder | None = None):
+                order: MaskOrder | None = None, padded: bool | None = None):
         """Tokens ``(B, K, D)`` (the visible ones when a mask drops, else all N) and their layout; with
         ``return_prefix`` also the [CLS] outputs ``(B, 1, D)`` (None without a [CLS] token). ``order``: the
-        mask's :class:`~maskvid.models.tokens.MaskOrder`, which spares a GPU forward reading the mask back."""
+        mask's :class:`~maskvid.models.tokens.MaskOrder`, and ``padded``: whether any token id is [PAD], both
+        known on the host; each spares a GPU forward a read of the device."""
         grid = self.grid_of(x)
         if mask is not None:
             n = grid[0] * grid[1] * grid[2]
             if mask.shape != (x.shape[0], n) or mask.dtype != torch.bool:
                 got = f"{mask.dtype} {tuple(mask.shape)}"
                 raise InputError("mask", f"expected bool (B={x.shape[0]}, N={n}), got {got}")
-        real = self.patch_embed.real_of(x)  # (B, N) False at [PAD], or None
+        real = self.patch_embed.real_of(x, padded)  # (B, N) False at [PAD], or None
         if mask is not None and self.config.hide == "drop":
             # [PAD] is never encoded; it is known on the device only, so a token clip orders its mask there
             layout = visible_layout(mask, grid, order) if real is None else visible_layout(mask | ~real, grid)

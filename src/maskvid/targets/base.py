@@ -22,14 +22,9 @@ import torch
 from torch import nn
 
 from maskvid.errors import InputError
+from maskvid.models.tokens import reads_freely  # noqa: F401 (targets import it from here)
 
 KINDS = ("regression", "classes")
-
-
-def reads_freely(value: torch.Tensor) -> bool:
-    """Whether reading ``value`` costs nothing: a host tensor outside ``torch.compile`` (a GPU tensor's read waits for
-    the device, and splits a compiled graph)."""
-    return value.device.type == "cpu" and not torch.compiler.is_compiling()
 
 
 @dataclass
