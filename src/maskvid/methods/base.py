@@ -24,10 +24,9 @@ from maskvid.models import DecoderConfig, MAEDecoder, PositionEmbedding, VideoVi
 from maskvid.models.blocks import TokenLayout
 from maskvid.models.frozen import CarriesFrozenParts
 from maskvid.models.heads import masked_mean
-from maskvid.models.tokens import MaskOrder, fill_masked, gather_tokens, order_ids
+from maskvid.models.tokens import MaskOrder, fill_masked, gather_tokens, order_ids, reads_freely
 from maskvid.models.vit import check_rope
 from maskvid.targets import Target
-from maskvid.targets.base import reads_freely
 
 
 @dataclass

@@ -10,7 +10,7 @@ A target is a parameter-free module that says what it needs and what it gives:
   per sample (False: leave this token or entry out of the loss), or None when everything counts;
 - ``target.check_batch(batch)``: the checks that must read the batch's values (an id out of range), made by the
   method's ``prepare`` on the host batch before it is sent. On a GPU the same read inside the step would make the
-  host wait for the device, so there a target reads nothing (:func:`reads_freely`).
+  host wait for the device, so there a target reads nothing (:func:`maskvid.models.tokens.reads_freely`).
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ import torch
 from torch import nn
 
 from maskvid.errors import InputError
-from maskvid.models.tokens import reads_freely  # noqa: F401 (targets import it from here)
 
 KINDS = ("regression", "classes")
 

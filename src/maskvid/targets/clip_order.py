@@ -16,7 +16,8 @@ from dataclasses import dataclass
 import torch
 
 from maskvid.errors import InputError
-from maskvid.targets.base import Target, reads_freely
+from maskvid.models.tokens import reads_freely
+from maskvid.targets.base import Target
 
 ORDERS = 2  # 2 clips: as is, or swapped (MAM² §2.2)
 

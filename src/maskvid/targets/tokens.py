@@ -23,7 +23,8 @@ from maskvid.constants import PAD_TOKEN
 from maskvid.errors import ConfigError, InputError
 from maskvid.models.frozen import Frozen
 from maskvid.models.tokenizers import load_tokenizer
-from maskvid.targets.base import Target, reads_freely
+from maskvid.models.tokens import reads_freely
+from maskvid.targets.base import Target
 from maskvid.targets.patchify import unnormalize
 
 
