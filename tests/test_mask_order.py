@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from maskvid import targets
 from maskvid.bench.workloads import build_workload
+from maskvid.config import Mam2Config
 from maskvid.constants import PAD_TOKEN
 from maskvid.data.datasets import collate
 from maskvid.errors import InputError
@@ -163,4 +164,47 @@ def test_vimpac_learns_on_the_host_what_it_would_read_and_traces_to_one_graph(wi
         torch.testing.assert_close(results[1][1][key], grad, atol=0, rtol=0)
     torch._dynamo.reset()
     assert torch.compile(method, backend="eager", fullgraph=True)(**inputs, **host).loss.requires_grad
+    torch._dynamo.reset()
+
+
+def _clip_order_mam2(regressor: bool):
+    from maskvid.methods.mam2 import MAM2, MAM2Head
+    from test_mam2 import ENCODER as MAM2_ENCODER
+
+    torch.manual_seed(0)
+    heads = [MAM2Head("appearance", targets.build("pixels", patch=(1, 8, 8)), depth=1),
+             MAM2Head("order", targets.build("clip_order"), depth=1)]
+    return MAM2(MAM2_ENCODER, heads, Mam2Config(regressor=regressor)).train()
+
+
+@pytest.mark.parametrize("regressor", [True, False])
+@pytest.mark.parametrize("even", [True, False])
+def test_mam2_orders_its_masked_tubes_on_the_host_and_traces_to_one_graph(regressor, even):
+    """MAM²'s clip order: the masked tubes picked with the host's ``tube_order`` give the loss of picking them by
+    a boolean index (the mean cross-entropy over every masked tube of the batch, by hand), the same with uneven
+    tube counts (padded slots weigh nothing), and the forward reads nothing back."""
+    method = _clip_order_mam2(regressor)
+    g = torch.Generator().manual_seed(4)
+    tube = torch.stack([torch.randperm(16, generator=g) < 12 for _ in range(2)])  # 12 masked tubes each
+    if not even:
+        tube[1, tube[1].nonzero()[:3]] = False  # 9 in the second sample
+    batch = {"video": torch.randn(2, 3, 4, 32, 32, generator=g), "mask": tube.repeat(1, 4),
+             "clip_order": torch.randint(2, (2, 16), generator=g)}
+    inputs = method.prepare(batch, torch.device("cpu"))
+    ids, valid = inputs["tube_order"]
+    assert (valid is None) == even and ids.shape[1] == int(tube.sum(1).max())
+    torch.manual_seed(3)
+    out = method(**inputs)
+    logits = out.preds["order"].view(2, -1, 2)
+    by_index = torch.cat([logits[b, : int(tube[b].sum())] for b in range(2)])  # each sample's tubes, in order
+    expected = torch.nn.functional.cross_entropy(by_index, batch["clip_order"][tube])
+    torch.testing.assert_close(out.metrics["loss_order"], expected)
+    torch.manual_seed(3)
+    assert torch.equal(method(**{k: v for k, v in inputs.items() if k != "tube_order"}).loss, out.loss)
+    torch._dynamo.reset()
+    assert torch.compile(method, backend="eager", fullgraph=True)(**inputs).loss.requires_grad
+    del inputs["tube_order"]
+    torch._dynamo.reset()
+    with pytest.raises(Exception, match="data-dependent|Data dependent|item"):
+        torch.compile(method, backend="eager", fullgraph=True)(**inputs)
     torch._dynamo.reset()

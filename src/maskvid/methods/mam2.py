@@ -15,6 +15,8 @@ tokens at the masked positions, MAE-style; nothing to align then, whatever ``ali
 ``alignment: false``.
 A ``clip_order`` head (Tab. 1f) gets a decoder of its own (:class:`~maskvid.models.decoders.ClipOrderDecoder`):
 one prediction per masked tube, scored by cross-entropy over the 2 orders, its accuracy logged beside the loss.
+Which positions are masked tubes is worked out on the host (:meth:`MAM2.prepare`'s ``tube_order``), so the
+forward reads nothing back from the device.
 The alignment term is the mean squared error over entries (as CAE's implementation), not eq. 1's sum over the
 width, which at width 768 would outweigh the other terms ~700×.
 """
@@ -110,7 +112,20 @@ class MAM2(CarriesFrozenParts):
         return method_inputs(self.input_key, self.targets)
 
     def prepare(self, batch: dict, device: torch.device) -> dict:
-        return prepare_masked_inputs(self.inputs, batch, device, self.targets)
+        """:func:`prepare_masked_inputs`; with a clip-order head also ``tube_order``, the ``order_ids`` of each
+        sample's masked tubes made from the host mask (the forward would otherwise read their count back)."""
+        inputs = prepare_masked_inputs(self.inputs, batch, device, self.targets)
+        mask = batch.get("mask")
+        if self.order_tasks and isinstance(mask, torch.Tensor) and mask.dim() == 2 and mask.device.type == "cpu":
+            ids, valid = self.tube_order(mask)
+            inputs["tube_order"] = (ids.to(device, non_blocking=True),
+                                    None if valid is None else valid.to(device, non_blocking=True))
+        return inputs
+
+    def tube_order(self, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``order_ids`` of each sample's masked tubes — spatial positions masked in every temporal slice — of a
+        ``(B, N)`` mask: ids ``(B, K)`` into the ``H'·W'`` positions and validity (None when all samples hide K)."""
+        return order_ids(mask.view(mask.shape[0], self.encoder.config.grid[0], -1).all(1))
 
     def features(self, batch: dict, device: torch.device) -> torch.Tensor:
         return pooled_features(self.encoder, batch, device)
@@ -148,7 +163,9 @@ class MAM2(CarriesFrozenParts):
         return regressed + positions[masked_ids], masked_layout, False, extra
 
     def forward(self, x: torch.Tensor | None = None, mask: torch.Tensor | None = None,
-                mask_order: MaskOrder | None = None, **inputs) -> MaskedOutput:
+                mask_order: MaskOrder | None = None, tube_order: tuple | None = None, **inputs) -> MaskedOutput:
+        """``mask_order`` / ``tube_order``: the mask's order and its masked tubes', made on the host by
+        :meth:`prepare`; without them they are worked out here (reading their sizes back from the device)."""
         inputs = checked_inputs(self.input_key, x, mask, inputs)
         if mask_order is None:  # not made on the host (prepare makes it): ordered here, once for every use below
             mask_order = MaskOrder.of(mask)
@@ -164,12 +181,12 @@ class MAM2(CarriesFrozenParts):
             metrics[f"loss_{task.name}"] = term.detach()
             preds[task.name] = pred
         for task, decoder in zip(self.order_tasks, self.order_decoders, strict=True):
-            logits, order = self._clip_order(decoder, task, decoder_in, gather, mask, mask_order, inputs)
-            term = F.cross_entropy(logits.float(), order) if len(order) else logits.sum() * 0.0
+            logits, order, valid = self._clip_order(decoder, task, decoder_in, gather, mask, mask_order,
+                                                    tube_order, inputs)
+            term, accuracy = _order_scores(logits, order, valid)
             total = weighted_total(total, task.weight, term)
             metrics[f"loss_{task.name}"] = term.detach()
-            metrics[f"acc_{task.name}"] = (logits.argmax(-1) == order).float().mean().detach() if len(order) \
-                else term.detach()
+            metrics[f"acc_{task.name}"] = accuracy
             preds[task.name] = logits
         if "loss_alignment" in extra:
             total = weighted_total(total, self.options.alpha, extra["loss_alignment"])
@@ -178,16 +195,35 @@ class MAM2(CarriesFrozenParts):
         return MaskedOutput(total, outputs[0] if outputs else logits, pred_valid, metrics, preds)
 
     def _clip_order(self, decoder: ClipOrderDecoder, task: MAM2Head, decoder_in: torch.Tensor, full: bool,
-                    mask: torch.Tensor, mask_order: MaskOrder, inputs: dict) -> tuple[torch.Tensor, torch.Tensor]:
-        """The decoder's logits ``(K, 2)`` over the K masked tubes of the batch (positions masked in every temporal
-        slice) and their orders ``(K,)``; ``full``: ``decoder_in`` holds all N tokens, else the masked ones."""
+                    mask: torch.Tensor, mask_order: MaskOrder, tube_order: tuple | None, inputs: dict
+                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """The decoder's logits ``(B·K, 2)`` over each sample's K masked tubes (padded to the batch's most), their
+        orders ``(B·K,)`` and validity (None: none is padding); ``full``: ``decoder_in`` holds all N tokens, else
+        the masked ones."""
         b, n = mask.shape
         t = self.encoder.config.grid[0]
         if not full:  # the regressed latents of the masked tokens, back in place among N
             masked_ids, pred_valid = mask_order.masked
             blank = torch.zeros(1, 1, decoder_in.shape[-1], dtype=decoder_in.dtype, device=decoder_in.device)
             decoder_in = fill_masked(decoder_in, masked_ids, pred_valid, blank, n)
-        tube = mask.view(b, t, -1).all(1)  # (B, S)
-        tubes = decoder_in.view(b, t, -1, decoder_in.shape[-1]).transpose(1, 2)[tube]  # (K, T', W)
-        order = task.target(**{k: inputs[k] for k in task.target.inputs})[tube]  # (K,)
-        return decoder(tubes, order), order
+        ids, valid = tube_order if tube_order is not None else self.tube_order(mask)  # (B, K)
+        width = decoder_in.shape[-1]
+        by_position = decoder_in.view(b, t, -1, width).transpose(1, 2)  # (B, S, T', W)
+        tubes = by_position.gather(1, ids[:, :, None, None].expand(-1, -1, t, width)).flatten(0, 1)  # (B·K, T', W)
+        order = task.target(**{k: inputs[k] for k in task.target.inputs}).gather(1, ids).flatten()  # (B·K,)
+        return decoder(tubes, order), order, None if valid is None else valid.flatten()
+
+
+def _order_scores(logits: torch.Tensor, order: torch.Tensor, valid: torch.Tensor | None
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean cross-entropy and accuracy over the real tubes (0 and 0 where there is none: the batch hides no whole
+    tube), without reading the device."""
+    if not len(order):  # a shape, known while tracing
+        return logits.sum() * 0.0, logits.sum().detach() * 0.0
+    loss = F.cross_entropy(logits.float(), order, reduction="none")
+    right = (logits.argmax(-1) == order).float()
+    if valid is None:
+        return loss.mean(), right.mean().detach()
+    weight = valid.float()
+    count = weight.sum().clamp(min=1)
+    return (loss * weight).sum() / count, ((right * weight).sum() / count).detach()
