@@ -208,3 +208,41 @@ def test_mam2_orders_its_masked_tubes_on_the_host_and_traces_to_one_graph(regres
     with pytest.raises(Exception, match="data-dependent|Data dependent|item"):
         torch.compile(method, backend="eager", fullgraph=True)(**inputs)
     torch._dynamo.reset()
+
+
+def test_a_token_classifier_tells_its_encoder_that_tokenizer_ids_hold_no_pad(tmp_path):
+    """VIMPAC fine-tuning: ids made by the frozen tokenizer are never [PAD], so the encoder is not left to look
+    (a read of the device, and a graph break)."""
+    from maskvid.methods.finetune import Classification
+    from maskvid.models import VideoClassifier
+    from maskvid.models.tokenizer import VQVAE, VQVAEConfig
+    from maskvid.models.tokenizers import save_tokenizer
+    from maskvid.targets.tokens import TokenIds
+
+    torch.manual_seed(0)
+    path = save_tokenizer(VQVAE(VQVAEConfig(factor=8, codebook_size=32, code_dim=8, width=16)),
+                          str(tmp_path / "tokenizer.safetensors"))
+    encoder = ViTConfig(width=32, depth=1, heads=4, num_frames=4, size=32, patch=(1, 8, 8), stem="token",
+                        vocab_size=32, attention="t_hw", pos_embed="factorized", cls_token=True, hide="replace",
+                        embed_norm=True)
+    method = Classification(VideoClassifier(encoder, 3, pool="cls"), 3,
+                            tokens=TokenIds(vocab_size=32, tokenizer=path, patch=(1, 8, 8))).train()
+    inputs = method.prepare({"video": torch.randn(2, 3, 4, 32, 32), "label": torch.tensor([0, 2])},
+                            torch.device("cpu"))
+    torch._dynamo.reset()
+    assert torch.compile(method, backend="eager", fullgraph=True)(**inputs).loss.requires_grad
+    torch._dynamo.reset()
+
+
+@pytest.mark.parametrize("with_pad", [True, False])
+def test_vimpac_knn_features_learn_pad_from_the_host_ids(with_pad):
+    method = tiny_vimpac().eval()
+    tokens = vimpac_batch()["tokens2"]  # its first clip ends in a [PAD] frame
+    if not with_pad:
+        tokens[tokens == PAD_TOKEN] = 1
+    batch = {"tokens": tokens}
+    _, _, cls = method.encoder(tokens, None, return_prefix=True)  # [PAD] found on the device
+    told, forward = [], method.encoder.forward
+    method.encoder.forward = lambda *a, **kw: told.append(kw.get("padded")) or forward(*a, **kw)
+    torch.testing.assert_close(method.features(batch, torch.device("cpu")), cls[:, 0], atol=0, rtol=0)
+    assert told == [with_pad]  # known from the host ids: the encoder on a GPU need not read its ids back

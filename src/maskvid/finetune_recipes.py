@@ -134,7 +134,7 @@ def evaluate_checkpoint(config: FinetuneConfig, checkpoint: str, method: Classif
     from maskvid.engine.evaluate import evaluate, write_report
 
     device = pick_device(config.train.device)
-    dataset = build_dataset(config, "val")
+    dataset = build_dataset(config, "val", normalize_on_device=True)
     if dataset is None:
         raise ConfigError("data.val_list", "evaluation needs a validation list")
     if num_classes is None:

@@ -131,8 +131,8 @@ def build_mask(config: PretrainConfig | FinetuneConfig, inference: bool = False)
 def build_dataset(config: PretrainConfig | FinetuneConfig, split: str = "train", method=None,
                   normalize_on_device: bool = False) -> VideoDataset | None:
     """The ``train`` set (augmented, masked as the config says; for a pretraining method, carrying what its targets
-    read) or the multi-view ``val`` set (None without ``data.val_list``). ``normalize_on_device``: the training
-    set's clips stay uint8 for the training loop to normalize on its device (``VideoDataset.on_device``)."""
+    read) or the multi-view ``val`` set (None without ``data.val_list``). ``normalize_on_device``: the clips stay
+    uint8 for the training loop or the evaluation to normalize on its device (``VideoDataset.on_device``)."""
     if split not in ("train", "val"):
         raise ValueError(f"split {split!r} not in train, val")
     d = config.data
@@ -157,8 +157,9 @@ def build_dataset(config: PretrainConfig | FinetuneConfig, split: str = "train",
               "dense_hog": _worker_spec(method, DenseHOGSpec) if "dense_hog" in inputs else None}
     if split == "val":
         return VideoDataset.from_list(path, classes=d.val_classes or d.classes, sampling="multiview",
-                                      views=d.test_views, transform=ClipTransform(size=d.size, crop="centre",
-                                                                                  flip=False),
+                                      views=d.test_views,
+                                      transform=ClipTransform(size=d.size, crop="centre", flip=False,
+                                                              normalize=not normalize_on_device),
                                       bad_videos="skip", **common)
     transform = ClipTransform(size=d.size, crop=d.crop, flip=d.flip, randaugment=d.randaugment, erase=d.erase,
                               normalize=not normalize_on_device)

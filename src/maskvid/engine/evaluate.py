@@ -10,43 +10,80 @@ import time
 import torch
 
 from maskvid.data import BadVideoLog, collate
+from maskvid.models.tokens import MaskOrder
 
 
 @torch.no_grad()
 def evaluate(method, dataset, num_classes: int, batch_size: int = 4, num_workers: int = 0,
              device: torch.device | str = "cpu", label_map: dict[int, int] | None = None) -> dict:
-    """``method.predict(video, mask) -> probabilities`` over ``dataset`` (multi-view samples, labelled).
+    """``method.predict(video, mask) -> probabilities`` over ``dataset`` (multi-view samples, labelled); with a
+    mask, ``predict`` is also given ``mask_order=`` (the mask's :class:`~maskvid.models.MaskOrder`).
 
     label_map: dataset label → model class (domain adaptation: evaluate on B's classes that A knows); videos whose
     label is not in the map are left out.
+
+    On a GPU nothing waits: clips a dataset leaves uint8 are normalized on the device (``dataset.on_device``),
+    pinned batches are copied without blocking, a masked view's order is made on the host, and each batch's
+    probabilities are read back only once the next batch is queued.
     """
     device = torch.device(device)
     was_training = method.training
     method.eval().to(device)
-    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, num_workers=num_workers, collate_fn=collate)
-    confusion = torch.zeros(num_classes, num_classes, dtype=torch.long)
-    top5_hits, videos, views, bad = 0, 0, 0, BadVideoLog(max_fraction=1.0)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, num_workers=num_workers, collate_fn=collate,
+                                         pin_memory=device.type == "cuda")
+    tally = _Tally(num_classes, label_map)
+    views, bad, pending = 0, BadVideoLog(max_fraction=1.0), None
     start = time.perf_counter()
     for batch in loader:
         bad.update(batch)
         if "video" not in batch:
             continue  # every video of this batch was bad (the dataset skips, never substitutes, here)
-        video = batch["video"].to(device)  # (B, V, C, T, H, W)
-        b, v = video.shape[:2]
-        mask = batch["mask"].to(device).flatten(0, 1) if "mask" in batch else None  # (B·V, N)
-        probs = method.predict(video.flatten(0, 1), mask).view(b, v, -1).mean(1).cpu()  # (B, classes)
-        labels = batch["label"]
-        if label_map is not None:
-            keep = torch.tensor([int(y) in label_map for y in labels], dtype=torch.bool)
-            probs, labels = probs[keep], torch.tensor([label_map[int(y)] for y in labels[keep]], dtype=torch.long)
-        top5 = probs.topk(min(5, num_classes), dim=-1).indices
-        top5_hits += int((top5 == labels[:, None]).any(1).sum())
-        confusion.index_put_((labels, probs.argmax(-1)), torch.ones(len(labels), dtype=torch.long), accumulate=True)
-        videos += len(labels)
+        b, v = batch["video"].shape[:2]  # (B, V, C, T, H, W)
+        video, mask, order = _views_on(dataset, batch, device)
+        probs = method.predict(video, mask) if order is None else method.predict(video, mask, mask_order=order)
+        probs = probs.view(b, v, -1).mean(1)  # (B, classes)
+        if pending is not None:
+            tally.add(*pending)
+        pending = (probs, batch["label"])
         views += b * v
+    if pending is not None:
+        tally.add(*pending)
     seconds = time.perf_counter() - start
     method.train(was_training)
-    return summarize(confusion, top5_hits, videos, views, seconds, dict(bad.bad))
+    return summarize(tally.confusion, tally.top5_hits, tally.videos, views, seconds, dict(bad.bad))
+
+
+def _views_on(dataset, batch: dict, device: torch.device) -> tuple:
+    """``(video, mask, mask_order)`` of a multi-view batch, views flattened into the batch, on ``device``; the
+    mask's order made here on the host."""
+    if hasattr(dataset, "on_device"):
+        batch = dataset.on_device(batch, device)
+    video = batch["video"].to(device, non_blocking=True).flatten(0, 1)  # (B·V, C, T, H, W)
+    if "mask" not in batch:
+        return video, None, None
+    mask = batch["mask"].flatten(0, 1)  # (B·V, N)
+    return video, mask.to(device, non_blocking=True), MaskOrder.of(mask).to(device, non_blocking=True)
+
+
+class _Tally:
+    """Top-5 hits and the confusion matrix of the videos seen so far."""
+
+    def __init__(self, num_classes: int, label_map: dict[int, int] | None):
+        self.num_classes, self.label_map = num_classes, label_map
+        self.confusion = torch.zeros(num_classes, num_classes, dtype=torch.long)
+        self.top5_hits = self.videos = 0
+
+    def add(self, probs: torch.Tensor, labels: torch.Tensor) -> None:
+        probs = probs.cpu()  # (B, classes): the one read of a batch, made once the next batch is queued
+        if self.label_map is not None:
+            keep = torch.tensor([int(y) in self.label_map for y in labels], dtype=torch.bool)
+            probs, labels = probs[keep], torch.tensor([self.label_map[int(y)] for y in labels[keep]],
+                                                      dtype=torch.long)
+        top5 = probs.topk(min(5, self.num_classes), dim=-1).indices
+        self.top5_hits += int((top5 == labels[:, None]).any(1).sum())
+        self.confusion.index_put_((labels, probs.argmax(-1)), torch.ones(len(labels), dtype=torch.long),
+                                  accumulate=True)
+        self.videos += len(labels)
 
 
 def summarize(confusion: torch.Tensor, top5_hits: int, videos: int, views: int, seconds: float,

@@ -17,11 +17,13 @@ from maskvid.data.datasets import collate
 
 def knn_accuracy(bank: torch.Tensor, bank_labels: torch.Tensor, queries: torch.Tensor, query_labels: torch.Tensor,
                  num_classes: int, k: int = 200, temperature: float = 0.07) -> tuple[float, float]:
-    """Top-1 and top-5 accuracy of the weighted kNN vote; features ``(N, D)`` / ``(M, D)`` (normalized here)."""
+    """Top-1 and top-5 accuracy of the weighted kNN vote; features ``(N, D)`` / ``(M, D)`` (normalized here), on
+    the features' device."""
     bank, queries = F.normalize(bank.float(), dim=1), F.normalize(queries.float(), dim=1)
+    bank_labels, query_labels = bank_labels.to(bank.device), query_labels.to(bank.device)
     similarity = queries @ bank.T  # (M, N)
     weights, nearest = similarity.topk(min(k, bank.shape[0]), dim=1)  # (M, k)
-    votes = torch.zeros(queries.shape[0], num_classes).scatter_add_(1, bank_labels[nearest],
+    votes = torch.zeros(queries.shape[0], num_classes, device=bank.device).scatter_add_(1, bank_labels[nearest],
                                                                     (weights / temperature).exp())
     ranked = votes.argsort(1, descending=True)
     top1 = (ranked[:, 0] == query_labels).float().mean()
@@ -38,7 +40,8 @@ class KNNMonitor:
         self.batch_size, self.num_workers, self.k, self.temperature = batch_size, num_workers, k, temperature
 
     @torch.no_grad()
-    def __call__(self, method: torch.nn.Module, device: torch.device) -> dict:
+    def __call__(self, method: torch.nn.Module, device: torch.device | str) -> dict:
+        device = torch.device(device)
         was_training = method.training
         method.eval()
         try:
@@ -49,12 +52,14 @@ class KNNMonitor:
         return {"knn_top1": top1, "knn_top5": top5}
 
     def _embed(self, method, dataset, device) -> tuple[torch.Tensor, torch.Tensor]:
+        """Features ``(N, D)`` and labels of ``dataset``, on ``device``: the vote runs there too, and nothing is read
+        back per batch."""
         loader = torch.utils.data.DataLoader(dataset, batch_size=self.batch_size, num_workers=self.num_workers,
-                                             collate_fn=collate)
+                                             collate_fn=collate, pin_memory=device.type == "cuda")
         features, labels = [], []
         for batch in loader:
             if "video" not in batch:
                 continue  # every video of this batch was bad
-            features.append(method.features(batch, device).float().cpu())
+            features.append(method.features(batch, device).float())
             labels.append(batch["label"])
-        return torch.cat(features), torch.cat(labels)
+        return torch.cat(features), torch.cat(labels).to(device, non_blocking=True)

@@ -45,15 +45,17 @@ class LinearProbe(nn.Module):
         return self
 
     def forward(self, video: torch.Tensor, mask: torch.Tensor | None = None,
-                order: MaskOrder | None = None) -> torch.Tensor:
+                order: MaskOrder | None = None, padded: bool | None = None) -> torch.Tensor:
         with torch.no_grad():
-            tokens, layout = self.encoder(video, mask, order=order)
+            tokens, layout = self.encoder(video, mask, order=order, padded=padded)
         return self.head(masked_mean(tokens, layout.valid))
 
 
 class Classification(CarriesFrozenParts):
     """``net(video, mask, order) -> logits`` or ``(logits, {name: (weight, loss)})`` trained with cross-entropy
-    (``order``: the mask's :class:`~maskvid.models.MaskOrder`, made on the host by :meth:`prepare`).
+    (``order``: the mask's :class:`~maskvid.models.MaskOrder`, made on the host by :meth:`prepare`). With
+    ``tokens`` the net is also told ``padded=False``: ids from a tokenizer are never [PAD], so its encoder need
+    not look (a read of the device).
 
     mixup: a timm :class:`~timm.data.Mixup` applied to training batches in :meth:`prepare` (on a ``(B, C·T, H, W)``
     view, so a CutMix box cuts through every frame); label_smoothing is used without mixup. tokens: for a
@@ -97,6 +99,10 @@ class Classification(CarriesFrozenParts):
                 inputs["mask_order"] = order
         return inputs
 
+    @property
+    def _no_pad(self) -> dict:
+        return {"padded": False} if self.tokens is not None else {}
+
     def encoder_input(self, video: torch.Tensor) -> torch.Tensor:
         """The network's input: the clip, or its token ids ``(B, T', H', W')`` for a token-stem encoder."""
         if self.tokens is None:
@@ -107,7 +113,7 @@ class Classification(CarriesFrozenParts):
 
     def forward(self, video: torch.Tensor, target: torch.Tensor, label: torch.Tensor | None = None,
                 mask: torch.Tensor | None = None, mask_order: MaskOrder | None = None) -> ClassifyOutput:
-        out = self.net(self.encoder_input(video), mask, mask_order)
+        out = self.net(self.encoder_input(video), mask, mask_order, **self._no_pad)
         logits, extra = out if isinstance(out, tuple) else (out, {})
         loss = self.soft_loss(logits, target) if target.dim() == 2 else self.hard_loss(logits, target)
         metrics = {"ce": loss.detach()}
@@ -119,9 +125,11 @@ class Classification(CarriesFrozenParts):
         return ClassifyOutput(loss=loss, logits=logits, metrics=metrics)
 
     @torch.no_grad()
-    def predict(self, video: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        """Class probabilities ``(B, classes)`` (auxiliary branches off)."""
-        out = self.net(self.encoder_input(video), mask)
+    def predict(self, video: torch.Tensor, mask: torch.Tensor | None = None,
+                mask_order: MaskOrder | None = None) -> torch.Tensor:
+        """Class probabilities ``(B, classes)`` (auxiliary branches off); ``mask_order``: the mask's, made on the
+        host (else ordered here)."""
+        out = self.net(self.encoder_input(video), mask, mask_order, **self._no_pad)
         return F.softmax((out[0] if isinstance(out, tuple) else out).float(), dim=-1)
 
 

@@ -47,11 +47,13 @@ class MARNet(nn.Module):
         return {"stem": r"^mae\.encoder\.(?:patch_embed|pos_embed)",
                 "blocks": [(r"^mae\.encoder\.blocks\.(\d+)", None), (r"^mae\.encoder\.norm", (99999,))]}
 
-    def forward(self, video: torch.Tensor, mask: torch.Tensor | None, order: MaskOrder | None = None):
+    def forward(self, video: torch.Tensor, mask: torch.Tensor | None, order: MaskOrder | None = None,
+                padded: bool | None = None):
         """``order``: the mask's :class:`~maskvid.models.MaskOrder`, made on the host (``Classification.prepare``)."""
         if mask is None:
             raise InputError("mask", "MAR needs its running-cell mask (set the config's mask section)")
-        tokens, layout = self.mae.encoder(video, mask, order=order)  # only the visible tokens: the saving MAR is about
+        # only the visible tokens: the saving MAR is about
+        tokens, layout = self.mae.encoder(video, mask, order=order, padded=padded)
         if self.kind == "bridging":
             logits = self.head(tokens, layout)
         else:

@@ -103,7 +103,10 @@ class VIMPAC(CarriesFrozenParts):
     def features(self, batch: dict, device: torch.device) -> torch.Tensor:
         """The [CLS] output ``(B, D)`` of each unmasked clip of ``batch`` (the kNN monitor's embedding)."""
         inputs = prepare_inputs(self.tokens.inputs, batch, device)
-        _, _, cls = self.encoder(self.clip_ids(inputs), None, return_prefix=True)
+        ids = batch.get("tokens")  # cached ids say on the host whether any is [PAD]; a tokenizer makes none
+        padded = bool((ids == PAD_TOKEN).any()) if isinstance(ids, torch.Tensor) and ids.device.type == "cpu" \
+            else None if self.tokens.frozen is None else False
+        _, _, cls = self.encoder(self.clip_ids(inputs), None, return_prefix=True, padded=padded)
         return cls[:, 0]
 
     def forward(self, mask: torch.Tensor | None = None, mask2: torch.Tensor | None = None,

@@ -33,8 +33,9 @@ class VideoClassifier(nn.Module):
                                                                        (r"^encoder\.norm", (99999,))]}
 
     def features(self, video: torch.Tensor, mask: torch.Tensor | None = None,
-                 order: MaskOrder | None = None) -> torch.Tensor:
-        tokens, layout, cls = self.encoder(video, mask, return_prefix=True, order=order)  # (B, N, D), or the visible
+                 order: MaskOrder | None = None, padded: bool | None = None) -> torch.Tensor:
+        # (B, N, D), or the visible tokens
+        tokens, layout, cls = self.encoder(video, mask, return_prefix=True, order=order, padded=padded)
         if self.pool == "cls":
             return self.fc_norm(cls[:, 0])
         if self.pool == "first":
@@ -42,7 +43,7 @@ class VideoClassifier(nn.Module):
         return self.fc_norm(masked_mean(tokens, layout.valid))
 
     def forward(self, video: torch.Tensor, mask: torch.Tensor | None = None,
-                order: MaskOrder | None = None) -> torch.Tensor:
+                order: MaskOrder | None = None, padded: bool | None = None) -> torch.Tensor:
         """``(B, C, T, H, W)`` → logits ``(B, num_classes)``; with a mask, from the visible tokens only (``order``:
-        the mask's, made on the host)."""
-        return self.head(self.head_drop(self.features(video, mask, order)))
+        the mask's, made on the host; ``padded``: whether a token clip holds [PAD], when known)."""
+        return self.head(self.head_drop(self.features(video, mask, order, padded)))

@@ -1,0 +1,78 @@
+"""Multi-view evaluation as a GPU runs it: uint8 clips normalized on the device, a masked view's order made on the
+host, each batch read back once the next is queued — and the same report, to the bit, as the plain way."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+from maskvid.config import FinetuneConfig, load_config
+from maskvid.engine import evaluate as evaluation
+from maskvid.finetune_recipes import build_finetune_method
+from maskvid.recipes import build_dataset
+
+CONFIGS = os.path.join(os.path.dirname(__file__), "..", "configs", "finetune")
+TIMING = ("seconds", "clips_per_s")
+
+
+def _config(synth_motion: str, name: str) -> FinetuneConfig:
+    values = {"init": "null", "data.train_list": os.path.join(synth_motion, "train.csv"),
+              "data.val_list": os.path.join(synth_motion, "val.csv"),
+              "data.classes": os.path.join(synth_motion, "classes.txt"), "data.num_frames": 4,
+              "data.size": 32, "data.test_views": "[2, 2]", "model.patch": "[2, 8, 8]", "train.num_workers": 0}
+    return load_config(os.path.join(CONFIGS, name), [f"{k}={v}" for k, v in values.items()], kind=FinetuneConfig)
+
+
+def _report(method, dataset, **options) -> dict:
+    report = evaluation.evaluate(method, dataset, num_classes=3, batch_size=2, **options)
+    return {k: v for k, v in report.items() if k not in TIMING}
+
+
+@pytest.mark.parametrize("name", ["videomae_micro.yaml", "mar_micro.yaml"])
+def test_uint8_views_normalized_on_the_device_give_the_float_report_to_the_bit(synth_motion, name):
+    config = _config(synth_motion, name)
+    torch.manual_seed(0)
+    method = build_finetune_method(config, 3)
+    on_device = build_dataset(config, "val", normalize_on_device=True)
+    assert on_device[0]["video"].dtype == torch.uint8
+    plain = build_dataset(config, "val")
+    assert plain[0]["video"].dtype == torch.float32
+    probs = []
+    predict = method.predict
+    method.predict = lambda *args, **kw: probs.append(predict(*args, **kw)) or probs[-1]
+    assert _report(method, on_device) == _report(method, plain)
+    half = len(probs) // 2
+    assert all(torch.equal(a, b) for a, b in zip(probs[:half], probs[half:], strict=True))
+
+
+def test_a_masked_view_is_ordered_on_the_host_with_the_result_of_ordering_it_in_predict(synth_motion):
+    config = _config(synth_motion, "mar_micro.yaml")
+    torch.manual_seed(0)
+    method = build_finetune_method(config, 3)
+    dataset = build_dataset(config, "val", normalize_on_device=True)
+    orders, predict = [], method.predict
+
+    def recording(video, mask, mask_order=None):
+        orders.append(mask_order)
+        return predict(video, mask, mask_order=mask_order)
+
+    method.predict = recording
+    with_order = _report(method, dataset)
+    assert orders and all(o is not None for o in orders)
+    method.predict = lambda video, mask, mask_order=None: predict(video, mask)
+    assert _report(method, dataset) == with_order
+
+
+def test_each_batch_is_read_back_after_the_next_one_is_queued(synth_motion, monkeypatch):
+    """On a GPU, reading a batch's probabilities waits for it; queuing the next batch first keeps the device busy."""
+    config = _config(synth_motion, "videomae_micro.yaml")
+    method = build_finetune_method(config, 3)
+    dataset = build_dataset(config, "val", normalize_on_device=True)
+    events, predict, add = [], method.predict, evaluation._Tally.add
+    method.predict = lambda *a, **kw: events.append("predict") or predict(*a, **kw)
+    monkeypatch.setattr(evaluation._Tally, "add", lambda self, *a: events.append("read") or add(self, *a))
+    report = evaluation.evaluate(method, dataset, num_classes=3, batch_size=1)
+    assert report["videos"] == len(dataset) >= 3
+    assert events == ["predict"] + ["predict", "read"] * (len(dataset) - 1) + ["read"]
