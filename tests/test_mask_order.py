@@ -246,3 +246,13 @@ def test_vimpac_knn_features_learn_pad_from_the_host_ids(with_pad):
     method.encoder.forward = lambda *a, **kw: told.append(kw.get("padded")) or forward(*a, **kw)
     torch.testing.assert_close(method.features(batch, torch.device("cpu")), cls[:, 0], atol=0, rtol=0)
     assert told == [with_pad]  # known from the host ids: the encoder on a GPU need not read its ids back
+
+
+def test_mam2_leaves_a_mask_of_the_wrong_shape_to_the_forward_to_name():
+    method = _clip_order_mam2(regressor=True)
+    batch = {"video": torch.randn(2, 3, 4, 32, 32), "mask": torch.ones(2, 60, dtype=torch.bool),
+             "clip_order": torch.zeros(2, 16, dtype=torch.long)}
+    inputs = method.prepare(batch, torch.device("cpu"))
+    assert "tube_order" not in inputs
+    with pytest.raises(InputError, match="mask"):
+        method(**inputs)

@@ -116,7 +116,9 @@ class MAM2(CarriesFrozenParts):
         sample's masked tubes made from the host mask (the forward would otherwise read their count back)."""
         inputs = prepare_masked_inputs(self.inputs, batch, device, self.targets)
         mask = batch.get("mask")
-        if self.order_tasks and isinstance(mask, torch.Tensor) and mask.dim() == 2 and mask.device.type == "cpu":
+        t, h, w = self.encoder.config.grid
+        if self.order_tasks and isinstance(mask, torch.Tensor) and mask.device.type == "cpu" \
+                and mask.dim() == 2 and mask.shape[1] == t * h * w:  # (the forward names any other mask's fault)
             ids, valid = self.tube_order(mask)
             inputs["tube_order"] = (ids.to(device, non_blocking=True),
                                     None if valid is None else valid.to(device, non_blocking=True))
