@@ -264,6 +264,8 @@ class TrainConfig:
     """`auto` (bf16 autocast on CUDA, fp32 on CPU), `fp32`, `bf16`"""
     compile: bool = False
     """`torch.compile` the method (CPU: ~50 s compile for the micro model)"""
+    copy_stream: bool = True
+    """CUDA: copy each batch to the GPU on a side stream, overlapping the step before it (no effect elsewhere)"""
     device: str = "auto"
     """`auto`, `cpu`, `cuda`, `cuda:1`"""
     progress: bool = True

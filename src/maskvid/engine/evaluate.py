@@ -10,6 +10,7 @@ import time
 import torch
 
 from maskvid.data import BadVideoLog, collate
+from maskvid.engine.copy_stream import CopyStream
 from maskvid.models.tokens import MaskOrder
 
 
@@ -23,15 +24,16 @@ def evaluate(method, dataset, num_classes: int, batch_size: int = 4, num_workers
     label is not in the map are left out.
 
     On a GPU nothing waits: clips a dataset leaves uint8 are normalized on the device (``dataset.on_device``),
-    pinned batches are copied without blocking, a masked view's order is made on the host, and each batch's
-    probabilities are read back only once the next batch is queued.
+    pinned batches are copied on a side stream while the batch before is computed (:mod:`.copy_stream`), a masked
+    view's order is made on the host, and each batch's probabilities are read back only once the next batch is
+    queued.
     """
     device = torch.device(device)
     was_training = method.training
     method.eval().to(device)
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, num_workers=num_workers, collate_fn=collate,
                                          pin_memory=device.type == "cuda")
-    tally = _Tally(num_classes, label_map)
+    tally, copies = _Tally(num_classes, label_map), CopyStream(device)
     views, bad, pending = 0, BadVideoLog(max_fraction=1.0), None
     start = time.perf_counter()
     for batch in loader:
@@ -39,7 +41,9 @@ def evaluate(method, dataset, num_classes: int, batch_size: int = 4, num_workers
         if "video" not in batch:
             continue  # every video of this batch was bad (the dataset skips, never substitutes, here)
         b, v = batch["video"].shape[:2]  # (B, V, C, T, H, W)
-        video, mask, order = _views_on(dataset, batch, device)
+        with copies.queue():  # on CUDA a side stream: the copy overlaps the batch before it
+            on_device = _views_on(dataset, batch, device)
+        video, mask, order = copies.hand_over(on_device)
         probs = method.predict(video, mask) if order is None else method.predict(video, mask, mask_order=order)
         probs = probs.view(b, v, -1).mean(1)  # (B, classes)
         if pending is not None:

@@ -22,6 +22,7 @@ from maskvid import rng
 from maskvid.config import PretrainConfig, save_config
 from maskvid.data import BadVideoLog, collate
 from maskvid.engine.checkpoint import latest_checkpoint, remove_unfinished_writes
+from maskvid.engine.copy_stream import CopyStream
 from maskvid.engine.distributed import (
     EpochStream,
     ShardedResumableSampler,
@@ -136,6 +137,7 @@ class _Run:
         ids = [self.device.index] if self.device.type == "cuda" else None
         self.model = DistributedDataParallel(method, device_ids=ids) if self.info.world > 1 else method
         self.forward = torch.compile(self.model) if t.compile else self.model
+        self.copies = CopyStream(self.device, enabled=t.copy_stream)
         self.logger = RunLogger(run_dir, self.plan.stop_at, self.step, enabled=self.info.main, progress=t.progress)
         self.logger.event({"event": "resumed" if resume else "started", "at_step": self.step, "lr_peak": lr,
                            "world": self.info.world, **({"from": self.resumed_from} if resume else {})})
@@ -185,10 +187,13 @@ class _Run:
         this step's update is queued (:mod:`maskvid.engine.step_check`)."""
         accumulate = self.config.optim.accumulate
         no_sync = self.model.no_sync() if self.info.world > 1 and not sync else contextlib.nullcontext()
-        if hasattr(self.dataset, "on_device"):  # clips left uint8 by the workers are normalized on the device
-            batch = self.dataset.on_device(batch, self.device)
+        with self.copies.queue():  # on CUDA a side stream: the copy overlaps the step still computing
+            if hasattr(self.dataset, "on_device"):  # clips left uint8 by the workers are normalized on the device
+                batch = self.dataset.on_device(batch, self.device)
+            inputs = self.method.prepare(batch, self.device)
+        inputs = self.copies.hand_over(inputs)
         with no_sync, _autocast(self.config.train.precision, self.device):
-            out = self.forward(**self.method.prepare(batch, self.device))
+            out = self.forward(**inputs)
         with no_sync:
             (out.loss / accumulate).backward()
         self.step_losses.append(out.loss.detach())
