@@ -83,6 +83,8 @@ def test_bench_data_json(tmp_path):
         assert set(rates) == {"2"} and min(rates.values()) > 0
         assert loader["clips_per_s_per_core"][pipeline]["2"] == pytest.approx(rates["2"] / 2)
     assert set(loader["codec_vector_overhead"]["sample"]) == {"2"}
+    assert set(loader["eval_views_per_s"]) == {"eval", "eval_float"}
+    assert all(rates["2"] > 0 for rates in loader["eval_views_per_s"].values())
     assert set(loader["decode_ms_per_clip"]) == {"frames", "frames_and_vectors", "frames_224", "frames_and_vectors_224"}
     assert "340x256x250" in loader["setup"]["source"]
     decoders = report["decoders"]

@@ -11,6 +11,10 @@ Two pipelines, each 16 frames at stride 4 → multi-scale crop to 224², as ``ma
   cropped as they are): what the vectors alone cost;
 * ``mgm`` — MGM: the motion-guided mask built from the codec vectors.
 
+And evaluation's multi-view loader (2 clips × 3 centre-left-right crops of 224² a video, as ``maskvid evaluate``),
+in views/s (``eval_views_per_s``): ``eval`` with uint8 views, normalized on the device as ``evaluate`` does now, and
+``eval_float`` with the workers normalizing (as it did before).
+
 For each worker count: clips/s and clips/s per worker (a worker is one core: decoding and scaling are
 single-threaded in it). ``codec_vector_overhead``: what carrying the vectors costs over the tube path (whole
 sample), and in decoding alone (``decode_clip`` with and without ``motion_vectors`` on the same clips, one core, at
@@ -34,6 +38,7 @@ from maskvid.data.sampling import dense_indices
 from maskvid.rng import sample_generator
 
 CLIP_LEN, STRIDE, SIZE, PATCH = 16, 4, 224, (2, 16, 16)
+EVAL_VIEWS = (2, 3)  # VideoMAE's SSv2 protocol: temporal clips × spatial crops
 PIPELINES = {  # name: (mask strategy and options, samples carry the codec motion field, workers normalize)
     "tube": (("tube", {"ratio": 0.9}), False, False),
     "tube_float": (("tube", {"ratio": 0.9}), False, True),
@@ -52,8 +57,15 @@ def pretraining_dataset(paths: list[str], pipeline: str, normalize: bool | None 
                         motion_source="codec", motion_vectors=vectors, decode_threads=1)
 
 
+def evaluation_dataset(paths: list[str], normalize: bool) -> VideoDataset:
+    transform = ClipTransform(size=SIZE, crop="centre", flip=False, normalize=normalize)
+    return VideoDataset([VideoRecord(p, 0) for p in paths], transform, num_frames=CLIP_LEN, stride=STRIDE,
+                        sampling="multiview", views=EVAL_VIEWS, decode_threads=1)
+
+
 def loader_clips_per_second(dataset, workers: int, clips: int, batch_size: int = 4) -> float:
-    """Clips/s through a DataLoader with ``workers`` processes; start-up and each worker's first batch untimed."""
+    """Clips/s through a DataLoader with ``workers`` processes (a multi-view sample counts its views); start-up and
+    each worker's first batch untimed."""
     warm = batch_size * workers
     sampler = torch.utils.data.RandomSampler(dataset, replacement=True, num_samples=warm + clips,
                                              generator=torch.Generator().manual_seed(0))
@@ -64,7 +76,7 @@ def loader_clips_per_second(dataset, workers: int, clips: int, batch_size: int =
         seen += next(iterator)["video"].shape[0]
     start, seen = time.perf_counter(), 0
     for batch in iterator:
-        seen += batch["video"].shape[0]
+        seen += batch["video"].shape[0] * (batch["video"].shape[1] if batch["video"].dim() == 6 else 1)
     return seen / (time.perf_counter() - start)
 
 
@@ -90,12 +102,16 @@ def bench_loader(workers: tuple[int, ...] = (1, 2), clips: int = 40, videos: int
         for pipeline in PIPELINES:
             dataset = pretraining_dataset(paths, pipeline)
             rates[pipeline] = {str(w): loader_clips_per_second(dataset, w, clips) for w in workers}
+        evaluation = {name: {str(w): loader_clips_per_second(evaluation_dataset(paths, normalize), w,
+                                                             max(1, clips // 6)) for w in workers}
+                      for name, normalize in (("eval", False), ("eval_float", True))}
         decode = decode_ms(paths, clips)
     per_core = {p: {w: r / int(w) for w, r in by_workers.items()} for p, by_workers in rates.items()}
     overhead = {w: rates["tube"][w] / rates["tube_vectors"][w] - 1 for w in rates["tube"]}
     return {
         "clips_per_s": rates,
         "clips_per_s_per_core": per_core,
+        "eval_views_per_s": evaluation,
         "codec_vector_overhead": {
             "sample": overhead, "decode": decode["frames_and_vectors"] / decode["frames"] - 1,
             f"decode_{SIZE}": decode[f"frames_and_vectors_{SIZE}"] / decode[f"frames_{SIZE}"] - 1},
@@ -116,6 +132,9 @@ def format_loader(result: dict) -> str:
         for w, rate in by_workers.items():
             per_core = result["clips_per_s_per_core"][pipeline][w]
             lines.append(f"  {pipeline:>12} {w:>3} worker(s): {rate:7.2f} clips/s  ({per_core:6.2f} per core)")
+    for name, by_workers in result.get("eval_views_per_s", {}).items():
+        for w, rate in by_workers.items():
+            lines.append(f"  {name:>12} {w:>3} worker(s): {rate:7.2f} views/s")
     overhead = result["codec_vector_overhead"]
     sample = ", ".join(f"{w} worker(s) {100 * v:+.0f}%" for w, v in overhead["sample"].items())
     ms = result["decode_ms_per_clip"]
