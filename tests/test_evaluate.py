@@ -1,8 +1,10 @@
-"""Multi-view evaluation as a GPU runs it: uint8 clips normalized on the device, a masked view's order made on the
-host, each batch read back once the next is queued — and the same report, to the bit, as the plain way."""
+"""Multi-view evaluation and the kNN monitor as a GPU runs them: uint8 clips normalized on the device, a masked
+view's order made on the host, each batch read back once the next is queued — and the same results, to the bit, as
+the plain way."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import pytest
@@ -10,8 +12,9 @@ import torch
 
 from maskvid.config import FinetuneConfig, load_config
 from maskvid.engine import evaluate as evaluation
+from maskvid.engine.knn import KNNMonitor
 from maskvid.finetune_recipes import build_finetune_method
-from maskvid.recipes import build_dataset
+from maskvid.recipes import build_dataset, build_knn_monitor, build_method
 
 CONFIGS = os.path.join(os.path.dirname(__file__), "..", "configs", "finetune")
 TIMING = ("seconds", "clips_per_s")
@@ -76,3 +79,26 @@ def test_each_batch_is_read_back_after_the_next_one_is_queued(synth_motion, monk
     report = evaluation.evaluate(method, dataset, num_classes=3, batch_size=1)
     assert report["videos"] == len(dataset) >= 3
     assert events == ["predict"] + ["predict", "read"] * (len(dataset) - 1) + ["read"]
+
+
+def test_the_knn_monitor_normalizes_uint8_clips_on_the_device_with_the_float_result(synth_motion, tmp_path):
+    """Its sets leave clips uint8 (as ``build_knn_monitor`` makes them); the features, and so the vote, are those of
+    clips normalized in the workers, to the bit."""
+    pretrain = os.path.join(CONFIGS, "..", "pretrain", "videomae_micro.yaml")
+    lists = {"data.knn_train_list": os.path.join(synth_motion, "train.csv"),
+             "data.knn_val_list": os.path.join(synth_motion, "val.csv")}
+    config = load_config(pretrain, [f"{k}={v}" for k, v in {
+        "data.train_list": lists["data.knn_train_list"], "data.num_frames": 4, "data.size": 32,
+        "model.patch": "[2, 8, 8]", "train.num_workers": 0, "train.batch_size": 2, "output_dir": tmp_path,
+        **lists}.items()])
+    torch.manual_seed(0)
+    method = build_method(config)
+    monitor = build_knn_monitor(config, method)
+    assert monitor.sets[0][0]["video"].dtype == torch.uint8
+    floats = [dataclasses.replace(s, transform=dataclasses.replace(s.transform, normalize=True)) for s in monitor.sets]
+    plain = KNNMonitor(*floats, num_classes=monitor.num_classes, batch_size=2, k=monitor.k)
+    device = torch.device("cpu")
+    for uint8_set, float_set in zip(monitor.sets, floats, strict=True):
+        ours, theirs = monitor._embed(method, uint8_set, device), plain._embed(method, float_set, device)
+        assert torch.equal(ours[0], theirs[0]) and torch.equal(ours[1], theirs[1])
+    assert monitor(method, device) == plain(method, device)

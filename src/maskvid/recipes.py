@@ -222,7 +222,8 @@ def pretrain(config: PretrainConfig, resume: bool = False):
 
 def build_knn_monitor(config: PretrainConfig, method):
     """The kNN monitor of ``train.knn_every``: the labelled bank and queries as the encoder reads them (centre crop,
-    no flip, no mask; tokens from the run's cache when it reads one, entries added as needed)."""
+    no flip, no mask; tokens from the run's cache when it reads one, entries added as needed); their clips stay
+    uint8 for the monitor to normalize on its device."""
     from maskvid.engine.knn import KNNMonitor
 
     if not hasattr(method, "features"):
@@ -236,7 +237,8 @@ def build_knn_monitor(config: PretrainConfig, method):
         sets.append(VideoDataset.from_list(
             path, root=d.root, require_labels=True, num_frames=d.num_frames, stride=d.stride,
             decode_size=d.decode_size, seed=config.seed, patch=config.model.patch,
-            transform=ClipTransform(size=d.size, crop="centre", flip=False), tokens=tokens, bad_videos="skip"))
+            transform=ClipTransform(size=d.size, crop="centre", flip=False, normalize=False), tokens=tokens,
+            bad_videos="skip"))
     classes = 1 + max(r.label for s in sets for r in s.records)
     return KNNMonitor(*sets, num_classes=classes, batch_size=config.train.batch_size,
                       num_workers=config.train.num_workers, k=config.train.knn_k)

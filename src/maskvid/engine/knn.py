@@ -60,6 +60,8 @@ class KNNMonitor:
         for batch in loader:
             if "video" not in batch:
                 continue  # every video of this batch was bad
+            if hasattr(dataset, "on_device"):  # clips left uint8 by the workers are normalized on the device
+                batch = dataset.on_device(batch, device)
             features.append(method.features(batch, device).float())
             labels.append(batch["label"])
         return torch.cat(features), torch.cat(labels).to(device, non_blocking=True)
