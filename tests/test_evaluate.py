@@ -102,3 +102,24 @@ def test_the_knn_monitor_normalizes_uint8_clips_on_the_device_with_the_float_res
         ours, theirs = monitor._embed(method, uint8_set, device), plain._embed(method, float_set, device)
         assert torch.equal(ours[0], theirs[0]) and torch.equal(ours[1], theirs[1])
     assert monitor(method, device) == plain(method, device)
+
+
+def test_a_predict_without_mask_order_still_gets_masked_views(synth_motion):
+    """A method written to the older protocol, ``predict(video, mask)``, is not handed the order it cannot take."""
+    config = _config(synth_motion, "mar_micro.yaml")
+    torch.manual_seed(0)
+    method = build_finetune_method(config, 3)
+    dataset = build_dataset(config, "val", normalize_on_device=True)
+
+    class OlderProtocol(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inner, self.masks = method, []
+
+        def predict(self, video, mask):
+            self.masks.append(mask)
+            return self.inner.predict(video, mask)
+
+    older = OlderProtocol()
+    assert _report(older, dataset) == _report(method, dataset)
+    assert older.masks and all(m is not None for m in older.masks)

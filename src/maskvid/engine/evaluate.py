@@ -3,6 +3,7 @@ top-1 / top-5, per-class accuracy and the confusion matrix (VideoMAE's protocol:
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import time
@@ -18,7 +19,7 @@ from maskvid.models.tokens import MaskOrder
 def evaluate(method, dataset, num_classes: int, batch_size: int = 4, num_workers: int = 0,
              device: torch.device | str = "cpu", label_map: dict[int, int] | None = None) -> dict:
     """``method.predict(video, mask) -> probabilities`` over ``dataset`` (multi-view samples, labelled); with a
-    mask, ``predict`` is also given ``mask_order=`` (the mask's :class:`~maskvid.models.MaskOrder`).
+    mask, a ``predict`` that takes ``mask_order=`` is also given the mask's :class:`~maskvid.models.MaskOrder`.
 
     label_map: dataset label → model class (domain adaptation: evaluate on B's classes that A knows); videos whose
     label is not in the map are left out.
@@ -34,6 +35,7 @@ def evaluate(method, dataset, num_classes: int, batch_size: int = 4, num_workers
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, num_workers=num_workers, collate_fn=collate,
                                          pin_memory=device.type == "cuda")
     tally, copies = _Tally(num_classes, label_map), CopyStream(device)
+    takes_order = _takes(method.predict, "mask_order")
     views, bad, pending = 0, BadVideoLog(max_fraction=1.0), None
     start = time.perf_counter()
     for batch in loader:
@@ -44,7 +46,8 @@ def evaluate(method, dataset, num_classes: int, batch_size: int = 4, num_workers
         with copies.queue():  # on CUDA a side stream: the copy overlaps the batch before it
             on_device = _views_on(dataset, batch, device)
         video, mask, order = copies.hand_over(on_device)
-        probs = method.predict(video, mask) if order is None else method.predict(video, mask, mask_order=order)
+        probs = method.predict(video, mask, mask_order=order) if order is not None and takes_order \
+            else method.predict(video, mask)
         probs = probs.view(b, v, -1).mean(1)  # (B, classes)
         if pending is not None:
             tally.add(*pending)
@@ -55,6 +58,12 @@ def evaluate(method, dataset, num_classes: int, batch_size: int = 4, num_workers
     seconds = time.perf_counter() - start
     method.train(was_training)
     return summarize(tally.confusion, tally.top5_hits, tally.videos, views, seconds, dict(bad.bad))
+
+
+def _takes(function, name: str) -> bool:
+    """Whether ``function`` accepts the keyword ``name`` (a method written before it existed does not)."""
+    parameters = inspect.signature(function).parameters.values()
+    return any(p.name == name or p.kind is p.VAR_KEYWORD for p in parameters)
 
 
 def _views_on(dataset, batch: dict, device: torch.device) -> tuple:
