@@ -256,3 +256,28 @@ def test_mam2_leaves_a_mask_of_the_wrong_shape_to_the_forward_to_name():
     assert "tube_order" not in inputs
     with pytest.raises(InputError, match="mask"):
         method(**inputs)
+
+
+def test_a_custom_token_net_without_padded_is_not_handed_it(tmp_path):
+    from maskvid.methods.finetune import Classification
+    from maskvid.models import VideoClassifier
+    from maskvid.models.tokenizer import VQVAE, VQVAEConfig
+    from maskvid.models.tokenizers import save_tokenizer
+    from maskvid.registry import takes_keyword
+    from maskvid.targets.tokens import TokenIds
+
+    class OlderNet(VideoClassifier):  # written to the protocol before ``padded``: net(video, mask, order)
+        def forward(self, video, mask=None, order=None):
+            return super().forward(video, mask, order)
+
+    encoder = ViTConfig(width=32, depth=1, heads=4, num_frames=4, size=32, patch=(1, 8, 8), stem="token",
+                        vocab_size=32, attention="t_hw", pos_embed="factorized", cls_token=True, hide="replace")
+    net = OlderNet(encoder, 3, pool="cls")
+    assert not takes_keyword(net.forward, "padded") and takes_keyword(VideoClassifier(encoder, 3).forward, "padded")
+    assert takes_keyword(lambda x, **kw: x, "padded") and not takes_keyword(lambda x, *args: x, "padded")
+    path = save_tokenizer(VQVAE(VQVAEConfig(factor=8, codebook_size=32, code_dim=8, width=16)),
+                          str(tmp_path / "tokenizer.safetensors"))
+    method = Classification(net, 3, tokens=TokenIds(vocab_size=32, tokenizer=path, patch=(1, 8, 8)))
+    video, label = torch.randn(2, 3, 4, 32, 32), torch.tensor([0, 2])
+    assert method(video, target=label, label=label).loss.requires_grad
+    assert method.predict(video).shape == (2, 3)

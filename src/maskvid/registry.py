@@ -47,3 +47,10 @@ def option_names(entry: Callable) -> list[str]:
         return [f.name for f in dataclasses.fields(entry) if f.init]
     return [name for name, p in inspect.signature(entry).parameters.items()
             if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+
+
+def takes_keyword(function: Callable, name: str) -> bool:
+    """Whether ``function`` accepts the keyword argument ``name`` (by name or through ``**kwargs``): a callable
+    written before an optional argument existed is then called without it."""
+    return any(p.name == name and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) or p.kind is p.VAR_KEYWORD
+               for p in inspect.signature(function).parameters.values())

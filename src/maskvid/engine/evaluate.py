@@ -3,7 +3,6 @@ top-1 / top-5, per-class accuracy and the confusion matrix (VideoMAE's protocol:
 
 from __future__ import annotations
 
-import inspect
 import json
 import os
 import time
@@ -13,6 +12,7 @@ import torch
 from maskvid.data import BadVideoLog, collate
 from maskvid.engine.copy_stream import CopyStream
 from maskvid.models.tokens import MaskOrder
+from maskvid.registry import takes_keyword
 
 
 @torch.no_grad()
@@ -35,7 +35,7 @@ def evaluate(method, dataset, num_classes: int, batch_size: int = 4, num_workers
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, num_workers=num_workers, collate_fn=collate,
                                          pin_memory=device.type == "cuda")
     tally, copies = _Tally(num_classes, label_map), CopyStream(device)
-    takes_order = _takes(method.predict, "mask_order")
+    takes_order = takes_keyword(method.predict, "mask_order")
     views, bad, pending = 0, BadVideoLog(max_fraction=1.0), None
     start = time.perf_counter()
     for batch in loader:
@@ -58,12 +58,6 @@ def evaluate(method, dataset, num_classes: int, batch_size: int = 4, num_workers
     seconds = time.perf_counter() - start
     method.train(was_training)
     return summarize(tally.confusion, tally.top5_hits, tally.videos, views, seconds, dict(bad.bad))
-
-
-def _takes(function, name: str) -> bool:
-    """Whether ``function`` accepts the keyword ``name`` (a method written before it existed does not)."""
-    parameters = inspect.signature(function).parameters.values()
-    return any(p.name == name or p.kind is p.VAR_KEYWORD for p in parameters)
 
 
 def _views_on(dataset, batch: dict, device: torch.device) -> tuple:

@@ -18,6 +18,7 @@ from maskvid.methods.base import prepare_mask_order
 from maskvid.methods.losses import weighted_total
 from maskvid.models import MaskOrder, ProbeHead, VideoViT, masked_mean
 from maskvid.models.frozen import CarriesFrozenParts
+from maskvid.registry import takes_keyword
 
 
 @dataclass
@@ -72,6 +73,8 @@ class Classification(CarriesFrozenParts):
         self.mixup = mixup
         self.soft_loss = SoftTargetCrossEntropy()
         self.hard_loss = LabelSmoothingCrossEntropy(label_smoothing) if label_smoothing > 0 else nn.CrossEntropyLoss()
+        # ids from this method's tokenizer are never [PAD]: the net is told so, if it takes it (a custom one may not)
+        self._no_pad = {"padded": False} if tokens is not None and takes_keyword(net.forward, "padded") else {}
 
     @property
     def encoder(self) -> VideoViT:
@@ -98,10 +101,6 @@ class Classification(CarriesFrozenParts):
             if order is not None:
                 inputs["mask_order"] = order
         return inputs
-
-    @property
-    def _no_pad(self) -> dict:
-        return {"padded": False} if self.tokens is not None else {}
 
     def encoder_input(self, video: torch.Tensor) -> torch.Tensor:
         """The network's input: the clip, or its token ids ``(B, T', H', W')`` for a token-stem encoder."""
