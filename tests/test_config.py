@@ -211,3 +211,14 @@ def test_every_shipped_config_loads_and_its_method_builds(tmp_path, monkeypatch)
         load_config(os.path.join(root, "finetune", name), kind=FinetuneConfig)
     for name in sorted(os.listdir(os.path.join(root, "tokenizer"))):
         assert build_method(load_config(os.path.join(root, "tokenizer", name))).tokenizer.vocab_size > 1
+
+
+def test_every_config_file_the_docs_name_exists():
+    """A command a reader copies from the README or docs/ must not point at a config that is not shipped."""
+    import re
+
+    root = Path(__file__).resolve().parent.parent
+    docs = [root / "README.md", root / "configs" / "README.md", *sorted((root / "docs").glob("*.md"))]
+    named = {(doc.name, m) for doc in docs for m in re.findall(r"configs/[\w/.-]+\.yaml", doc.read_text())}
+    assert len(named) > 10
+    assert not {(doc, path) for doc, path in named if not (root / path).is_file()}
