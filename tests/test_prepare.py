@@ -145,6 +145,26 @@ def test_rerun_keeps_finished_copies_and_refuses_other_settings(mixed, prepared)
     assert not list(out.rglob("*.part*"))
 
 
+def test_shards_split_the_work_and_a_plain_run_writes_the_list(mixed, prepared, tmp_path, capsys):
+    """Two machines each encode half (disjoint, together every video), log apart and write no list; a plain run then
+    keeps all their copies, retries the failures, and writes the list a single run writes."""
+    out, _ = prepared
+    config = PrepareConfig(short_side=SHORT, gop=GOP)
+    shards = [prepare(mixed / "train.txt", tmp_path, config, shard=(i, 2)) for i in range(2)]
+    assert not (tmp_path / "train.txt").exists() and all(s["list"] is None for s in shards)
+    encoded = [{r["source"] for r in map(json.loads, (tmp_path / f"prepare.shard-{i}-of-2.log.jsonl").open())}
+               for i in range(2)]
+    assert not encoded[0] & encoded[1] and len(encoded[0] | encoded[1]) == 7  # good.mp4 listed twice: one job
+    assert [s["videos"] for s in shards] == [4, 3] and sum(s["failed"] for s in shards) == 2
+    final = prepare(mixed / "train.txt", tmp_path, config)
+    assert (final["encoded"], final["kept"], final["failed"]) == (0, 5, 2)
+    assert (tmp_path / "train.txt").read_text() == (out / "train.txt").read_text()
+    assert main(["prepare", str(mixed / "train.txt"), str(tmp_path), "--short-side", str(SHORT), "--gop", str(GOP),
+                 "--shard", "1/2"]) == 0
+    assert "none from a shard" in capsys.readouterr().out
+    assert main(["prepare", str(mixed / "train.txt"), str(tmp_path), "--shard", "2/2"]) == 2
+
+
 def test_real_footage_keeps_every_frame(tmp_path):
     real = real_footage()
     if not real:

@@ -46,17 +46,22 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
 def cmd_prepare(args: argparse.Namespace) -> int:
     from maskvid.data.prepare import PrepareConfig, prepare
+    from maskvid.extract import shard_of
 
     config = PrepareConfig(short_side=args.short_side, gop=args.gop, bframes=args.bframes, crf=args.crf,
                            x264_preset=args.x264_preset)
     summary = prepare(args.list, args.out, config, root=args.root, workers=args.workers,
-                      progress=progress_callback("preparing"))
+                      progress=progress_callback("preparing"), shard=shard_of(args.shard))
     if args.json:
         print(json.dumps(summary))
     else:
-        print(f"prepared {summary['videos']} videos in {summary['seconds']} s: {summary['encoded']} encoded, "
+        index, count = summary["shard"]
+        share = f" (shard {index}/{count})" if count > 1 else ""
+        print(f"prepared {summary['videos']} videos{share} in {summary['seconds']} s: {summary['encoded']} encoded, "
               f"{summary['kept']} kept from an earlier run, {summary['failed']} failed")
-        print(f"  new list: {summary['list']}\n  log: {summary['log']}")
+        written = summary["list"] or "none from a shard: once every shard is done, run prepare once more without " \
+                                     "--shard to write it"
+        print(f"  new list: {written}\n  log: {summary['log']}")
         print_bad_videos("the list", summary["bad"])
     return 0
 

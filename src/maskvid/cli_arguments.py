@@ -43,6 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--crf", type=int, default=23, help="x264 quality, lower is better (default 23)")
     p.add_argument("--x264-preset", default="medium", help="x264 speed preset (default medium)")
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="encoding processes (default: all cores)")
+    p.add_argument("--shard", default=None, metavar="I/N",
+                   help="this machine's share of the list (default: torchrun's rank, else all); a shard writes no "
+                        "list: run once more without --shard, which keeps every copy and writes it")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
 
     p = sub.add_parser("mask", help="mask one clip of a video, score it against the motion, draw it")

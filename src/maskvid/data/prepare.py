@@ -17,6 +17,10 @@ Files are sharded across processes. A file already in the output is kept (output
 run stopped half-way resumes where it was). What happened to each file is appended to ``prepare.log.jsonl``; a
 file that cannot be read is reported and left out of the new list, never stops the run.
 
+Across machines, ``shard=(i, n)`` encodes every n-th video from the i-th, logs to ``prepare.shard-i-of-n.log.jsonl``
+(shards on a shared file system never append to one file) and writes no list: a list needs every shard's copies.
+One plain run afterwards keeps every copy, retries and reports what failed, and writes the list.
+
     summary = prepare("train.csv", "prepared/", PrepareConfig(short_side=320))
     # prepared/train.csv lists prepared/videos/...mp4 with the same labels; summary["bad"]: path -> why
 """
@@ -170,18 +174,32 @@ def prepare(
     root: str | os.PathLike | None = None,
     workers: int = 1,
     progress: Callable[[int, int], None] | None = None,
+    shard: tuple[int, int] = (0, 1),
 ) -> dict:
     """Re-encode every video of ``list_path`` into ``out_dir/videos/`` and write ``out_dir/<list name>`` pointing at
-    the copies (same labels and fields; unreadable videos left out). Returns a summary with ``bad`` (path -> why)."""
+    the copies (same labels and fields; unreadable videos left out). Returns a summary with ``bad`` (path -> why).
+    ``shard``: ``(i, n)`` encodes only this shard's share and writes no list (``summary["list"]`` is None)."""
+    index, count = shard
+    if not 0 <= index < count:
+        raise ConfigError("--shard", f"need 0 <= i < n, got {index}/{count}")
     list_path, out_dir = os.fspath(list_path), os.fspath(out_dir)
     root = os.fspath(root) if root is not None else os.path.dirname(os.path.abspath(list_path))
     read_annotation_list(list_path, root, require_labels=False)  # every malformed line reported before any work
     _check_settings(out_dir, config)
     lines = _entries(list_path, root)
     outputs = _output_paths([source for _, source, _ in lines if source], root, out_dir)
+    if count > 1:  # every n-th video; a video listed twice is one job, in one shard
+        outputs = {source: dest for k, (source, dest) in enumerate(outputs.items()) if k % count == index}
+    log = os.path.join(out_dir, LOG_FILE if count == 1 else f"prepare.shard-{index}-of-{count}.log.jsonl")
     start = time.perf_counter()
-    results = _run(outputs, config, workers, progress, out_dir)
+    results = _run(outputs, config, workers, progress, log)
     bad = {r["source"]: r["why"] for r in results.values() if r["status"] == "failed"}
+    counts = {s: sum(r["status"] == s for r in results.values()) for s in ("encoded", "kept", "failed")}
+    summary = {"list": None, "out_dir": out_dir, "videos": len(outputs), **counts, "bad": bad,
+               "seconds": round(time.perf_counter() - start, 1), "log": log, "settings": asdict(config),
+               "shard": [index, count]}
+    if count > 1:
+        return summary
     new_lines = []
     for raw, source, rest in lines:
         if source is None:
@@ -189,19 +207,9 @@ def prepare(
         elif source not in bad:
             rel = os.path.relpath(outputs[source], out_dir)
             new_lines.append(", ".join([rel, *rest]) if "," in raw else " ".join([rel, *rest]))
-    new_list = os.path.join(out_dir, os.path.basename(list_path))
-    _write_atomic(new_list, "\n".join(new_lines) + "\n")
-    counts = {s: sum(r["status"] == s for r in results.values()) for s in ("encoded", "kept", "failed")}
-    return {
-        "list": new_list,
-        "out_dir": out_dir,
-        "videos": len(outputs),
-        **counts,
-        "bad": bad,
-        "seconds": round(time.perf_counter() - start, 1),
-        "log": os.path.join(out_dir, LOG_FILE),
-        "settings": asdict(config),
-    }
+    summary["list"] = os.path.join(out_dir, os.path.basename(list_path))
+    _write_atomic(summary["list"], "\n".join(new_lines) + "\n")
+    return summary
 
 
 def _entries(list_path: str, root: str) -> list[tuple[str, str | None, list[str]]]:
@@ -251,7 +259,7 @@ def _check_settings(out_dir: str, config: PrepareConfig) -> None:
         _write_atomic(path, json.dumps(asdict(config), indent=2) + "\n")
 
 
-def _run(outputs: dict[str, str], config: PrepareConfig, workers: int, progress, out_dir: str) -> dict[str, dict]:
+def _run(outputs: dict[str, str], config: PrepareConfig, workers: int, progress, log_path: str) -> dict[str, dict]:
     results, jobs = {}, []
     for source, dest in outputs.items():
         if os.path.exists(dest):
@@ -262,7 +270,7 @@ def _run(outputs: dict[str, str], config: PrepareConfig, workers: int, progress,
 
     def record(result: dict) -> None:
         results[result["source"]] = result
-        with open(os.path.join(out_dir, LOG_FILE), "a") as log:
+        with open(log_path, "a") as log:
             log.write(json.dumps(result) + "\n")
         if progress:
             progress(len(results), total)
