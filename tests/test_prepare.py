@@ -134,7 +134,9 @@ def test_copies_are_h264_with_vectors_and_the_same_frames(mixed, prepared, name)
 def test_rerun_keeps_finished_copies_and_refuses_other_settings(mixed, prepared):
     out, _ = prepared
     before = {p: p.stat().st_mtime_ns for p in (out / "videos").rglob("*.mp4")}
-    os.remove(out / "videos" / "ucf.mp4")  # as if the first run stopped before it
+    os.remove(out / "videos" / "ucf.mp4")  # as if the first run was killed while encoding it:
+    (out / "videos" / "ucf.mp4.part999.mp4").write_bytes(b"half")
+    (out / "videos" / "ucf.mp4.running").touch()
     again = prepare(mixed / "train.txt", out, PrepareConfig(short_side=SHORT, gop=GOP), workers=1)
     assert (again["encoded"], again["kept"], again["failed"]) == (1, 4, 2)
     for path, mtime in before.items():
@@ -142,7 +144,7 @@ def test_rerun_keeps_finished_copies_and_refuses_other_settings(mixed, prepared)
             assert path.stat().st_mtime_ns == mtime
     with pytest.raises(ConfigError, match="short_side: 48 -> 64"):
         prepare(mixed / "train.txt", out, PrepareConfig(short_side=64, gop=GOP))
-    assert not list(out.rglob("*.part*"))
+    assert not list(out.rglob("*.part*")) and not list(out.rglob("*.running"))
 
 
 def test_shards_split_the_work_and_a_plain_run_writes_the_list(mixed, prepared, tmp_path, capsys):
@@ -163,6 +165,36 @@ def test_shards_split_the_work_and_a_plain_run_writes_the_list(mixed, prepared, 
                  "--shard", "1/2"]) == 0
     assert "none from a shard" in capsys.readouterr().out
     assert main(["prepare", str(mixed / "train.txt"), str(tmp_path), "--shard", "2/2"]) == 2
+
+
+def test_a_file_that_kills_its_process_is_reported_and_the_run_goes_on(mixed, tmp_path, monkeypatch):
+    """A crash inside FFmpeg (a SIGKILL stands in for one, or for the OOM killer) takes its worker down and breaks
+    the pool: the files in flight are retried alone, the one that kills its process again is reported, every other
+    is encoded, and nothing it left behind stays."""
+    import shutil
+    import signal
+
+    from maskvid.data import prepare as preparing
+
+    for name in ("crash.mp4", "after_1.mp4", "after_2.mp4", "after_3.mp4"):
+        shutil.copy(mixed / "class_a" / "good.mp4", tmp_path / name)
+    (tmp_path / "list.txt").write_text("crash.mp4 0\nafter_1.mp4 1\nafter_2.mp4 2\nafter_3.mp4 3\n")
+    transcode_ = preparing.transcode
+
+    def crashing(source, dest, config):
+        if source.endswith("crash.mp4"):
+            open(f"{dest}.part{os.getpid()}.mp4", "wb").close()  # as a real encoder would have begun its output
+            os.kill(os.getpid(), signal.SIGKILL)
+        return transcode_(source, dest, config)
+
+    monkeypatch.setattr(preparing, "transcode", crashing)  # the pool's workers are forked: they see it too
+    summary = prepare(tmp_path / "list.txt", tmp_path / "out", PrepareConfig(short_side=SHORT, gop=GOP), workers=2)
+    assert (summary["encoded"], summary["failed"]) == (3, 1)
+    assert "died" in summary["bad"][str(tmp_path / "crash.mp4")]
+    assert (tmp_path / "out" / "list.txt").read_text().split("\n")[:-1] == [
+        f"videos/after_{i}.mp4 {i}" for i in (1, 2, 3)]
+    videos = tmp_path / "out" / "videos"
+    assert sorted(p.name for p in videos.iterdir()) == [f"after_{i}.mp4" for i in (1, 2, 3)]
 
 
 def test_real_footage_keeps_every_frame(tmp_path):

@@ -15,7 +15,9 @@ motion vectors; Kinetics' clips are 720p with audio; UCF101's are Xvid AVI): eve
 
 Files are sharded across processes. A file already in the output is kept (outputs appear only once complete, so a
 run stopped half-way resumes where it was). What happened to each file is appended to ``prepare.log.jsonl``; a
-file that cannot be read is reported and left out of the new list, never stops the run.
+file that cannot be read is reported and left out of the new list, never stops the run — nor does one that takes
+its process down (a crash inside the decoder on a hostile file): the files being encoded then are retried one at a
+time, each in a process of its own, and the one that takes it down again is reported.
 
 Across machines, ``shard=(i, n)`` encodes every n-th video from the i-th, logs to ``prepare.shard-i-of-n.log.jsonl``
 (shards on a shared file system never append to one file) and writes no list: a list needs every shard's copies.
@@ -28,11 +30,13 @@ One plain run afterwards keeps every copy, retries and reports what failed, and 
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import os
 import time
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass
 from fractions import Fraction
 
@@ -46,6 +50,7 @@ from maskvid.data.video_file import open_video, quarter_turns
 from maskvid.errors import ConfigError, MaskvidError, VideoDecodeError
 
 SETTINGS_FILE, LOG_FILE = "prepare.json", "prepare.log.jsonl"
+RUNNING = ".running"  # beside an output while a process encodes it
 
 
 @dataclass(frozen=True)
@@ -160,11 +165,53 @@ def _remove(path: str) -> None:
 def _job(job: tuple[str, str, PrepareConfig]) -> dict:
     source, dest, config = job
     start = time.perf_counter()
+    os.makedirs(os.path.dirname(dest) or ".", exist_ok=True)
+    open(dest + RUNNING, "w").close()  # left behind only if this process dies: it names the suspect
     try:
         result = {"status": "encoded", **transcode(source, dest, config)}
     except MaskvidError as e:
         result = {"status": "failed", "why": getattr(e, "reason", str(e))}
+    finally:
+        _remove(dest + RUNNING)
     return {"source": source, "output": dest, **result, "seconds": round(time.perf_counter() - start, 3)}
+
+
+def _leftovers(dest: str) -> list[str]:
+    """What a process that died while encoding ``dest`` leaves: its marker and its partial output."""
+    return glob.glob(glob.escape(dest) + ".part*") + glob.glob(glob.escape(dest) + RUNNING)
+
+
+def _pooled(jobs: list, workers: int, record: Callable[[dict], None]) -> None:
+    """``jobs`` over ``workers`` processes, each result recorded as it comes. A job that kills its process breaks
+    the pool; the jobs that were running then (their markers remain) are run again one at a time, each alone, and
+    the rest go on in a new pool."""
+    remaining = {job[0]: job for job in jobs}
+    while remaining:
+        try:
+            with ProcessPoolExecutor(min(workers, len(remaining))) as pool:
+                for future in as_completed([pool.submit(_job, job) for job in remaining.values()]):
+                    result = future.result()
+                    del remaining[result["source"]]
+                    record(result)
+        except BrokenProcessPool:
+            suspects = [job for job in remaining.values() if os.path.exists(job[1] + RUNNING)]
+            for job in suspects or list(remaining.values()):  # no marker: the crash came first; isolate all
+                record(_alone(job))
+                del remaining[job[0]]
+
+
+def _alone(job: tuple[str, str, PrepareConfig]) -> dict:
+    """``_job`` in a process of its own: if that process dies, the job is what killed it."""
+    for path in _leftovers(job[1]):
+        _remove(path)
+    try:
+        with ProcessPoolExecutor(1) as pool:
+            return pool.submit(_job, job).result()
+    except BrokenProcessPool:
+        for path in _leftovers(job[1]):
+            _remove(path)
+        return {"source": job[0], "output": job[1], "status": "failed",
+                "why": "the process encoding it died (a crash in the decoder or encoder)"}
 
 
 def prepare(
@@ -277,13 +324,14 @@ def _run(outputs: dict[str, str], config: PrepareConfig, workers: int, progress,
 
     for kept in list(results.values()):
         record(kept)
-    if workers <= 1:
+    for _, dest, _ in jobs:  # what a run killed mid-file left behind
+        for path in _leftovers(dest):
+            _remove(path)
+    if workers <= 1:  # in this process: simplest to debug, but a crash in the decoder ends the run (rerun resumes)
         for job in jobs:
             record(_job(job))
     else:
-        with ProcessPoolExecutor(workers) as pool:
-            for result in pool.map(_job, jobs):
-                record(result)
+        _pooled(jobs, workers, record)
     return results
 
 
