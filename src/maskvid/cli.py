@@ -166,6 +166,8 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
         print(f"{result.status} at step {result.step} in {result.seconds:.1f} s ({result.clips_per_s:.1f} clips/s): "
               f"loss {result.first_loss} -> {result.last_loss}")
         print(f"  run directory: {result.run_dir}   checkpoint: {result.checkpoint}")
+        if result.status == "interrupted":
+            print(f"  stopped by a signal, this step saved: `maskvid pretrain --resume {result.run_dir}` goes on")
         print_bad_videos("training", result.bad_videos)
     return 0 if result.status == "finished" else 3
 

@@ -72,13 +72,14 @@ def mean_across_ranks(value: float, info: Dist) -> float:
     return float(total) / info.world
 
 
-def counts_across_ranks(bad, info: Dist) -> tuple[int, int]:
-    """``(bad_attempts, good)`` of a :class:`~maskvid.data.BadVideoLog`, summed over ranks."""
+def counts_across_ranks(bad, info: Dist, stop: bool = False) -> tuple[int, int, bool]:
+    """``(bad_attempts, good)`` of a :class:`~maskvid.data.BadVideoLog`, summed over ranks, and whether any rank
+    was asked to ``stop`` (one reduction for both)."""
     if info.world == 1:
-        return bad.bad_attempts, bad.good
-    counts = torch.tensor([bad.bad_attempts, bad.good], dtype=torch.float64)
+        return bad.bad_attempts, bad.good, stop
+    counts = torch.tensor([bad.bad_attempts, bad.good, float(stop)], dtype=torch.float64)
     dist.all_reduce(counts)
-    return int(counts[0]), int(counts[1])
+    return int(counts[0]), int(counts[1]), bool(counts[2] > 0)
 
 
 def bad_videos_across_ranks(bad: dict[str, str], info: Dist) -> dict[str, str]:

@@ -33,6 +33,7 @@ from maskvid.engine.distributed import (
     mean_across_ranks,
     pick_device,
 )
+from maskvid.engine.interrupt import StopSignals, ignore_stop_signals
 from maskvid.engine.logging import RunLogger
 from maskvid.engine.optim import build_optimizer, build_scheduler, scaled_lr
 from maskvid.engine.resume import resume_run, save_run
@@ -42,7 +43,9 @@ from maskvid.errors import ConfigError, DataError
 
 @dataclass
 class TrainResult:
-    status: str  # "finished" | "non_finite_loss" | "non_finite_gradient" | "non_finite_update"
+    # "finished" | "interrupted" (a stop signal: saved at this step) | "non_finite_loss" | "non_finite_gradient" |
+    # "non_finite_update"
+    status: str
     step: int
     run_dir: str
     checkpoint: str | None  # the last checkpoint written: never one with non-finite weights
@@ -144,7 +147,7 @@ class _Run:
         self.sampler = ShardedResumableSampler(len(dataset), config.seed, self.info,
                                                self.plan.steps_per_epoch * self.plan.samples_per_step)
         self.bad = BadVideoLog(max_fraction=config.data.max_bad_fraction)
-        self.status, self.checkpoint = "finished", None
+        self.status, self.checkpoint, self.saved_step = "finished", None, None
         self.unchecked: StepCheck | None = None  # the last step's figures, not yet read
         self.step_losses: list[torch.Tensor] = []  # this step's micro-batch losses, on the device
         self.grad_norm = None
@@ -164,22 +167,46 @@ class _Run:
         loader = torch.utils.data.DataLoader(
             self.dataset, batch_size=t.batch_size, sampler=stream, num_workers=t.num_workers, collate_fn=collate,
             drop_last=True, generator=rng.generator(self.config.seed, 0), pin_memory=self.device.type == "cuda",
+            worker_init_fn=ignore_stop_signals,
         )
         batches = iter(loader)
-        for micro in itertools.count(1):
-            waited = time.perf_counter()
-            batch = next(batches)  # the time the step waits for its batch: a GPU idle on data shows here
-            self.data_wait += time.perf_counter() - waited
-            self.bad.record(batch)
-            self.bad.check(*counts_across_ranks(self.bad, self.info))  # every rank stops together, or none
-            out = self.micro_step(batch, sync=micro % self.config.optim.accumulate == 0)
-            if self.status != "finished":
-                return
-            if out is None:
-                continue  # accumulating
-            self.after_step(out, self.step // self.plan.steps_per_epoch)
-            if self.status != "finished" or self.step >= self.plan.stop_at:
-                return
+        with StopSignals() as signals:
+            for micro in itertools.count(1):
+                if not self.micro(batches, micro, signals):
+                    return
+
+    def micro(self, batches, micro: int, signals: StopSignals) -> bool:
+        """One micro-batch (and, ending an accumulation, its optimizer step); False: the run is over."""
+        waited = time.perf_counter()
+        batch = next(batches)  # the time the step waits for its batch: a GPU idle on data shows here
+        self.data_wait += time.perf_counter() - waited
+        self.bad.record(batch)
+        *counts, stop = counts_across_ranks(self.bad, self.info, signals.received is not None)
+        self.bad.check(*counts)  # every rank stops together, or none
+        accumulate = self.config.optim.accumulate
+        if stop and (micro - 1) % accumulate == 0:  # between two steps: every rank saves this one and ends
+            self.interrupt(signals.received or "a signal to another rank")
+            return False
+        out = self.micro_step(batch, sync=micro % accumulate == 0)
+        if self.status != "finished":
+            return False
+        if out is None:
+            return True  # accumulating
+        self.after_step(out, self.step // self.plan.steps_per_epoch)
+        return self.status == "finished" and self.step < self.plan.stop_at
+
+    def interrupt(self, signal_name: str) -> None:
+        """A stop signal (:mod:`maskvid.engine.interrupt`): the last step is checked and saved, and the run ends."""
+        if not self.last_step_was_good():
+            return  # stopped at the step before, whose checkpoint stays
+        t = self.config.train
+        if self.info.main and self.step > 0 and self.saved_step != self.step:
+            self.checkpoint = save_run(self.run_dir, self.step, self.step // self.plan.steps_per_epoch, self.method,
+                                       self.optimizer, self.config, t.keep_checkpoints, self.ema,
+                                       self.plan.samples_per_step * self.info.world)
+            self.saved_step = self.step
+        self.status = "interrupted"
+        self.logger.event({"event": "signal", "signal": signal_name, "step": self.step})
 
     def micro_step(self, batch: dict, sync: bool):
         """Forward and backward one batch; at the end of an accumulation, the optimizer step (None before it, and
@@ -260,6 +287,7 @@ class _Run:
         if save and self.info.main:
             self.checkpoint = save_run(self.run_dir, self.step, epoch, self.method, self.optimizer, self.config,
                                     t.keep_checkpoints, self.ema, self.plan.samples_per_step * self.info.world)
+            self.saved_step = self.step
 
     def window_metrics(self) -> dict:
         """The method's metrics (``m_<name>``: each loss term, accuracy, ...) averaged over the micro-batches since
