@@ -144,16 +144,22 @@ with open(os.path.join(out, f"result_{rank}.json"), "w") as f:
 def test_a_loss_bad_on_one_rank_skips_the_step_on_every_rank_and_stops_them_together(synth_motion, tmp_path):
     """The finiteness flags are reduced over ranks on the device before the update: rank 0, whose loss is fine,
     skips the step too (else the ranks' weights part) and reads the same flags, so both stop at the same step."""
-    script = tmp_path / "one_bad_rank.py"
-    script.write_text(ONE_BAD_RANK)
-    sets = tiny_overrides(synth_motion, str(tmp_path / "run"), **{"train.max_steps": 8, "train.log_every": 4,
-                                                                  "train.checkpoint_every": 4})
+    results = two_ranks_run(ONE_BAD_RANK, tmp_path, tiny_overrides(
+        synth_motion, str(tmp_path / "run"), **{"train.max_steps": 8, "train.log_every": 4,
+                                                "train.checkpoint_every": 4}))
+    assert results[0] == results[1] == {"status": "non_finite_loss", "step": 2}
+    weights = [torch.load(tmp_path / f"weights_{r}.pt", weights_only=True) for r in (0, 1)]
+    assert all(torch.equal(weights[0][n], weights[1][n]) and torch.isfinite(weights[0][n]).all() for n in weights[0])
+
+
+def two_ranks_run(script_text: str, tmp_path, sets: list[str]) -> list[dict]:
+    """``script_text`` (argv: config, output folder, overrides; it writes ``result_<rank>.json``) under torchrun
+    with 2 gloo ranks; each rank's result."""
+    script = tmp_path / "two_ranks.py"
+    script.write_text(script_text)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script),
            CONFIG, str(tmp_path), *sets]
     ran = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
                          timeout=240)
     assert ran.returncode == 0, ran.stderr[-2000:]
-    results = [json.loads((tmp_path / f"result_{r}.json").read_text()) for r in (0, 1)]
-    assert results[0] == results[1] == {"status": "non_finite_loss", "step": 2}
-    weights = [torch.load(tmp_path / f"weights_{r}.pt", weights_only=True) for r in (0, 1)]
-    assert all(torch.equal(weights[0][n], weights[1][n]) and torch.isfinite(weights[0][n]).all() for n in weights[0])
+    return [json.loads((tmp_path / f"result_{r}.json").read_text()) for r in (0, 1)]

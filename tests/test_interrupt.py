@@ -3,7 +3,6 @@ steps since the last scheduled checkpoint are not lost, and ``--resume`` goes on
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -20,6 +19,7 @@ from maskvid.engine.interrupt import StopSignals
 from maskvid.engine.logging import read_metrics
 from maskvid.engine.train import train
 from maskvid.recipes import build_dataset, build_method
+from test_distributed import two_ranks_run
 from test_engine import CONFIG, _Hooked, tiny_overrides
 
 
@@ -131,15 +131,8 @@ with open(os.path.join(out, f"result_{rank}.json"), "w") as f:
 def test_a_signal_to_one_rank_stops_every_rank_at_the_same_step(synth_motion, tmp_path):
     """The ranks agree on the stop in the reduction they already make each step: both end after step 1, and rank 0
     saves it."""
-    script = tmp_path / "signal_on_rank_one.py"
-    script.write_text(SIGNAL_ON_RANK_ONE)
-    sets = tiny_overrides(synth_motion, str(tmp_path / "run"), **{"train.max_steps": 8, "train.checkpoint_every": 100})
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script),
-           CONFIG, str(tmp_path), *sets]
-    ran = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
-                         timeout=240)
-    assert ran.returncode == 0, ran.stderr[-2000:]
-    results = [json.loads((tmp_path / f"result_{r}.json").read_text()) for r in (0, 1)]
+    results = two_ranks_run(SIGNAL_ON_RANK_ONE, tmp_path, tiny_overrides(
+        synth_motion, str(tmp_path / "run"), **{"train.max_steps": 8, "train.checkpoint_every": 100}))
     assert results[0] == results[1] == {"status": "interrupted", "step": 1}
     assert _step_of(latest_checkpoint(str(tmp_path / "run"))) == 1
     events = [r for r in read_metrics(str(tmp_path / "run")) if r.get("event") == "signal"]
