@@ -42,16 +42,16 @@ def test_a_stop_signal_saves_the_step_it_stops_at_and_resume_is_bit_identical(sy
     done = subprocess.run(_pretrain(straight, synth_motion), capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     stopped = str(tmp_path / "stopped")
-    proc = subprocess.Popen(_pretrain(stopped, synth_motion), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    proc = subprocess.Popen(_pretrain(stopped, synth_motion), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, start_new_session=True)  # its own process group: the run and its worker
     deadline = time.time() + 120
     while not any(r.get("step", 0) >= 3 for r in read_metrics(stopped) if "loss" in r):
         assert proc.poll() is None and time.time() < deadline, "the run ended before it could be stopped"
         time.sleep(0.01)
     os.killpg(proc.pid, stop)
-    _, err = proc.communicate(timeout=120)
+    out, err = proc.communicate(timeout=120)
     assert proc.returncode == 3, err  # not finished: a status other than 0, and no traceback
-    assert "Traceback" not in err
+    assert "Traceback" not in err and f"maskvid pretrain --resume {stopped}" in out
     event = next(r for r in read_metrics(stopped) if r.get("event") == "signal")
     assert event["signal"] == stop.name and 3 <= event["step"] < 24
     assert _step_of(latest_checkpoint(stopped)) == event["step"]  # checkpoint_every is 1000: the stop saved it

@@ -166,10 +166,14 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
         print(f"{result.status} at step {result.step} in {result.seconds:.1f} s ({result.clips_per_s:.1f} clips/s): "
               f"loss {result.first_loss} -> {result.last_loss}")
         print(f"  run directory: {result.run_dir}   checkpoint: {result.checkpoint}")
-        if result.status == "interrupted":
-            print(f"  stopped by a signal, this step saved: `maskvid pretrain --resume {result.run_dir}` goes on")
+        _resume_hint("pretrain", result.status, result.run_dir)
         print_bad_videos("training", result.bad_videos)
     return 0 if result.status == "finished" else 3
+
+
+def _resume_hint(command: str, status: str, run_dir: str) -> None:
+    if status == "interrupted":
+        print(f"  stopped by a signal with this step saved: `maskvid {command} --resume {run_dir}` goes on")
 
 
 def cmd_check_routing(args: argparse.Namespace) -> int:
@@ -215,6 +219,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
         if report["init"]:
             print(f"  initialised from {report['init']['source']} ({report['init']['loaded']} tensors)")
         print(f"  run directory: {t['run_dir']}")
+        _resume_hint("finetune", t["status"], t["run_dir"])
         print_bad_videos("training", t["bad_videos"])
         if "eval" in report:
             print_eval(report["eval"])
