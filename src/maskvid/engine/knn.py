@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from maskvid.data.datasets import collate
+from maskvid.engine.interrupt import ignore_stop_signals
 
 
 def knn_accuracy(bank: torch.Tensor, bank_labels: torch.Tensor, queries: torch.Tensor, query_labels: torch.Tensor,
@@ -55,7 +56,8 @@ class KNNMonitor:
         """Features ``(N, D)`` and labels of ``dataset``, on ``device``: the vote runs there too, and nothing is read
         back per batch."""
         loader = torch.utils.data.DataLoader(dataset, batch_size=self.batch_size, num_workers=self.num_workers,
-                                             collate_fn=collate, pin_memory=device.type == "cuda")
+                                             collate_fn=collate, pin_memory=device.type == "cuda",
+                                             worker_init_fn=ignore_stop_signals)  # it runs inside a training run
         features, labels = [], []
         for batch in loader:
             if "video" not in batch:
