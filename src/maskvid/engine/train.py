@@ -199,12 +199,8 @@ class _Run:
         """A stop signal (:mod:`maskvid.engine.interrupt`): the last step is checked and saved, and the run ends."""
         if not self.last_step_was_good():
             return  # stopped at the step before, whose checkpoint stays
-        t = self.config.train
         if self.info.main and self.step > 0 and self.saved_step != self.step:
-            self.checkpoint = save_run(self.run_dir, self.step, self.step // self.plan.steps_per_epoch, self.method,
-                                       self.optimizer, self.config, t.keep_checkpoints, self.ema,
-                                       self.plan.samples_per_step * self.info.world)
-            self.saved_step = self.step
+            self.save(self.step // self.plan.steps_per_epoch)
         self.status = "interrupted"
         self.logger.event({"event": "signal", "signal": signal_name, "step": self.step})
 
@@ -285,9 +281,14 @@ class _Run:
         if evaluate and self.info.main:
             self.logger.log({"step": self.step, **self.monitor(self.method, self.device)})
         if save and self.info.main:
-            self.checkpoint = save_run(self.run_dir, self.step, epoch, self.method, self.optimizer, self.config,
-                                    t.keep_checkpoints, self.ema, self.plan.samples_per_step * self.info.world)
-            self.saved_step = self.step
+            self.save(epoch)
+
+    def save(self, epoch: int) -> None:
+        """A checkpoint of this step (rank 0 calls it)."""
+        self.checkpoint = save_run(self.run_dir, self.step, epoch, self.method, self.optimizer, self.config,
+                                   self.config.train.keep_checkpoints, self.ema,
+                                   self.plan.samples_per_step * self.info.world)
+        self.saved_step = self.step
 
     def window_metrics(self) -> dict:
         """The method's metrics (``m_<name>``: each loss term, accuracy, ...) averaged over the micro-batches since
