@@ -32,6 +32,13 @@ def sample_generator(seed: int, epoch: int, index: int, attempt: int = 0) -> tor
     return generator(seed, epoch, index, attempt)
 
 
+def substitute_generator(seed: int, epoch: int, index: int, attempt: int) -> torch.Generator:
+    """The draw of the video that replaces a bad one: keys of its own, so the choice does not depend on how far the
+    bad video was read (a file that fails at its first frame, one that fails at its last and one that crashed a
+    loader worker are all replaced by the same video)."""
+    return generator(seed, epoch, index, attempt, 1)
+
+
 def fresh_generator() -> torch.Generator:
     """A generator with a non-deterministic seed, for interactive calls that pass none."""
     g = torch.Generator()

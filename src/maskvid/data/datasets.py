@@ -31,6 +31,7 @@ from maskvid.data.flow_cache import FlowCache
 from maskvid.data.raw_motion import RawMotion
 from maskvid.data.token_cache import TokenCache
 from maskvid.data.transforms import ClipTransform, normalize_video
+from maskvid.data.worker_watch import WorkerWatch
 from maskvid.errors import ConfigError, DataError, VideoDecodeError
 from maskvid.masking import MaskStrategy
 from maskvid.models.tokens import MaskOrder, token_grid
@@ -38,7 +39,7 @@ from maskvid.motion import dis_flow, slice_magnitude
 from maskvid.motion.flow_fields import FlowFieldSpec
 from maskvid.motion.hog_cells import DenseHOGSpec
 from maskvid.motion.trajectory_features import TrajectorySpec
-from maskvid.rng import sample_generator
+from maskvid.rng import sample_generator, substitute_generator
 
 SAMPLINGS = ("dense", "segments", "multiview", "pair")
 BAD_VIDEOS = ("substitute", "skip")
@@ -67,7 +68,8 @@ class VideoDataset(torch.utils.data.Dataset):
     bad_videos: what a video that cannot be decoded becomes — ``substitute`` (training: another video, drawn from
     the sample's generator, takes its place, up to ``max_retries`` in a row) or ``skip`` (evaluation: the sample is
     left out of its batch, so no video is scored twice and none in another's name). Either way it is reported in
-    the batch's ``skipped``.
+    the batch's ``skipped``. A video that crashed a loader worker (:mod:`~maskvid.data.worker_watch`) is a bad
+    video from then on.
     """
 
     records: Sequence[VideoRecord]
@@ -95,6 +97,7 @@ class VideoDataset(torch.utils.data.Dataset):
     tokens: TokenCache | None = None
     clip_order: bool = False
     bad_videos: str = "substitute"
+    watch: WorkerWatch = field(default_factory=WorkerWatch, repr=False, compare=False)  # a video that kills a worker
 
     def __post_init__(self):
         if self.sampling not in SAMPLINGS:
@@ -167,11 +170,13 @@ class VideoDataset(torch.utils.data.Dataset):
             g = sample_generator(self.seed, epoch, index, attempt)
             record = self.records[index]
             try:
-                samples = self._load(record, index, g)
+                with self.watch.reading(record.path, index):
+                    samples = self._load(record, index, g)
             except VideoDecodeError as e:
                 skipped.append((e.path, e.reason))
                 if self.bad_videos == "skip":
                     return {"skipped": skipped}  # a placeholder: collate leaves it out of the batch
+                g = substitute_generator(self.seed, epoch, index, attempt)
                 index = int(torch.randint(len(self.records), (), generator=g))  # retry with another video
                 continue
             samples[0]["skipped"] = skipped

@@ -11,6 +11,7 @@ import torch
 
 from maskvid.data import BadVideoLog, collate
 from maskvid.engine.copy_stream import CopyStream
+from maskvid.engine.surviving_loader import batches_in_order
 from maskvid.models.tokens import MaskOrder
 from maskvid.registry import takes_keyword
 
@@ -32,13 +33,12 @@ def evaluate(method, dataset, num_classes: int, batch_size: int = 4, num_workers
     device = torch.device(device)
     was_training = method.training
     method.eval().to(device)
-    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, num_workers=num_workers, collate_fn=collate,
-                                         pin_memory=device.type == "cuda")
+    batches = batches_in_order(dataset, batch_size, num_workers, collate_fn=collate, pin_memory=device.type == "cuda")
     tally, copies = _Tally(num_classes, label_map), CopyStream(device)
     takes_order = takes_keyword(method.predict, "mask_order")
     views, bad, pending = 0, BadVideoLog(max_fraction=1.0), None
     start = time.perf_counter()
-    for batch in loader:
+    for batch in batches:
         bad.update(batch)
         if "video" not in batch:
             continue  # every video of this batch was bad (the dataset skips, never substitutes, here)

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from maskvid.data import BadVideoLog, collate
+from maskvid.engine.surviving_loader import batches_in_order
 from maskvid.errors import InputError
 
 WEIGHT_DECAYS = (1e-4, 1e-3, 1e-2, 1e-1)
@@ -36,9 +37,8 @@ class ClipSet:
 
 def load_clips(dataset, batch_size: int = 16, num_workers: int = 0, dtype: torch.dtype = torch.float16) -> ClipSet:
     """Every sample of a multi-view ``dataset`` (``sampling="multiview"``), kept in memory as ``dtype``."""
-    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, num_workers=num_workers, collate_fn=collate)
     clips, labels, bad = [], [], BadVideoLog(max_fraction=1.0)
-    for batch in loader:
+    for batch in batches_in_order(dataset, batch_size, num_workers, collate_fn=collate):
         bad.update(batch)
         if "video" not in batch:
             continue  # every video of this batch was bad

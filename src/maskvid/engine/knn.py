@@ -14,6 +14,7 @@ import torch.nn.functional as F
 
 from maskvid.data.datasets import collate
 from maskvid.engine.interrupt import ignore_stop_signals
+from maskvid.engine.surviving_loader import batches_in_order
 
 
 def knn_accuracy(bank: torch.Tensor, bank_labels: torch.Tensor, queries: torch.Tensor, query_labels: torch.Tensor,
@@ -55,11 +56,10 @@ class KNNMonitor:
     def _embed(self, method, dataset, device) -> tuple[torch.Tensor, torch.Tensor]:
         """Features ``(N, D)`` and labels of ``dataset``, on ``device``: the vote runs there too, and nothing is read
         back per batch."""
-        loader = torch.utils.data.DataLoader(dataset, batch_size=self.batch_size, num_workers=self.num_workers,
-                                             collate_fn=collate, pin_memory=device.type == "cuda",
-                                             worker_init_fn=ignore_stop_signals)  # it runs inside a training run
         features, labels = [], []
-        for batch in loader:
+        for batch in batches_in_order(dataset, self.batch_size, self.num_workers, collate_fn=collate,
+                                      pin_memory=device.type == "cuda",
+                                      worker_init_fn=ignore_stop_signals):  # it runs inside a training run
             if "video" not in batch:
                 continue  # every video of this batch was bad
             if hasattr(dataset, "on_device"):  # clips left uint8 by the workers are normalized on the device

@@ -38,6 +38,7 @@ from maskvid.engine.logging import RunLogger
 from maskvid.engine.optim import build_optimizer, build_scheduler, scaled_lr
 from maskvid.engine.resume import resume_run, save_run
 from maskvid.engine.step_check import StepCheck, optimizer_step
+from maskvid.engine.surviving_loader import surviving_batches
 from maskvid.errors import ConfigError, DataError
 
 
@@ -158,22 +159,27 @@ class _Run:
 
     def steps(self) -> None:
         """Train to ``plan.stop_at`` (a resumed run starts mid-epoch where the checkpoint left it). One loader
-        serves every epoch: each epoch's samples are whole steps, so batches never straddle an epoch's end."""
+        serves every epoch: each epoch's samples are whole steps, so batches never straddle an epoch's end. A video
+        that kills a loader worker is skipped and the loader made again where it stood (:mod:`.surviving_loader`)."""
         if self.step >= self.plan.stop_at:
             return
-        epoch, done_in_epoch = divmod(self.step, self.plan.steps_per_epoch)
-        stream = EpochStream(self.sampler, epoch, done_in_epoch * self.plan.samples_per_step * self.info.world)
-        t = self.config.train
-        loader = torch.utils.data.DataLoader(
-            self.dataset, batch_size=t.batch_size, sampler=stream, num_workers=t.num_workers, collate_fn=collate,
-            drop_last=True, generator=rng.generator(self.config.seed, 0), pin_memory=self.device.type == "cuda",
-            worker_init_fn=ignore_stop_signals,
-        )
-        batches = iter(loader)
+        first, batch_size = self.step * self.plan.samples_per_step, self.config.train.batch_size
+        batches = surviving_batches(self.dataset, lambda taken: self.loader(first + taken * batch_size),
+                                    self.config.train.num_workers)
         with StopSignals() as signals:
             for micro in itertools.count(1):
                 if not self.micro(batches, micro, signals):
                     return
+
+    def loader(self, position: int) -> torch.utils.data.DataLoader:
+        """This rank's batches from its ``position``-th sample of the run on, through every later epoch."""
+        epoch, done = divmod(position, self.plan.steps_per_epoch * self.plan.samples_per_step)
+        t = self.config.train
+        return torch.utils.data.DataLoader(
+            self.dataset, batch_size=t.batch_size, sampler=EpochStream(self.sampler, epoch, done * self.info.world),
+            num_workers=t.num_workers, collate_fn=collate, drop_last=True, generator=rng.generator(self.config.seed, 0),
+            pin_memory=self.device.type == "cuda", worker_init_fn=ignore_stop_signals,
+        )
 
     def micro(self, batches, micro: int, signals: StopSignals) -> bool:
         """One micro-batch (and, ending an accumulation, its optimizer step); False: the run is over."""

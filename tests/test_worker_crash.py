@@ -1,0 +1,142 @@
+"""A video that crashes the decoder kills its loader worker (a segmentation fault, no Python exception). Training and
+evaluation go on: the video is named, skipped like any bad video, and the rest is exactly what a run that met it as
+an ordinary unreadable file gives."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from maskvid.config import load_config
+from maskvid.data import datasets
+from maskvid.data.worker_watch import WorkerWatch, _alive
+from maskvid.engine import evaluate as evaluation
+from maskvid.engine.surviving_loader import batches_in_order, surviving_batches
+from maskvid.engine.train import train
+from maskvid.errors import VideoDecodeError
+from maskvid.finetune_recipes import build_finetune_method
+from maskvid.recipes import build_dataset, build_method
+from test_engine import CONFIG, tiny_overrides
+from test_evaluate import _config as finetune_config
+
+CRASHED = "a loader worker died reading it"
+
+
+def _poison(monkeypatch, victim: str, how: str) -> None:
+    """Decoding ``victim`` in a loader worker kills the worker with SIGSEGV (``how="crash"``), as a crash inside
+    FFmpeg does, or raises the decoder's ordinary error (``how="error"``)."""
+    decode = datasets.decode_clip
+
+    def decode_clip(path, *args, **kw):
+        if path == victim:
+            assert torch.utils.data.get_worker_info() is not None, "the test's own process would die"
+            if how == "crash":
+                os.kill(os.getpid(), signal.SIGSEGV)
+            raise VideoDecodeError(path, "unreadable")
+        return decode(path, *args, **kw)
+
+    monkeypatch.setattr(datasets, "decode_clip", decode_clip)  # the forked workers inherit it
+
+
+def _train(synth_motion, out: str) -> tuple:
+    config = load_config(CONFIG, tiny_overrides(synth_motion, out, **{"train.num_workers": 2, "train.max_steps": 6,
+                                                                      "train.checkpoint_every": 1000}))
+    dataset = build_dataset(config)
+    torch.manual_seed(0)
+    result = train(build_method(config), dataset, config, out)
+    return result, load_file(os.path.join(result.checkpoint, "model.safetensors"))
+
+
+def test_training_skips_a_video_that_kills_its_worker_and_trains_as_if_it_were_unreadable(
+        synth_motion, tmp_path, monkeypatch):
+    victim = datasets.read_annotation_list(os.path.join(synth_motion, "train.csv"))[0].path
+    _poison(monkeypatch, victim, "error")
+    unreadable, expected = _train(synth_motion, str(tmp_path / "unreadable"))
+    _poison(monkeypatch, victim, "crash")
+    crashed, weights = _train(synth_motion, str(tmp_path / "crashed"))
+    assert crashed.status == "finished" and crashed.step == 6
+    assert set(crashed.bad_videos) == set(unreadable.bad_videos) == {victim}
+    assert crashed.bad_videos[victim].startswith(CRASHED) and unreadable.bad_videos[victim] == "unreadable"
+    # the loader made again where it stood: the same batches, the crashed video substituted as the unreadable one was
+    assert weights.keys() == expected.keys() and all(torch.equal(weights[k], expected[k]) for k in weights)
+
+
+def test_evaluation_skips_a_video_that_kills_its_worker(synth_motion, monkeypatch):
+    config = finetune_config(synth_motion, "videomae_micro.yaml")
+    torch.manual_seed(0)
+    method = build_finetune_method(config, 3)
+    dataset = build_dataset(config, "val")
+    victim = dataset.records[1].path
+    reports = {}
+    for how in ("error", "crash"):
+        _poison(monkeypatch, victim, how)
+        dataset.watch = WorkerWatch()
+        report = evaluation.evaluate(method, dataset, num_classes=3, batch_size=1, num_workers=2)
+        reports[how] = {k: v for k, v in report.items() if k not in ("seconds", "clips_per_s")}
+    assert reports["crash"]["bad_videos"][victim].startswith(CRASHED)
+    assert reports["crash"]["videos"] == len(dataset) - 1
+    reports["crash"]["bad_videos"][victim] = "unreadable"
+    assert reports["crash"] == reports["error"]  # every other video scored once, as without the crash
+
+
+class _Numbers(torch.utils.data.Dataset):
+    """Samples 0..n-1 (``records`` name them), -1 for a video known to have killed a worker; ``victim`` kills the
+    worker reading it, or, with ``between``, the worker dies right after making it, when it reads no video."""
+
+    def __init__(self, n: int, victim: int, between: bool = False):
+        self.records = [datasets.VideoRecord(f"video{i}.mp4", 0) for i in range(n)]
+        self.victim, self.between, self.watch = victim, between, WorkerWatch()
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, index: int) -> int:
+        try:
+            with self.watch.reading(self.records[index].path, index):
+                if index == self.victim and not self.between:
+                    os.kill(os.getpid(), signal.SIGKILL)
+        except VideoDecodeError:
+            return -1
+        if index == self.victim:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return index
+
+
+def test_batches_in_order_go_on_after_the_victim_and_lose_nothing_else():
+    dataset = _Numbers(20, victim=7)
+    seen = [i for batch in batches_in_order(dataset, 3, num_workers=2) for i in batch.tolist()]
+    assert seen == [*range(7), -1, *range(8, 20)]  # each sample once, in order; the batch with the victim made again
+    assert list(dataset.watch.crashed) == ["video7.mp4"]
+    assert "DataLoader worker" in dataset.watch.crashed["video7.mp4"]
+
+
+def test_a_worker_dying_between_videos_is_the_loaders_error_as_before():
+    dataset = _Numbers(12, victim=4, between=True)
+    with pytest.raises(RuntimeError, match="DataLoader worker"):
+        for _ in batches_in_order(dataset, 2, num_workers=2):
+            pass
+    assert dataset.watch.crashed == {}
+
+
+def test_without_workers_the_loader_is_used_as_it_is():
+    dataset = _Numbers(5, victim=-1)
+    assert [b.tolist() for b in surviving_batches(dataset, lambda taken: [torch.tensor([taken])], 0)] == [[0]]
+
+
+def test_a_dead_child_not_yet_reaped_is_not_alive():
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0)
+    try:
+        deadline = time.monotonic() + 30
+        while _alive(pid) and time.monotonic() < deadline:  # until the child has exited: a zombie until reaped
+            time.sleep(0.001)
+        assert not _alive(pid)
+    finally:
+        os.waitpid(pid, 0)
+    assert _alive(os.getpid())
