@@ -1,9 +1,11 @@
 """What the on-disk caches of ``maskvid extract`` share: one directory per video named by a hash of its path,
 written atomically, and a sharded, resumable fill that reports bad videos instead of stopping.
 
-A cache is any object with ``check(path) -> str | None`` (why the video's entry cannot be used; None: it can) and
-``build(path)`` (compute and write it): :class:`~maskvid.data.flow_cache.FlowCache`,
-:class:`~maskvid.data.token_cache.TokenCache`.
+A cache is any object with ``check(path) -> str | None`` (why the video's entry cannot be used; None: it can),
+``build(path)`` (compute and write it) and ``entry(path)`` (its directory): :class:`~maskvid.data.flow_cache.FlowCache`,
+:class:`~maskvid.data.token_cache.TokenCache`. A video that crashed the process building it (FFmpeg on a hostile
+file) left a marker beside its entry; the next fill builds it in a process of its own and reports it if that one
+dies too (:mod:`~maskvid.data.isolated`), so a rerun always gets past it.
 """
 
 from __future__ import annotations
@@ -16,6 +18,9 @@ import tempfile
 from collections.abc import Callable, Sequence
 
 import numpy as np
+
+from maskvid.data.isolated import RUNNING, ProcessDied, marked, run_alone
+from maskvid.errors import VideoDecodeError
 
 
 def entry_dir(root: str, path: str) -> str:
@@ -66,18 +71,21 @@ def fill(cache, paths: Sequence[str], shard: tuple[int, int] = (0, 1),
     """Build the entries of this shard's videos (``paths[i::n]`` for shard ``(i, n)``); videos whose entry is
     already valid are skipped, so an interrupted extraction resumes where it stopped. Bad videos are reported,
     never fatal. Returns counts and the bad videos."""
-    from maskvid.errors import VideoDecodeError
-
     index, count = shard
     mine = list(paths)[index::count]
     report = {"videos": len(mine), "built": 0, "already_valid": 0, "rebuilt_stale": 0, "bad": []}
     for done, path in enumerate(mine, 1):
         problem = cache.check(path)
+        marker = cache.entry(path) + RUNNING
         try:
             if problem is None:
                 report["already_valid"] += 1
             else:
-                cache.build(path)
+                if os.path.exists(marker):  # the last fill's process died building it: alone this time
+                    _build_alone(cache, path, marker)
+                else:
+                    with marked(marker):
+                        cache.build(path)
                 report["built"] += 1
                 report["rebuilt_stale"] += problem != "no entry"
         except (VideoDecodeError, OSError) as e:
@@ -85,3 +93,26 @@ def fill(cache, paths: Sequence[str], shard: tuple[int, int] = (0, 1),
         if progress is not None:
             progress(done, len(mine))
     return report
+
+
+def _build_alone(cache, path: str, marker: str) -> None:
+    """Build the entry in a process of its own; a VideoDecodeError if the video is bad or that process died too
+    (the marker then stays: every later fill tries the video alone)."""
+    try:
+        why = run_alone(_build, cache, path)
+    except ProcessDied:
+        raise VideoDecodeError(path, "the process building its entry died, and so did one of its own (a crash in "
+                                     "the decoder)") from None
+    os.remove(marker)
+    if why is not None:
+        raise VideoDecodeError(path, why)
+
+
+def _build(cache, path: str) -> str | None:
+    """``cache.build(path)`` in a process of its own: None, or why the video is bad (exceptions of the library's
+    own types do not cross processes whole)."""
+    try:
+        cache.build(path)
+    except (VideoDecodeError, OSError) as e:
+        return getattr(e, "reason", str(e))
+    return None

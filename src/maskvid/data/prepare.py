@@ -17,7 +17,8 @@ Files are sharded across processes. A file already in the output is kept (output
 run stopped half-way resumes where it was). What happened to each file is appended to ``prepare.log.jsonl``; a
 file that cannot be read is reported and left out of the new list, never stops the run — nor does one that takes
 its process down (a crash inside the decoder on a hostile file): the files being encoded then are retried one at a
-time, each in a process of its own, and the one that takes it down again is reported.
+time, each in a process of its own, and the one that takes it down again is reported. With one worker the files are
+encoded in the run's own process, which such a file ends; the rerun encodes it alone (:mod:`.isolated`).
 
 Across machines, ``shard=(i, n)`` encodes every n-th video from the i-th, logs to ``prepare.shard-i-of-n.log.jsonl``
 (shards on a shared file system never append to one file) and writes no list: a list needs every shard's copies.
@@ -46,11 +47,11 @@ from av.video.frame import PictureType
 
 from maskvid.data.annotations import read_annotation_list, read_lines
 from maskvid.data.decode import MIN_FRAMES
+from maskvid.data.isolated import RUNNING, ProcessDied, marked, run_alone
 from maskvid.data.video_file import open_video, quarter_turns
 from maskvid.errors import ConfigError, MaskvidError, VideoDecodeError
 
 SETTINGS_FILE, LOG_FILE = "prepare.json", "prepare.log.jsonl"
-RUNNING = ".running"  # beside an output while a process encodes it
 
 
 @dataclass(frozen=True)
@@ -165,14 +166,11 @@ def _remove(path: str) -> None:
 def _job(job: tuple[str, str, PrepareConfig]) -> dict:
     source, dest, config = job
     start = time.perf_counter()
-    os.makedirs(os.path.dirname(dest) or ".", exist_ok=True)
-    open(dest + RUNNING, "w").close()  # left behind only if this process dies: it names the suspect
     try:
-        result = {"status": "encoded", **transcode(source, dest, config)}
+        with marked(dest + RUNNING):  # left behind only if this process dies: it names the suspect
+            result = {"status": "encoded", **transcode(source, dest, config)}
     except MaskvidError as e:
         result = {"status": "failed", "why": getattr(e, "reason", str(e))}
-    finally:
-        _remove(dest + RUNNING)
     return {"source": source, "output": dest, **result, "seconds": round(time.perf_counter() - start, 3)}
 
 
@@ -205,9 +203,8 @@ def _alone(job: tuple[str, str, PrepareConfig]) -> dict:
     for path in _leftovers(job[1]):
         _remove(path)
     try:
-        with ProcessPoolExecutor(1) as pool:
-            return pool.submit(_job, job).result()
-    except BrokenProcessPool:
+        return run_alone(_job, job)
+    except ProcessDied:
         for path in _leftovers(job[1]):
             _remove(path)
         return {"source": job[0], "output": job[1], "status": "failed",
@@ -324,11 +321,16 @@ def _run(outputs: dict[str, str], config: PrepareConfig, workers: int, progress,
 
     for kept in list(results.values()):
         record(kept)
+    # a marker left by the last run: its process died on this file (or was killed), so it runs alone first
+    suspects = [job for job in jobs if os.path.exists(job[1] + RUNNING)]
+    for job in suspects:
+        record(_alone(job))
+    jobs = [job for job in jobs if job not in suspects]
     for _, dest, _ in jobs:  # what a run killed mid-file left behind
         for path in _leftovers(dest):
             _remove(path)
-    if workers <= 1:  # in this process: simplest to debug, but a crash in the decoder ends the run (rerun resumes)
-        for job in jobs:
+    if workers <= 1:  # in this process: simplest to debug; a crash in the decoder ends the run, and the rerun
+        for job in jobs:  # takes that file alone
             record(_job(job))
     else:
         _pooled(jobs, workers, record)

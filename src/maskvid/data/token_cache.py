@@ -137,6 +137,9 @@ class TokenCache:
         last = tokens.shape[1] - 1
         return torch.from_numpy(np.array(tokens[view, [min(i, last) for i in indices]])).long()
 
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_tokenizer": None}  # another process loads its own (a GPU's does not cross)
+
     @property
     def tokenizer(self):
         if self._tokenizer is None:
