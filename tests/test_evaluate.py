@@ -123,3 +123,16 @@ def test_a_predict_without_mask_order_still_gets_masked_views(synth_motion):
     older = OlderProtocol()
     assert _report(older, dataset) == _report(method, dataset)
     assert older.masks and all(m is not None for m in older.masks)
+
+
+def test_a_knn_set_without_one_readable_video_gives_no_figures_rather_than_ending_the_run(synth_motion, tmp_path):
+    from maskvid.data import VideoDataset, VideoRecord
+
+    config = _config(synth_motion, "videomae_micro.yaml")
+    method = build_finetune_method(config, 3)
+    bad = VideoDataset([VideoRecord(str(tmp_path / "missing.mp4"), 0)], bad_videos="skip")
+    good = build_dataset(config, "val")
+    method.features = lambda batch, device: batch["video"].flatten(1)  # any features: the vote is not reached
+    for sets in ((bad, good), (good, bad)):
+        figures = KNNMonitor(*sets, num_classes=3, batch_size=2)(method, "cpu")
+        assert set(figures) == {"knn_top1", "knn_top5"} and all(v != v for v in figures.values())  # NaN

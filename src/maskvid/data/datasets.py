@@ -97,7 +97,7 @@ class VideoDataset(torch.utils.data.Dataset):
     tokens: TokenCache | None = None
     clip_order: bool = False
     bad_videos: str = "substitute"
-    watch: WorkerWatch = field(default_factory=WorkerWatch, repr=False, compare=False)  # a video that kills a worker
+    watch: WorkerWatch = field(default_factory=WorkerWatch, init=False, repr=False, compare=False)  # see worker_watch
 
     def __post_init__(self):
         if self.sampling not in SAMPLINGS:

@@ -95,6 +95,21 @@ def bad_videos_across_ranks(bad: dict[str, str], info: Dist) -> dict[str, str]:
     return merged
 
 
+def gather_rows(rows: torch.Tensor, info: Dist) -> torch.Tensor:
+    """Every rank's ``rows`` ``(N_r, ...)`` concatenated in rank order, on every rank; ranks may hold different
+    ``N_r`` (a rank with none hands in any empty tensor of the dtype)."""
+    if info.world == 1:
+        return rows
+    shapes: list = [None] * info.world
+    dist.all_gather_object(shapes, tuple(rows.shape))
+    trailing = next((shape[1:] for shape in shapes if shape[0] > 0), tuple(rows.shape[1:]))
+    padded = rows.new_zeros((max(shape[0] for shape in shapes), *trailing))  # all_gather moves equal shapes
+    padded[: len(rows)] = rows.reshape(len(rows), *trailing)
+    parts = [torch.empty_like(padded) for _ in range(info.world)]
+    dist.all_gather(parts, padded)
+    return torch.cat([part[: shape[0]] for part, shape in zip(parts, shapes, strict=True)])
+
+
 def finish_distributed(info: Dist) -> None:
     if info.world > 1 and dist.is_initialized():
         dist.barrier()

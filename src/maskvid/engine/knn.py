@@ -1,7 +1,8 @@
 """A kNN monitor of representation quality during pretraining (VIMPAC's UCF101 monitor, after InstDisc / MoCo's
 demo): every ``train.knn_every`` steps the encoder embeds a labelled bank and a labelled query set, and each query
 is classified by the weighted vote of its k nearest bank clips (cosine similarity, weights ``exp(s / t)``; k = 200,
-t = 0.07 as the official code). It runs on the main rank, in eval mode, and changes nothing it does not restore.
+t = 0.07 as the official code). It runs in eval mode and changes nothing it does not restore; under torchrun the
+ranks share the embedding (each takes every world-th clip) and all get the figures.
 
     monitor = KNNMonitor(bank_set, query_set, num_classes=10)
     monitor(method, device)   # {"knn_top1": 0.41, "knn_top5": 0.87}; method.features(batch, device) -> (B, D)
@@ -9,12 +10,18 @@ t = 0.07 as the official code). It runs on the main rank, in eval mode, and chan
 
 from __future__ import annotations
 
+import logging
+import math
+
 import torch
 import torch.nn.functional as F
 
 from maskvid.data.datasets import collate
+from maskvid.engine.distributed import Dist, gather_rows
 from maskvid.engine.interrupt import ignore_stop_signals
 from maskvid.engine.surviving_loader import batches_in_order
+
+log = logging.getLogger(__name__)
 
 
 def knn_accuracy(bank: torch.Tensor, bank_labels: torch.Tensor, queries: torch.Tensor, query_labels: torch.Tensor,
@@ -42,22 +49,29 @@ class KNNMonitor:
         self.batch_size, self.num_workers, self.k, self.temperature = batch_size, num_workers, k, temperature
 
     @torch.no_grad()
-    def __call__(self, method: torch.nn.Module, device: torch.device | str) -> dict:
-        device = torch.device(device)
+    def __call__(self, method: torch.nn.Module, device: torch.device | str, info: Dist | None = None) -> dict:
+        """The figures; under torchrun (``info``) every rank calls it and embeds every world-th clip of both sets,
+        the features are gathered, and each rank returns the one-process figures."""
+        device, info = torch.device(device), info or Dist()
         was_training = method.training
         method.eval()
         try:
-            (bank, bank_labels), (queries, labels) = (self._embed(method, s, device) for s in self.sets)
+            (bank, bank_labels), (queries, labels) = (self._embed(method, s, device, info) for s in self.sets)
         finally:
             method.train(was_training)
+        if not len(bank) or not len(queries):  # every video of a set was bad (each was reported): nothing to vote
+            log.warning("kNN monitor: no readable video in the %s set", "bank" if not len(bank) else "query")
+            return {"knn_top1": math.nan, "knn_top5": math.nan}
         top1, top5 = knn_accuracy(bank, bank_labels, queries, labels, self.num_classes, self.k, self.temperature)
         return {"knn_top1": top1, "knn_top5": top5}
 
-    def _embed(self, method, dataset, device) -> tuple[torch.Tensor, torch.Tensor]:
-        """Features ``(N, D)`` and labels of ``dataset``, on ``device``: the vote runs there too, and nothing is read
-        back per batch."""
-        features, labels = [], []
-        for batch in batches_in_order(dataset, self.batch_size, self.num_workers, collate_fn=collate,
+    def _embed(self, method, dataset, device, info: Dist | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Features ``(N, D)`` and labels of ``dataset`` in its order, on ``device``: the vote runs there too, and
+        nothing is read back per batch."""
+        info = info or Dist()
+        features, labels, indices = [], [], []
+        share = range(info.rank, len(dataset), info.world)
+        for batch in batches_in_order(dataset, self.batch_size, self.num_workers, share, collate_fn=collate,
                                       pin_memory=device.type == "cuda",
                                       worker_init_fn=ignore_stop_signals):  # it runs inside a training run
             if "video" not in batch:
@@ -66,4 +80,11 @@ class KNNMonitor:
                 batch = dataset.on_device(batch, device)
             features.append(method.features(batch, device).float())
             labels.append(batch["label"])
-        return torch.cat(features), torch.cat(labels).to(device, non_blocking=True)
+            indices.append(batch["index"])
+        mine = [torch.cat(parts).to(device, non_blocking=True) if parts else torch.zeros(0, dtype=dtype, device=device)
+                for parts, dtype in ((features, torch.float32), (labels, torch.long), (indices, torch.long))]
+        if info.world == 1:
+            return mine[0], mine[1]
+        features, labels, indices = (gather_rows(part, info) for part in mine)
+        order = indices.argsort()  # the dataset's order, as one process embeds it
+        return features[order], labels[order]

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import torch
 
@@ -80,12 +80,14 @@ class _QuietChildSignal:
             self.previous = None
 
 
-def batches_in_order(dataset, batch_size: int, num_workers: int = 0, **options) -> Iterator[dict]:
-    """Every sample of ``dataset`` once, in order and in batches (evaluation, feature extraction), surviving a
-    worker's death; ``options`` go to the DataLoader."""
+def batches_in_order(dataset, batch_size: int, num_workers: int = 0, indices: Sequence[int] | None = None,
+                     **options) -> Iterator[dict]:
+    """Every sample of ``dataset`` (or those of ``indices``) once, in order and in batches (evaluation, feature
+    extraction), surviving a worker's death; ``options`` go to the DataLoader."""
+    indices = range(len(dataset)) if indices is None else indices
 
     def loader(taken: int) -> torch.utils.data.DataLoader:
         return torch.utils.data.DataLoader(dataset, batch_size=batch_size, num_workers=num_workers,
-                                           sampler=range(taken * batch_size, len(dataset)), **options)
+                                           sampler=indices[taken * batch_size :], **options)
 
     return surviving_batches(dataset, loader, num_workers)

@@ -40,6 +40,7 @@ from maskvid.engine.resume import resume_run, save_run
 from maskvid.engine.step_check import StepCheck, optimizer_step
 from maskvid.engine.surviving_loader import surviving_batches
 from maskvid.errors import ConfigError, DataError
+from maskvid.registry import takes_keyword
 
 
 @dataclass
@@ -99,11 +100,12 @@ def train(method: torch.nn.Module, dataset, config: PretrainConfig, run_dir: str
 
     ``method.prepare(batch, device)`` turns a collated batch into the method's arguments (it may draw mixup);
     ``method(**arguments)`` returns an object with ``loss`` and ``metrics``. ``monitor(method, device) -> dict``
-    (e.g. :class:`~maskvid.engine.knn.KNNMonitor`) runs on the main rank every ``train.knn_every`` steps and at
-    the end; its figures are logged with the step.
+    (e.g. :class:`~maskvid.engine.knn.KNNMonitor`) runs every ``train.knn_every`` steps and at the end, its
+    figures logged with the step: on every rank, sharing the work, where it takes ``info=`` (the ranks), else on the
+    main rank.
     """
     run = _Run(method, dataset, config, run_dir, resume)
-    run.monitor = monitor
+    run.monitor, run.shared_monitor = monitor, monitor is not None and takes_keyword(monitor, "info")
     try:
         run.steps()
     except DataError as e:  # too many bad videos: the run stops, and says so in its metrics too
@@ -155,7 +157,7 @@ class _Run:
         self.losses, self.first_loss, self.last_loss, self.clips, self.data_wait = [], None, None, 0, 0.0
         self.metric_sums, self.metric_count = {}, 0
         self.started = self.window = time.perf_counter()
-        self.monitor = None
+        self.monitor, self.shared_monitor = None, False
 
     def steps(self) -> None:
         """Train to ``plan.stop_at`` (a resumed run starts mid-epoch where the checkpoint left it). One loader
@@ -284,7 +286,10 @@ class _Run:
                              "data_wait": self.data_wait / (now - self.window), **self.window_metrics()})
             self.losses, self.clips, self.window, self.data_wait = [], 0, now, 0.0
             self.metric_sums, self.metric_count = {}, 0
-        if evaluate and self.info.main:
+        if evaluate and self.shared_monitor:  # every rank embeds its share
+            figures = self.monitor(self.method, self.device, info=self.info)
+            self.logger.log({"step": self.step, **figures})
+        elif evaluate and self.info.main:
             self.logger.log({"step": self.step, **self.monitor(self.method, self.device)})
         if save and self.info.main:
             self.save(epoch)
