@@ -207,3 +207,47 @@ def test_the_knn_monitor_shared_by_two_ranks_gives_each_the_one_process_figures(
         gathered, gathered_labels = torch.load(tmp_path / f"bank_{rank}.pt", weights_only=True)
         assert torch.equal(gathered_labels, labels) and torch.allclose(gathered, features, atol=1e-5)
     assert results[0] == results[1] == monitor(method, "cpu")
+
+
+SHARED_EVALUATION = f"""
+import json, os, sys
+import torch
+sys.path.insert(0, {os.path.dirname(os.path.abspath(__file__))!r})
+from maskvid.engine.distributed import ranks
+from maskvid.engine.evaluate import evaluate
+from maskvid.finetune_recipes import build_finetune_method
+from maskvid.recipes import build_dataset
+from test_evaluate import _config
+
+_, out, synth, val_list = sys.argv[1:]
+config = _config(synth, "videomae_micro.yaml", **{{"data.val_list": val_list}})
+torch.manual_seed(0)
+method = build_finetune_method(config, 3)
+with ranks("cpu") as (device, info):
+    report = evaluate(method, build_dataset(config, "val", normalize_on_device=True), 3, batch_size=1, info=info)
+with open(os.path.join(out, f"result_{{info.rank}}.json"), "w") as f:
+    json.dump({{k: v for k, v in report.items() if k not in ("seconds", "clips_per_s")}}, f)
+"""
+
+
+def test_evaluation_shared_by_two_ranks_gives_each_the_one_process_report(synth_motion, tmp_path):
+    """Each rank scores every other video (one of them unreadable); confusion, top-5, counts and the bad videos are
+    summed over the ranks: each rank's report is the one-process report."""
+    from maskvid.data import read_annotation_list
+    from maskvid.engine import evaluate as evaluation
+    from maskvid.finetune_recipes import build_finetune_method
+    from maskvid.recipes import build_dataset
+    from test_evaluate import _config
+
+    val_list = tmp_path / "val.csv"
+    records = read_annotation_list(os.path.join(synth_motion, "val.csv"))
+    val_list.write_text("missing.mp4 0\n" + "".join(f"{r.path} {r.label}\n" for r in records))
+    results = two_ranks_run(SHARED_EVALUATION, tmp_path, [synth_motion, str(val_list)])
+    config = _config(synth_motion, "videomae_micro.yaml", **{"data.val_list": str(val_list)})
+    torch.manual_seed(0)
+    method = build_finetune_method(config, 3)
+    report = evaluation.evaluate(method, build_dataset(config, "val", normalize_on_device=True), 3, batch_size=1)
+    expected = json.loads(json.dumps({k: v for k, v in report.items() if k not in ("seconds", "clips_per_s")}))
+    expected["ranks"] = 2
+    assert expected["videos"] == len(records) and list(expected["bad_videos"]) == [str(tmp_path / "missing.mp4")]
+    assert results[0] == results[1] == expected

@@ -20,11 +20,11 @@ CONFIGS = os.path.join(os.path.dirname(__file__), "..", "configs", "finetune")
 TIMING = ("seconds", "clips_per_s")
 
 
-def _config(synth_motion: str, name: str) -> FinetuneConfig:
+def _config(synth_motion: str, name: str, **extra) -> FinetuneConfig:
     values = {"init": "null", "data.train_list": os.path.join(synth_motion, "train.csv"),
               "data.val_list": os.path.join(synth_motion, "val.csv"),
               "data.classes": os.path.join(synth_motion, "classes.txt"), "data.num_frames": 4,
-              "data.size": 32, "data.test_views": "[2, 2]", "model.patch": "[2, 8, 8]", "train.num_workers": 0}
+              "data.size": 32, "data.test_views": "[2, 2]", "model.patch": "[2, 8, 8]", "train.num_workers": 0, **extra}
     return load_config(os.path.join(CONFIGS, name), [f"{k}={v}" for k, v in values.items()], kind=FinetuneConfig)
 
 

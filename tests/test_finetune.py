@@ -235,3 +235,26 @@ def dataclasses_replace(obj, **changes):
     import dataclasses
 
     return dataclasses.replace(obj, **changes)
+
+
+def test_finetune_on_two_ranks_shares_its_evaluation_and_reports_the_one_process_figures(synth_motion, tmp_path):
+    """Under torchrun the ranks stay joined after training and each scores every other video; rank 0 reports and
+    writes eval.json, with every video counted once — the report of one process evaluating the same checkpoint."""
+    import subprocess
+    import sys
+
+    sets = small(synth_motion, str(tmp_path / "ft"), init="null", **{"train.epochs": 1})
+    path = os.path.join(CONFIGS, "finetune", "videomae_micro.yaml")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "maskvid.cli",
+           "finetune", "--config", path, "--json", *[a for s in sets for a in ("--set", s)]]
+    ran = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300)
+    assert ran.returncode == 0, ran.stderr[-2000:]
+    reports = [json.loads(line) for line in ran.stdout.splitlines() if line.startswith("{")]
+    assert len(reports) == 1  # rank 0 alone reports
+    shared = reports[0]["eval"]
+    alone = evaluate_checkpoint(load_config(path, sets, kind=FinetuneConfig), str(tmp_path / "ft"))
+    assert shared["videos"] == 3 and sum(map(sum, shared["confusion"])) == 3
+    assert (shared["ranks"], alone["ranks"]) == (2, 1)
+    timing = ("seconds", "clips_per_s", "ranks")
+    assert {k: v for k, v in shared.items() if k not in timing} == {k: v for k, v in alone.items() if k not in timing}
+    assert json.loads((tmp_path / "ft" / "eval.json").read_text())["confusion"] == shared["confusion"]

@@ -230,7 +230,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from maskvid.finetune_recipes import evaluate_checkpoint
 
     config = _finetune_config(args)
-    report = evaluate_checkpoint(config, args.checkpoint)
+    report = evaluate_checkpoint(config, args.checkpoint)  # under torchrun the ranks share the videos
+    if int(os.environ.get("RANK", "0")) != 0:
+        return 0
     if args.json:
         print(json.dumps(report))
     else:

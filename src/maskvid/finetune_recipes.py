@@ -15,7 +15,7 @@ from maskvid import targets
 from maskvid.config import FinetuneConfig, encoder_config, target_geometry
 from maskvid.data import VideoDataset, read_class_names
 from maskvid.data.annotations import read_label_map
-from maskvid.engine.distributed import pick_device
+from maskvid.engine.distributed import pick_device, ranks
 from maskvid.errors import ConfigError
 from maskvid.methods.finetune import Classification, LinearProbe, build_mixup
 from maskvid.methods.mae import MAE
@@ -114,10 +114,11 @@ def finetune(config: FinetuneConfig, resume: bool = False) -> dict:
     method = build_finetune_method(config, classes)
     loaded = None if resume else init_from_pretrained(method, config)
     os.makedirs(config.output_dir, exist_ok=True)
-    result = train(method, train_set, config, config.output_dir, resume=resume)
-    report = {"train": dataclasses.asdict(result), "init": loaded, "classes": classes}
-    if result.status == "finished" and config.data.val_list:
-        report["eval"] = evaluate_checkpoint(config, result.checkpoint, method=method, num_classes=classes)
+    with ranks(config.train.device):  # under torchrun the ranks stay joined for the evaluation: they share it
+        result = train(method, train_set, config, config.output_dir, resume=resume)
+        report = {"train": dataclasses.asdict(result), "init": loaded, "classes": classes}
+        if result.status == "finished" and config.data.val_list:
+            report["eval"] = evaluate_checkpoint(config, result.checkpoint, method=method, num_classes=classes)
     return report
 
 
@@ -129,11 +130,16 @@ def class_map(config: FinetuneConfig) -> dict[int, int] | None:
 def evaluate_checkpoint(config: FinetuneConfig, checkpoint: str, method: Classification | None = None,
                         num_classes: int | None = None) -> dict:
     """Multi-view top-1/top-5 of ``checkpoint`` (EMA weights when the run kept them); writes ``eval.json`` and
-    ``confusion.png`` into ``config.output_dir``."""
+    ``confusion.png`` into ``config.output_dir``. Under torchrun the ranks share the videos and rank 0 writes."""
+    with ranks(config.train.device) as (device, info):
+        return _evaluate_checkpoint(config, checkpoint, method, num_classes, device, info)
+
+
+def _evaluate_checkpoint(config: FinetuneConfig, checkpoint: str, method: Classification | None,
+                         num_classes: int | None, device, info) -> dict:
     from maskvid.engine.checkpoint import latest_checkpoint, restore_model
     from maskvid.engine.evaluate import evaluate, write_report
 
-    device = pick_device(config.train.device)
     dataset = build_dataset(config, "val", normalize_on_device=True)
     if dataset is None:
         raise ConfigError("data.val_list", "evaluation needs a validation list")
@@ -145,7 +151,9 @@ def evaluate_checkpoint(config: FinetuneConfig, checkpoint: str, method: Classif
     restore_model(method, ema if os.path.exists(ema) else path)
     report = evaluate(method, dataset, num_classes, batch_size=max(1, config.train.batch_size // 2),
                       num_workers=config.train.num_workers, device=device,
-                      label_map=class_map(config))
+                      label_map=class_map(config), info=info)
     report["checkpoint"] = path
+    if not info.main:
+        return report
     names = read_class_names(config.data.classes) if config.data.classes else None
     return write_report(report, config.output_dir, names)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
@@ -33,6 +35,22 @@ def init_distributed(device: torch.device) -> Dist:
         # through gloo on the same group
         dist.init_process_group("cuda:nccl,cpu:gloo" if device.type == "cuda" else "gloo")
     return Dist(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+
+
+@contextlib.contextmanager
+def ranks(device_name: str) -> Iterator[tuple[torch.device, Dist]]:
+    """This process's device (:func:`pick_device`, made CUDA's current one) and its place among the ranks, the
+    process group joined for the block; left at its end if the block joined it, so that fine-tuning's evaluation
+    runs in the group its training ran in. An exception leaves it without the closing barrier: the other ranks are
+    not coming to it, and torchrun ends them."""
+    device = pick_device(device_name)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    joined = int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized()
+    info = init_distributed(device)
+    yield device, info
+    if joined:
+        finish_distributed(info)
 
 
 def pick_device(name: str, local_rank: int | None = None) -> torch.device:
@@ -80,6 +98,14 @@ def counts_across_ranks(bad, info: Dist, stop: bool = False) -> tuple[int, int, 
     counts = torch.tensor([bad.bad_attempts, bad.good, float(stop)], dtype=torch.float64)
     dist.all_reduce(counts)
     return int(counts[0]), int(counts[1]), bool(counts[2] > 0)
+
+
+def sum_across_ranks(values: torch.Tensor, info: Dist) -> torch.Tensor:
+    """``values`` (a CPU tensor) summed over ranks."""
+    if info.world > 1:
+        values = values.clone()
+        dist.all_reduce(values)
+    return values
 
 
 def bad_videos_across_ranks(bad: dict[str, str], info: Dist) -> dict[str, str]:

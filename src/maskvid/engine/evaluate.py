@@ -11,6 +11,7 @@ import torch
 
 from maskvid.data import BadVideoLog, collate
 from maskvid.engine.copy_stream import CopyStream
+from maskvid.engine.distributed import Dist, bad_videos_across_ranks, sum_across_ranks
 from maskvid.engine.surviving_loader import batches_in_order
 from maskvid.models.tokens import MaskOrder
 from maskvid.registry import takes_keyword
@@ -18,22 +19,28 @@ from maskvid.registry import takes_keyword
 
 @torch.no_grad()
 def evaluate(method, dataset, num_classes: int, batch_size: int = 4, num_workers: int = 0,
-             device: torch.device | str = "cpu", label_map: dict[int, int] | None = None) -> dict:
+             device: torch.device | str = "cpu", label_map: dict[int, int] | None = None,
+             info: Dist | None = None) -> dict:
     """``method.predict(video, mask) -> probabilities`` over ``dataset`` (multi-view samples, labelled); with a
     mask, a ``predict`` that takes ``mask_order=`` is also given the mask's :class:`~maskvid.models.MaskOrder`.
 
     label_map: dataset label → model class (domain adaptation: evaluate on B's classes that A knows); videos whose
     label is not in the map are left out.
 
+    info: under torchrun, every rank calls it and scores every world-th video; the tallies and bad videos are
+    summed over the ranks, so each returns the one-process report.
+
     On a GPU nothing waits: clips a dataset leaves uint8 are normalized on the device (``dataset.on_device``),
     pinned batches are copied on a side stream while the batch before is computed (:mod:`.copy_stream`), a masked
     view's order is made on the host, and each batch's probabilities are read back only once the next batch is
     queued.
     """
-    device = torch.device(device)
+    device, info = torch.device(device), info or Dist()
     was_training = method.training
     method.eval().to(device)
-    batches = batches_in_order(dataset, batch_size, num_workers, collate_fn=collate, pin_memory=device.type == "cuda")
+    share = range(info.rank, len(dataset), info.world)
+    batches = batches_in_order(dataset, batch_size, num_workers, share, collate_fn=collate,
+                               pin_memory=device.type == "cuda")
     tally, copies = _Tally(num_classes, label_map), CopyStream(device)
     takes_order = takes_keyword(method.predict, "mask_order")
     views, bad, pending = 0, BadVideoLog(max_fraction=1.0), None
@@ -57,7 +64,10 @@ def evaluate(method, dataset, num_classes: int, batch_size: int = 4, num_workers
         tally.add(*pending)
     seconds = time.perf_counter() - start
     method.train(was_training)
-    return summarize(tally.confusion, tally.top5_hits, tally.videos, views, seconds, dict(bad.bad))
+    counts = sum_across_ranks(torch.tensor([tally.top5_hits, tally.videos, views]), info).tolist()
+    report = summarize(sum_across_ranks(tally.confusion, info), *counts, seconds,
+                       bad_videos_across_ranks(dict(bad.bad), info))
+    return {**report, "ranks": info.world}  # how many processes shared the videos
 
 
 def _views_on(dataset, batch: dict, device: torch.device) -> tuple:

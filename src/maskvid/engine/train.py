@@ -24,14 +24,13 @@ from maskvid.data import BadVideoLog, collate
 from maskvid.engine.checkpoint import latest_checkpoint, remove_unfinished_writes
 from maskvid.engine.copy_stream import CopyStream
 from maskvid.engine.distributed import (
+    Dist,
     EpochStream,
     ShardedResumableSampler,
     bad_videos_across_ranks,
     counts_across_ranks,
-    finish_distributed,
-    init_distributed,
     mean_across_ranks,
-    pick_device,
+    ranks,
 )
 from maskvid.engine.interrupt import StopSignals, ignore_stop_signals
 from maskvid.engine.logging import RunLogger
@@ -104,26 +103,25 @@ def train(method: torch.nn.Module, dataset, config: PretrainConfig, run_dir: str
     figures logged with the step: on every rank, sharing the work, where it takes ``info=`` (the ranks), else on the
     main rank.
     """
-    run = _Run(method, dataset, config, run_dir, resume)
-    run.monitor, run.shared_monitor = monitor, monitor is not None and takes_keyword(monitor, "info")
-    try:
-        run.steps()
-    except DataError as e:  # too many bad videos: the run stops, and says so in its metrics too
-        run.finish("data_error", error=str(e))
-        raise
-    return run.finish(run.status)
+    with ranks(config.train.device) as (device, info):  # under torchrun: cuda:{LOCAL_RANK}, the process group
+        run = _Run(method, dataset, config, run_dir, resume, device, info)
+        run.monitor, run.shared_monitor = monitor, monitor is not None and takes_keyword(monitor, "info")
+        try:
+            run.steps()
+        except DataError as e:  # too many bad videos: the run stops, and says so in its metrics too
+            run.finish("data_error", error=str(e))
+            raise
+        return run.finish(run.status)
 
 
 class _Run:
     """One training run's state, so that each part of the loop is a short function."""
 
-    def __init__(self, method, dataset, config: PretrainConfig, run_dir: str, resume: bool):
+    def __init__(self, method, dataset, config: PretrainConfig, run_dir: str, resume: bool, device: torch.device,
+                 info: Dist):
         t = config.train
         self.method, self.dataset, self.config, self.run_dir = method, dataset, config, run_dir
-        self.device = pick_device(t.device)  # under torchrun: cuda:{LOCAL_RANK}
-        if self.device.type == "cuda":
-            torch.cuda.set_device(self.device)
-        self.info = init_distributed(self.device)
+        self.device, self.info = device, info
         self.plan = _plan(config, len(dataset), self.info.world)
         method.to(self.device)
         lr = scaled_lr(config.optim, self.plan.samples_per_step * self.info.world)
@@ -318,7 +316,6 @@ class _Run:
         self.logger.event({"event": status, "step": self.step, "seconds": seconds, **details,
                            "bad_videos": dict(self.bad.bad)})
         self.logger.close()
-        finish_distributed(self.info)
         return TrainResult(self.status, self.step, self.run_dir, self.checkpoint or latest_checkpoint(self.run_dir),
                            self.first_loss, self.last_loss, _throughput(self.run_dir), seconds, dict(self.bad.bad))
 
