@@ -186,16 +186,19 @@ with open(os.path.join(out, f"result_{info.rank}.json"), "w") as f:
 
 
 def test_the_knn_monitor_shared_by_two_ranks_gives_each_the_one_process_figures(synth_motion, tmp_path):
-    """Each rank embeds every other clip; a bad video in one rank's share and the query set's odd size leave the
-    ranks different counts. The gathered bank is the one-process bank, in its order, and so are the figures."""
+    """Each rank embeds every other clip; a bad video in one rank's share leaves the ranks different bank counts, and
+    the one query leaves rank 1 none. The gathered bank is the one-process bank, in its order, and so are the
+    figures."""
     from maskvid.data import read_annotation_list
     from maskvid.recipes import build_knn_monitor, build_method
 
     bank_list = tmp_path / "bank.csv"
     records = read_annotation_list(os.path.join(synth_motion, "train.csv"))
     bank_list.write_text("".join(f"{r.path} {r.label}\n" for r in records) + "missing.mp4 0\n")
+    query = read_annotation_list(os.path.join(synth_motion, "val.csv"))[0]
+    (tmp_path / "query.csv").write_text(f"{query.path} {query.label}\n")
     sets = tiny_overrides(synth_motion, str(tmp_path / "run"), **{
-        "data.knn_train_list": str(bank_list), "data.knn_val_list": os.path.join(synth_motion, "val.csv")})
+        "data.knn_train_list": str(bank_list), "data.knn_val_list": str(tmp_path / "query.csv")})
     results = two_ranks_run(SHARED_KNN, tmp_path, sets)
     config = load_config(CONFIG, sets)
     torch.manual_seed(0)
