@@ -77,3 +77,26 @@ def test_load_clips_and_embed_on_real_videos(synth_motion):
     assert features.shape == (len(dataset), 2, 96) and encoder.training  # mode restored
     one = embed(encoder, ClipSet(clips.clips[:1], clips.labels[:1]))
     torch.testing.assert_close(one, features[:1], atol=1e-5, rtol=1e-4)  # batching does not change a video's features
+
+
+def test_inputs_encoded_once_give_the_features_of_encoding_each_time():
+    """A study's probes share a frozen tokenizer: its ids are made once (``encode_clips``, in ``embed``'s batches)
+    and every arm's encoder reads them — the features equal those of tokenizing in ``embed`` itself."""
+    from maskvid.engine.feature_probe import encode_clips
+    from maskvid.models import VideoViT, ViTConfig
+
+    torch.manual_seed(0)
+    encoder = VideoViT(ViTConfig.preset("micro", num_frames=4, size=32, patch=(1, 8, 8), stem="token",
+                                        vocab_size=16))
+    clips = ClipSet(torch.rand(5, 2, 3, 4, 32, 32), torch.arange(5) % 3)
+    calls = []
+
+    def tokenize(video):  # (B, 3, 4, 32, 32) -> ids (B, 4, 4, 4), one per 8x8 patch of each frame
+        calls.append(len(video))
+        return (torch.nn.functional.avg_pool3d(video.mean(1, keepdim=True), (1, 8, 8))[:, 0] * 16).long().clamp(0, 15)
+
+    expected = embed(encoder, clips, batch_size=4, encoder_input=tokenize)
+    encoded = encode_clips(clips, tokenize, batch_size=4)
+    assert encoded.shape == (10, 4, 4, 4) and calls == [4, 4, 2, 4, 4, 2]
+    assert torch.equal(embed(encoder, clips, batch_size=4, encoded=encoded), expected)
+    assert calls == [4, 4, 2, 4, 4, 2]  # read, not made again

@@ -85,6 +85,7 @@ class Benchmark:
     seconds: float
     tokenizer: str | None = None
     _clips: tuple | None = None
+    _encoded: dict = field(default_factory=dict)  # (tokenizer, patch) -> the probe clips' ids
 
     @classmethod
     def prepare(cls, cache_dir: str, preset: str, budget: Budget, say: Say, workers: int = 2,
@@ -133,6 +134,20 @@ class Benchmark:
                 sets.append(load_clips(dataset, num_workers=workers))
             self._clips = tuple(sets)
         return self._clips
+
+    def probe_inputs(self, method) -> tuple:
+        """The probe clips as ``method``'s encoder reads them where that is a frozen tokenizer's ids: made once per
+        (tokenizer, patch) and shared by every arm and seed (a study's probes spent most of their time making the
+        same ids again); ``(None, None)`` where the encoder reads the clips themselves."""
+        from maskvid.engine.feature_probe import encode_clips
+
+        tokens = getattr(method, "tokens", None)
+        if tokens is None or getattr(tokens, "frozen", None) is None:
+            return None, None
+        key = (tokens.tokenizer, tokens.patch)
+        if key not in self._encoded:
+            self._encoded[key] = tuple(encode_clips(clips, method.encoder_input) for clips in self.probe_clips())
+        return self._encoded[key]
 
 
 class stage:
@@ -244,7 +259,8 @@ def run_arm(bench: Benchmark, arm: Arm, seed: int, budget: Budget, out_dir: str,
             torch.manual_seed(seed)
             method = build_finetune_method(tuning, classes)  # only its encoder is used, as pretrained or random
             init_from_pretrained(method, tuning)
-            features = [embed(method.encoder, clips, encoder_input=method.encoder_input) for clips in (train, val)]
+            features = [embed(method.encoder, clips, encoder_input=method.encoder_input, encoded=encoded)
+                        for clips, encoded in zip((train, val), bench.probe_inputs(method), strict=True)]
             report = probe(features[0], train.labels, features[1], val.labels, num_classes=classes, seed=seed)
             report["bad_videos"] = {**train.skipped, **val.skipped}
             done(f"top-1 {report['top1']:.3f} on {report['videos']} videos")

@@ -66,10 +66,10 @@ class VideoDataset(torch.utils.data.Dataset):
     or None; clip_order: each clip carries
     ``clip_order`` ``(H'·W',)``, a random order (0 or 1) per spatial position for MAM²'s clip-order target.
     bad_videos: what a video that cannot be decoded becomes — ``substitute`` (training: another video, drawn by
-    :func:`~maskvid.rng.substitute_generator`, takes its place, up to ``max_retries`` in a row) or ``skip`` (evaluation: the sample is
-    left out of its batch, so no video is scored twice and none in another's name). Either way it is reported in
-    the batch's ``skipped``. A video that crashed a loader worker (:mod:`~maskvid.data.worker_watch`) is a bad
-    video from then on.
+    :func:`~maskvid.rng.substitute_generator`, takes its place, up to ``max_retries`` in a row) or ``skip``
+    (evaluation: the sample is left out of its batch, so no video is scored twice and none in another's name).
+    Either way it is reported in the batch's ``skipped``. A video that crashed a loader worker
+    (:mod:`~maskvid.data.worker_watch`) is a bad video from then on.
     """
 
     records: Sequence[VideoRecord]

@@ -50,25 +50,44 @@ def load_clips(dataset, batch_size: int = 16, num_workers: int = 0, dtype: torch
 
 @torch.no_grad()
 def embed(encoder: torch.nn.Module, clips: ClipSet, batch_size: int = 32, device: torch.device | str = "cpu",
-          encoder_input: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
+          encoder_input: Callable[[torch.Tensor], torch.Tensor] | None = None,
+          encoded: torch.Tensor | None = None) -> torch.Tensor:
     """``(N, V, D)``: the mean of ``encoder``'s output tokens for every view (``encoder(x) -> (tokens, layout)``,
     a :class:`~maskvid.models.VideoViT`), computed in eval mode. ``encoder_input`` turns a batch of clips into what
-    the encoder reads (a token-stem encoder's ids: ``Classification.encoder_input``); default: the clips."""
+    the encoder reads (a token-stem encoder's ids: ``Classification.encoder_input``); default: the clips.
+    ``encoded``: that input for every view already made (:func:`encode_clips`), read instead of the clips."""
     from maskvid.methods.base import masked_mean
 
     was_training = encoder.training
     encoder.eval()
     n, v = clips.clips.shape[:2]
-    flat = clips.clips.flatten(0, 1)
     out = []
     try:
-        for start in range(0, len(flat), batch_size):
-            video = flat[start:start + batch_size].to(device, torch.float32)
-            tokens, layout = encoder(encoder_input(video) if encoder_input else video)
+        for start in range(0, n * v, batch_size):
+            if encoded is not None:
+                x = encoded[start:start + batch_size].to(device)
+            else:
+                x = _views(clips, start, batch_size, device)
+                x = encoder_input(x) if encoder_input else x
+            tokens, layout = encoder(x)
             out.append(masked_mean(tokens, layout.valid).float().cpu())
     finally:
         encoder.train(was_training)
     return torch.cat(out).view(n, v, -1)
+
+
+@torch.no_grad()
+def encode_clips(clips: ClipSet, encoder_input: Callable[[torch.Tensor], torch.Tensor], batch_size: int = 32,
+                 device: torch.device | str = "cpu") -> torch.Tensor:
+    """``encoder_input`` of every view, in :func:`embed`'s batches (so the result is what it would compute), for
+    encoders that several probes share the input of — a frozen tokenizer's ids, made once."""
+    total = clips.clips.shape[0] * clips.clips.shape[1]
+    return torch.cat([encoder_input(_views(clips, start, batch_size, device)).cpu()
+                      for start in range(0, total, batch_size)])
+
+
+def _views(clips: ClipSet, start: int, batch_size: int, device) -> torch.Tensor:
+    return clips.clips.flatten(0, 1)[start:start + batch_size].to(device, torch.float32)
 
 
 def fit_logistic(x: torch.Tensor, y: torch.Tensor, num_classes: int, weight_decay: float,
