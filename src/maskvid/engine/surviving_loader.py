@@ -2,11 +2,12 @@
 
 A bad file is normally a Python exception in the worker (:class:`~maskvid.errors.VideoDecodeError`), reported and
 replaced by the dataset. A file that crashes the decoder itself kills the worker process instead, and the
-DataLoader raises in the main process. Here that loader is shut down, the videos its dead workers were reading are
-marked crashed (:class:`~maskvid.data.worker_watch.WorkerWatch`), and a new loader goes on from the first batch
-not yet handed out — the same batches, in the same order, as the samples are seeded by their keys; in them the
-crashed video is a bad video like any other: substituted (training) or skipped (evaluation), reported in the
-batch's ``skipped`` and counted against ``data.max_bad_fraction``.
+DataLoader raises in the main process — that the worker died, or, when it died just after making a batch, that the
+batch could not be fetched from it. Here that loader is shut down, the videos its dead workers were reading are
+marked crashed (:class:`~maskvid.data.worker_watch.WorkerWatch`; the reason is :data:`CRASHED`), and a new loader
+goes on from the first batch not yet handed out — the same batches, in the same order, as the samples are seeded
+by their keys; in them the crashed video is a bad video like any other: substituted (training) or skipped
+(evaluation), reported in the batch's ``skipped`` and counted against ``data.max_bad_fraction``.
 
 A worker that dies while no video is being read (the kernel's OOM killer between samples) is not a video's fault:
 the loader's error is raised as before. With ``num_workers=0`` a crash in the decoder ends the main process itself.
@@ -22,6 +23,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 import torch
 
 log = logging.getLogger(__name__)
+CRASHED = "a loader worker died reading it (a crash in the decoder, or the OOM killer)"
 
 
 def surviving_batches(dataset, make_loader: Callable[[int], Iterable[dict]], num_workers: int) -> Iterator[dict]:
@@ -42,13 +44,16 @@ def surviving_batches(dataset, make_loader: Callable[[int], Iterable[dict]], num
                     batch = next(batches)
                 except StopIteration:
                     return
-                except RuntimeError as e:
+                except (RuntimeError, OSError, EOFError) as e:
+                    # RuntimeError: the loader found the dead worker. OSError / EOFError: a batch the worker made
+                    # just before it died could not be fetched from it (its shared memory goes by its socket)
                     dead = watch.died()
                     if not dead:
                         raise
                     for path in dict.fromkeys(dataset.records[index].path for index in dead):
-                        watch.crashed[path] = f"a loader worker died reading it ({e})"
-                        log.warning("%s: a loader worker died reading it; it is skipped from now on (%s)", path, e)
+                        watch.crashed[path] = CRASHED
+                        log.warning("%s: a loader worker died reading it; it is skipped from now on (the loader "
+                                    "said %s: %s)", path, type(e).__name__, e)
                     break
                 taken += 1
                 yield batch
