@@ -138,3 +138,19 @@ def test_a_dead_child_not_yet_reaped_is_not_alive():
     finally:
         os.waitpid(pid, 0)
     assert _alive(os.getpid())
+
+
+def test_died_waits_for_a_worker_that_is_still_dying():
+    """The loader's error can come before the worker is gone (its socket closed first): ``died(wait)`` looks again."""
+    watch = WorkerWatch()
+    watch.arm(1)
+    pid = os.fork()
+    if pid == 0:
+        time.sleep(1.5)
+        os._exit(0)
+    try:
+        watch.table[0] = torch.tensor([pid, 5])  # reading record 5
+        assert watch.died() == []  # still running
+        assert watch.died(wait=30) == [5]
+    finally:
+        os.waitpid(pid, 0)

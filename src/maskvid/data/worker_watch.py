@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 
 import torch
 
@@ -47,11 +48,16 @@ class WorkerWatch:
         finally:  # not reached when the process dies: the note stays for the main process to read
             self.table[worker.id, 1] = -1
 
-    def died(self) -> list[int]:
-        """Record indices that a worker, now dead, was reading when it died."""
-        if self.table is None:
-            return []
-        return [int(index) for pid, index in self.table.tolist() if index >= 0 and not _alive(pid)]
+    def died(self, wait: float = 0.0) -> list[int]:
+        """Record indices that a worker, now dead, was reading when it died; none found, looked for again for up to
+        ``wait`` seconds (a worker whose sockets closed may not have finished dying)."""
+        deadline = time.monotonic() + wait
+        while True:
+            dead = [] if self.table is None else [
+                int(index) for pid, index in self.table.tolist() if index >= 0 and not _alive(pid)]
+            if dead or time.monotonic() >= deadline:
+                return dead
+            time.sleep(0.01)
 
 
 def _alive(pid: int) -> bool:

@@ -47,7 +47,7 @@ def surviving_batches(dataset, make_loader: Callable[[int], Iterable[dict]], num
                 except (RuntimeError, OSError, EOFError) as e:
                     # RuntimeError: the loader found the dead worker. OSError / EOFError: a batch the worker made
                     # just before it died could not be fetched from it (its shared memory goes by its socket)
-                    dead = watch.died()
+                    dead = watch.died(wait=1.0)
                     if not dead:
                         raise
                     for path in dict.fromkeys(dataset.records[index].path for index in dead):
