@@ -81,13 +81,19 @@ def pick_device(name: str, local_rank: int | None = None) -> torch.device:
     return device
 
 
+def sum_across_ranks(values: torch.Tensor, info: Dist) -> torch.Tensor:
+    """``values`` (a CPU tensor) summed over ranks; the scalar reductions below go through it."""
+    if info.world > 1:
+        values = values.clone()
+        dist.all_reduce(values)
+    return values
+
+
 def mean_across_ranks(value: float, info: Dist) -> float:
     """The mean of a logged scalar over ranks (each rank saw its own shard)."""
     if info.world == 1:
         return value
-    total = torch.tensor([value], dtype=torch.float64)
-    dist.all_reduce(total)
-    return float(total) / info.world
+    return float(sum_across_ranks(torch.tensor([value], dtype=torch.float64), info)) / info.world
 
 
 def counts_across_ranks(bad, info: Dist, stop: bool = False) -> tuple[int, int, bool]:
@@ -95,17 +101,8 @@ def counts_across_ranks(bad, info: Dist, stop: bool = False) -> tuple[int, int, 
     was asked to ``stop`` (one reduction for both)."""
     if info.world == 1:
         return bad.bad_attempts, bad.good, stop
-    counts = torch.tensor([bad.bad_attempts, bad.good, float(stop)], dtype=torch.float64)
-    dist.all_reduce(counts)
+    counts = sum_across_ranks(torch.tensor([bad.bad_attempts, bad.good, float(stop)], dtype=torch.float64), info)
     return int(counts[0]), int(counts[1]), bool(counts[2] > 0)
-
-
-def sum_across_ranks(values: torch.Tensor, info: Dist) -> torch.Tensor:
-    """``values`` (a CPU tensor) summed over ranks."""
-    if info.world > 1:
-        values = values.clone()
-        dist.all_reduce(values)
-    return values
 
 
 def bad_videos_across_ranks(bad: dict[str, str], info: Dist) -> dict[str, str]:
