@@ -238,6 +238,9 @@ def test_a_malformed_state_or_a_shape_mismatch_names_the_key(tmp_path):
                                               r"\(4(, 2)?,?\)"):
         restore_model(torch.nn.Linear(2, 4), path)
     state = load_state(path)
+    torch.save({**state, "bad_videos": {"skipped": ["a.mp4"]}}, os.path.join(path, "state.pt"))
+    with pytest.raises(CheckpointError, match="key 'bad_videos' is not a bad-video tally"):
+        resume_run(str(tmp_path / "a"), model, optimizer, "cpu", None)
     state["optimizer"]["state"][0]["exp_avg"] = torch.zeros(5, 2)
     torch.save(state, os.path.join(path, "state.pt"))
     with pytest.raises(CheckpointError, match=r"optimizer.exp_avg of weight: .*\(5, 2\), the model \(3, 2\)"):

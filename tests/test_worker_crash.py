@@ -16,6 +16,7 @@ from maskvid.config import load_config
 from maskvid.data import datasets
 from maskvid.data.worker_watch import WorkerWatch, _alive
 from maskvid.engine import evaluate as evaluation
+from maskvid.engine.checkpoint import load_state
 from maskvid.engine.surviving_loader import CRASHED, batches_in_order, surviving_batches
 from maskvid.engine.train import train
 from maskvid.errors import VideoDecodeError
@@ -25,14 +26,18 @@ from test_engine import CONFIG, tiny_overrides
 from test_evaluate import _config as finetune_config
 
 
-def _poison(monkeypatch, victim: str, how: str) -> None:
+def _poison(monkeypatch, victim: str, how: str, opened: str | None = None) -> None:
     """Decoding ``victim`` in a loader worker kills the worker with SIGSEGV (``how="crash"``), as a crash inside
-    FFmpeg does, or raises the decoder's ordinary error (``how="error"``)."""
+    FFmpeg does, or raises the decoder's ordinary error (``how="error"``); each time, a line is added to the file
+    ``opened``."""
     decode = datasets.decode_clip
 
     def decode_clip(path, *args, **kw):
         if path == victim:
             assert torch.utils.data.get_worker_info() is not None, "the test's own process would die"
+            if opened is not None:
+                with open(opened, "a") as f:
+                    f.write(f"{os.getpid()}\n")
             if how == "crash":
                 os.kill(os.getpid(), signal.SIGSEGV)
             raise VideoDecodeError(path, "unreadable")
@@ -41,12 +46,12 @@ def _poison(monkeypatch, victim: str, how: str) -> None:
     monkeypatch.setattr(datasets, "decode_clip", decode_clip)  # the forked workers inherit it
 
 
-def _train(synth_motion, out: str) -> tuple:
-    config = load_config(CONFIG, tiny_overrides(synth_motion, out, **{"train.num_workers": 2, "train.max_steps": 6,
-                                                                      "train.checkpoint_every": 1000}))
+def _train(synth_motion, out: str, steps: int = 6, resume: bool = False) -> tuple:
+    config = load_config(CONFIG, tiny_overrides(synth_motion, out, **{
+        "train.num_workers": 2, "train.max_steps": steps, "train.checkpoint_every": 1000}))
     dataset = build_dataset(config)
     torch.manual_seed(0)
-    result = train(build_method(config), dataset, config, out)
+    result = train(build_method(config), dataset, config, out, resume=resume)
     return result, load_file(os.path.join(result.checkpoint, "model.safetensors"))
 
 
@@ -62,6 +67,21 @@ def test_training_skips_a_video_that_kills_its_worker_and_trains_as_if_it_were_u
     assert crashed.bad_videos[victim].startswith(CRASHED) and unreadable.bad_videos[victim] == "unreadable"
     # the loader made again where it stood: the same batches, the crashed video substituted as the unreadable one was
     assert weights.keys() == expected.keys() and all(torch.equal(weights[k], expected[k]) for k in weights)
+
+    # stopped after epoch 0 (3 steps of the 6 videos), then resumed: the checkpoint remembers the crash, so the
+    # video is not opened again in epoch 1, the report still names it, and the weights are the uninterrupted run's
+    split, opened = str(tmp_path / "split"), tmp_path / "opened.txt"
+    _poison(monkeypatch, victim, "crash", opened=str(opened))
+    first, _ = _train(synth_motion, split, steps=3)
+    assert first.bad_videos == {victim: CRASHED}
+    reads = opened.read_text()  # one or two: the loader's workers may be reading epoch 1 ahead when it stops
+    saved = load_state(first.checkpoint)["bad_videos"]
+    assert saved == {"skipped": {victim: CRASHED}, "crashed": {victim: CRASHED}, "bad_attempts": 1, "good": 6}
+    resumed, resumed_weights = _train(synth_motion, split, resume=True)
+    assert resumed.step == 6 and resumed.bad_videos == {victim: CRASHED}
+    assert opened.read_text() == reads  # not opened again after the resume
+    assert load_state(resumed.checkpoint)["bad_videos"] == load_state(crashed.checkpoint)["bad_videos"]
+    assert all(torch.equal(resumed_weights[k], expected[k]) for k in expected)
 
 
 def test_evaluation_skips_a_video_that_kills_its_worker(synth_motion, monkeypatch):

@@ -35,7 +35,7 @@ from maskvid.engine.distributed import (
 from maskvid.engine.interrupt import StopSignals, ignore_stop_signals
 from maskvid.engine.logging import RunLogger
 from maskvid.engine.optim import build_optimizer, build_scheduler, scaled_lr
-from maskvid.engine.resume import resume_run, save_run
+from maskvid.engine.resume import bad_video_state, restore_bad_videos, resume_run, save_run
 from maskvid.engine.step_check import StepCheck, optimizer_step
 from maskvid.engine.surviving_loader import surviving_batches
 from maskvid.errors import ConfigError, DataError
@@ -129,10 +129,13 @@ class _Run:
         self.scheduler = build_scheduler(self.optimizer, config.optim, self.plan.total_steps, self.plan.steps_per_epoch)
         self.ema = ModelEmaV3(method, decay=t.ema) if t.ema else None  # timm's EMA of the weights, evaluated instead
         self.step, self.resumed_from = 0, None
+        self.bad = BadVideoLog(max_fraction=config.data.max_bad_fraction)
+        self.bad_counts = (0, 0)  # (bad attempts, good) summed over the ranks, as of the last batch
         if resume:
-            step, global_batch = resume_run(run_dir, method, self.optimizer, self.device, self.ema)
+            step, global_batch, bad_videos = resume_run(run_dir, method, self.optimizer, self.device, self.ema)
             self.step = resumed_step(step, global_batch, len(dataset), self.plan, self.info.world)
             self.resumed_from = {"step": step, "global_batch": global_batch}
+            restore_bad_videos(bad_videos, self.bad, getattr(dataset, "watch", None), counts=self.info.main)
         self.scheduler.step_update(self.step)
         if self.info.main:
             os.makedirs(run_dir, exist_ok=True)
@@ -147,7 +150,6 @@ class _Run:
                            "world": self.info.world, **({"from": self.resumed_from} if resume else {})})
         self.sampler = ShardedResumableSampler(len(dataset), config.seed, self.info,
                                                self.plan.steps_per_epoch * self.plan.samples_per_step)
-        self.bad = BadVideoLog(max_fraction=config.data.max_bad_fraction)
         self.status, self.checkpoint, self.saved_step = "finished", None, None
         self.unchecked: StepCheck | None = None  # the last step's figures, not yet read
         self.step_losses: list[torch.Tensor] = []  # this step's micro-batch losses, on the device
@@ -188,6 +190,7 @@ class _Run:
         self.data_wait += time.perf_counter() - waited
         self.bad.record(batch)
         *counts, stop = counts_across_ranks(self.bad, self.info, signals.received is not None)
+        self.bad_counts = tuple(counts)
         self.bad.check(*counts)  # every rank stops together, or none
         accumulate = self.config.optim.accumulate
         if stop and (micro - 1) % accumulate == 0:  # between two steps: every rank saves this one and ends
@@ -205,7 +208,7 @@ class _Run:
         """A stop signal (:mod:`maskvid.engine.interrupt`): the last step is checked and saved, and the run ends."""
         if not self.last_step_was_good():
             return  # stopped at the step before, whose checkpoint stays
-        if self.info.main and self.step > 0 and self.saved_step != self.step:
+        if self.step > 0 and self.saved_step != self.step:
             self.save(self.step // self.plan.steps_per_epoch)
         self.status = "interrupted"
         self.logger.event({"event": "signal", "signal": signal_name, "step": self.step})
@@ -272,7 +275,7 @@ class _Run:
         log, every = self.step % t.log_every == 0 or last, getattr(t, "knn_every", None)
         evaluate = bool(self.monitor is not None and every and (self.step % every == 0 or last))
         save = self.step % t.checkpoint_every == 0 or last
-        # every rank reads the check on the same steps, though rank 0 alone evaluates and saves: all stop at one step
+        # every rank reads the check on the same steps, though rank 0 alone writes: all stop at one step
         if (log or evaluate or save) and not self.last_step_was_good():
             return
         if log:
@@ -289,14 +292,19 @@ class _Run:
             self.logger.log({"step": self.step, **figures})
         elif evaluate and self.info.main:
             self.logger.log({"step": self.step, **self.monitor(self.method, self.device)})
-        if save and self.info.main:
+        if save:
             self.save(epoch)
 
     def save(self, epoch: int) -> None:
-        """A checkpoint of this step (rank 0 calls it)."""
-        self.checkpoint = save_run(self.run_dir, self.step, epoch, self.method, self.optimizer, self.config,
-                                   self.config.train.keep_checkpoints, self.ema,
-                                   self.plan.samples_per_step * self.info.world)
+        """A checkpoint of this step, written by rank 0; every rank calls it, to hand in the bad videos it met."""
+        watch = getattr(self.dataset, "watch", None)
+        bad = bad_video_state(bad_videos_across_ranks(self.bad.bad, self.info),
+                              bad_videos_across_ranks(watch.crashed if watch is not None else {}, self.info),
+                              *self.bad_counts)
+        if self.info.main:
+            self.checkpoint = save_run(self.run_dir, self.step, epoch, self.method, self.optimizer, self.config,
+                                       self.config.train.keep_checkpoints, self.ema,
+                                       self.plan.samples_per_step * self.info.world, bad)
         self.saved_step = self.step
 
     def window_metrics(self) -> dict:
