@@ -6,8 +6,14 @@ import os
 
 import numpy as np
 import pytest
+from hypothesis import settings
 
 from maskvid.synth import SynthConfig, synthesize, write_video
+
+# No per-example deadline anywhere: it is a timed assertion, and `make test` runs two pytest processes on two cores,
+# where an example's time says more about the other process than about the code under test.
+settings.register_profile("maskvid", deadline=None)
+settings.load_profile("maskvid")
 
 
 @pytest.fixture(scope="session", autouse=True)
