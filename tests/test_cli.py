@@ -78,7 +78,7 @@ def test_bench_data_json(tmp_path):
     assert report["clips_per_s"]["maskvid"] > 0 and report["clips_per_s"]["videomae_decord"] > 0
     assert report["ratio"] == pytest.approx(report["clips_per_s"]["maskvid"] / report["clips_per_s"]["videomae_decord"])
     loader = report["loader"]
-    assert set(loader["clips_per_s"]) == {"tube", "tube_float", "tube_vectors", "mgm"}
+    assert set(loader["clips_per_s"]) == {"tube", "tube_float", "tube_vectors", "mgm", "tube_repeat2"}
     for pipeline, rates in loader["clips_per_s"].items():
         assert set(rates) == {"2"} and min(rates.values()) > 0
         assert loader["clips_per_s_per_core"][pipeline]["2"] == pytest.approx(rates["2"] / 2)

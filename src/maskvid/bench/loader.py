@@ -9,7 +9,10 @@ Two pipelines, each 16 frames at stride 4 → multi-scale crop to 224², as ``ma
   arithmetic are what ``tube`` saves);
 * ``tube_vectors`` — the same, the samples also carrying the codec motion field (decoded with the frames, rasterized,
   cropped as they are): what the vectors alone cost;
-* ``mgm`` — MGM: the motion-guided mask built from the codec vectors.
+* ``mgm`` — MGM: the motion-guided mask built from the codec vectors;
+* ``tube_repeat2`` — ``tube`` with repeated augmentation (``data.num_repeats: 2``, VideoMAE's ``num_sample``): each
+  decoded clip gives two samples, each its own crop and mask, so the decode — most of a sample's cost — is paid once
+  for two. Counted in clips, as the training step sees them.
 
 And evaluation's multi-view loader (2 clips × 3 centre-left-right crops of 224² a video, as ``maskvid evaluate``),
 in views/s (``eval_views_per_s``): ``eval`` with uint8 views, normalized on the device as ``evaluate`` does now, and
@@ -39,22 +42,23 @@ from maskvid.rng import sample_generator
 
 CLIP_LEN, STRIDE, SIZE, PATCH = 16, 4, 224, (2, 16, 16)
 EVAL_VIEWS = (2, 3)  # VideoMAE's SSv2 protocol: temporal clips × spatial crops
-PIPELINES = {  # name: (mask strategy and options, samples carry the codec motion field, workers normalize)
-    "tube": (("tube", {"ratio": 0.9}), False, False),
-    "tube_float": (("tube", {"ratio": 0.9}), False, True),
-    "tube_vectors": (("tube", {"ratio": 0.9}), True, False),
-    "mgm": (("mgm", {}), False, False),  # the mask reads the vectors itself
+PIPELINES = {  # name: (mask strategy and options, samples carry the codec motion field, workers normalize, repeats)
+    "tube": (("tube", {"ratio": 0.9}), False, False, 1),
+    "tube_float": (("tube", {"ratio": 0.9}), False, True, 1),
+    "tube_vectors": (("tube", {"ratio": 0.9}), True, False, 1),
+    "mgm": (("mgm", {}), False, False, 1),  # the mask reads the vectors itself
+    "tube_repeat2": (("tube", {"ratio": 0.9}), False, False, 2),
 }
 
 
 def pretraining_dataset(paths: list[str], pipeline: str, normalize: bool | None = None) -> VideoDataset:
     """``pipeline``'s dataset; ``normalize`` overrides whether its workers normalize the clips."""
-    (strategy, options), vectors, normalized = PIPELINES[pipeline]
+    (strategy, options), vectors, normalized, repeats = PIPELINES[pipeline]
     normalize = normalized if normalize is None else normalize
     transform = ClipTransform(size=SIZE, crop="multiscale", flip=False, normalize=normalize)
     return VideoDataset([VideoRecord(p) for p in paths], transform,
                         num_frames=CLIP_LEN, stride=STRIDE, patch=PATCH, mask=masking.build(strategy, **options),
-                        motion_source="codec", motion_vectors=vectors, decode_threads=1)
+                        motion_source="codec", motion_vectors=vectors, decode_threads=1, num_repeats=repeats)
 
 
 def evaluation_dataset(paths: list[str], normalize: bool) -> VideoDataset:
@@ -64,8 +68,8 @@ def evaluation_dataset(paths: list[str], normalize: bool) -> VideoDataset:
 
 
 def loader_clips_per_second(dataset, workers: int, clips: int, batch_size: int = 4) -> float:
-    """Clips/s through a DataLoader with ``workers`` processes (a multi-view sample counts its views); start-up and
-    each worker's first batch untimed."""
+    """Clips/s through a DataLoader with ``workers`` processes (a multi-view sample counts its views, a repeated one
+    its clips); start-up and each worker's first batch untimed."""
     warm = batch_size * workers
     sampler = torch.utils.data.RandomSampler(dataset, replacement=True, num_samples=warm + clips,
                                              generator=torch.Generator().manual_seed(0))
