@@ -222,7 +222,13 @@ def test_probe_video_verify_checks_against_a_sequential_decode(tmp_path, capsys,
 def test_bench_tokens_json(capsys):
     assert main(["bench", "tokens", "--shape", "micro", "--steps", "1", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
-    assert set(report["clips_per_s"]) == {"vqvae_f16", "dalle_f8_64", "dalle_f8_32", "videomae_step"}
+    assert set(report["clips_per_s"]) == {"vqvae_f16", "vqvae_f16_nchw", "dalle_f8_64", "dalle_f8_32",
+                                          "dalle_f8_32_nchw", "videomae_step"}
+    assert set(report["steps_per_tokenization"]) == {"vqvae_f16", "dalle_f8_64", "dalle_f8_32"}
+    speedup = report["channels_last_speedup"]
+    assert speedup["vqvae_f16"] == pytest.approx(report["clips_per_s"]["vqvae_f16"] /
+                                                 report["clips_per_s"]["vqvae_f16_nchw"])
+    assert set(speedup) == {"vqvae_f16", "dalle_f8_32"}
     assert report["gmac_per_clip"]["dalle_f8_64"] == pytest.approx(4 * report["gmac_per_clip"]["dalle_f8_32"])
 
 

@@ -80,6 +80,40 @@ def test_training_improves_reconstruction_and_reports_codebook_usage():
     assert model.tokenizer.decode(ids).shape == (2, 3, 32, 32)
 
 
+@pytest.mark.parametrize("tokenizer", ["vqvae", "dalle"])
+def test_channels_last_convolutions_give_the_nchw_ids_and_gradients(tokenizer):
+    from maskvid.models.dalle import DALLEConfig, DALLETokenizer
+
+    torch.manual_seed(0)
+    if tokenizer == "vqvae":
+        model = VQVAE(VQVAEConfig(factor=8, codebook_size=32, code_dim=8, width=16))
+    else:
+        model = DALLETokenizer(DALLEConfig(n_hid=16, blocks_per_group=1, vocab_size=64))
+    assert model.memory_format == torch.channels_last  # the default the benchmark measured
+    frames = torch.rand(3, 3, 32, 48)
+    nchw = type(model)(model.config)
+    nchw.load_state_dict(model.state_dict())
+    nchw.memory_format = torch.contiguous_format
+    layouts = []
+    first_conv = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d) or hasattr(m, "w"))
+    first_conv.register_forward_pre_hook(
+        lambda _, args: layouts.append(args[0].is_contiguous(memory_format=torch.channels_last)))
+    assert torch.equal(model.encode(frames), nchw.encode(frames))
+    assert layouts == [True]  # the convolutions did run channels-last
+    assert torch.equal(model.encode(frames.contiguous(memory_format=torch.channels_last)), nchw.encode(frames))
+    if tokenizer == "vqvae":  # training: the same reconstruction and encoder gradients in either layout
+        outputs = []
+        for m in (model, nchw):
+            torch.manual_seed(1)  # a dead code's restart draws from the global generator
+            outputs.append(m.train()(frames))
+        for out in outputs:
+            out.recon.square().mean().backward()
+        torch.testing.assert_close(outputs[0].recon, outputs[1].recon)
+        for (name, a), (_, b) in zip(model.named_parameters(), nchw.named_parameters(), strict=True):
+            if a.grad is not None:
+                torch.testing.assert_close(a.grad, b.grad, msg=name)
+
+
 def test_bad_configs_and_inputs_are_refused():
     with pytest.raises(ConfigError, match="tokenizer.factor"):
         VQVAEConfig(factor=6)

@@ -5,7 +5,9 @@ Measured on the same device, alternately: tokenizing one 16×224² clip (16 fram
 8192 codes — BEiT, BEVT and VIMPAC's tokenizer), once at 224² (28² ids per frame; ≈1670 GMAC per clip) and once
 at 112² (14², one id per 16² patch, as BEiT feeds it; ≈417 GMAC per clip), against one VideoMAE-B pretraining step (90%
 tube masking, forward + backward + AdamW) on a clip. The ratio says how many model steps one clip's tokenization
-costs: above ~0.3, cache the tokens (``maskvid extract tokens``) rather than tokenize online.
+costs: above ~0.3, cache the tokens (``maskvid extract tokens``) rather than tokenize online. The VQ-VAE and the
+dVAE run channels-last (their ``memory_format``); each is also timed in NCHW (``…_nchw``) for
+``channels_last_speedup``.
 """
 
 from __future__ import annotations
@@ -50,10 +52,17 @@ def _videomae_step(preset: str, frames: int, size: int, batch: int, device: str)
     return step
 
 
-def _tokenize(tokenizer, frames: torch.Tensor):
+def _tokenize(tokenizer, frames: torch.Tensor, memory_format: torch.memory_format | None = None):
+    """One ``encode`` of ``frames``; with ``memory_format`` the tokenizer's convolutions run in that layout instead of
+    its own (the NCHW reference for its channels-last default)."""
     def run():
-        with torch.no_grad():
-            tokenizer.encode(frames)
+        own = tokenizer.memory_format
+        tokenizer.memory_format = memory_format or own
+        try:
+            with torch.no_grad():
+                tokenizer.encode(frames)
+        finally:
+            tokenizer.memory_format = own
     return run
 
 
@@ -95,10 +104,13 @@ def bench_tokens(shape: str = "base", steps: int = 2, batch: int = 1, threads: i
         half = torch.nn.functional.interpolate(clip, scale_factor=0.5, mode="bilinear", antialias=True)
         vqvae = VQVAE(VQVAEConfig(factor=16, codebook_size=1024, width=width)).to(device).eval()
         dalle = DALLETokenizer(DALLEConfig(n_hid=n_hid, vocab_size=vocab)).to(device).eval()
+        nchw = torch.contiguous_format
         runs = {
             "vqvae_f16": _tokenize(vqvae, clip),
+            "vqvae_f16_nchw": _tokenize(vqvae, clip, nchw),
             f"dalle_f8_{size}": _tokenize(dalle, clip),
             f"dalle_f8_{size // 2}": _tokenize(dalle, half),
+            f"dalle_f8_{size // 2}_nchw": _tokenize(dalle, half, nchw),
             "videomae_step": _videomae_step(preset, frames, size, batch, device),
         }
         times: dict[str, list[float]] = {name: [] for name in runs}
@@ -114,7 +126,10 @@ def bench_tokens(shape: str = "base", steps: int = 2, batch: int = 1, threads: i
             **{f"dalle_f8_{side}": gmac_per_clip(lambda: DALLETokenizer(DALLEConfig(n_hid=n_hid, vocab_size=vocab)),
                                                  frames, side) for side in (size, size // 2)}}
     return {"clips_per_s": rates, "gmac_per_clip": gmac,
-            "steps_per_tokenization": {n: step / r for n, r in rates.items() if n != "videomae_step"},
+            "steps_per_tokenization": {n: step / r for n, r in rates.items()
+                                       if n != "videomae_step" and not n.endswith("_nchw")},
+            "channels_last_speedup": {n[: -len("_nchw")]: rates[n[: -len("_nchw")]] / r
+                                      for n, r in rates.items() if n.endswith("_nchw")},
             "setup": {"shape": shape, "clip": f"{frames}x{size}x{size}", "model": f"ViT-{preset} VideoMAE, tube 0.9",
                       "batch": batch, "steps": steps, "threads": torch.get_num_threads(), "device": device,
                       "precision": "bf16 autocast" if device.startswith("cuda") else "fp32"}}
@@ -128,4 +143,6 @@ def format_tokens(result: dict) -> str:
         lines.append(f"  {name:>16}: {rate:8.3f} clips/s" +
                      ("" if cost is None else f"  = {cost:5.2f} VideoMAE steps per clip tokenized") +
                      ("" if gmac is None else f" ({gmac:.0f} GMAC/clip)"))
+    for name, speedup in result["channels_last_speedup"].items():
+        lines.append(f"  {name:>16}: channels-last {speedup:.2f}x its NCHW speed (same run)")
     return "\n".join(lines)

@@ -94,6 +94,10 @@ class DALLETokenizer(nn.Module):
         self.blocks = nn.Sequential(OrderedDict(stages))
 
     factor = 2 ** (GROUPS - 1)
+    memory_format = torch.channels_last
+    """The frames' layout in the convolutions: channels-last (NHWC) runs oneDNN's and cuDNN's NHWC kernels, 1.16×
+    the NCHW speed on 2 CPU cores at the published width, 1.3–1.6× at n_hid 64 (``maskvid bench tokens`` times
+    ``dalle_f8_112_nchw``, this set to ``torch.contiguous_format``, beside it). Same ids."""
 
     @property
     def vocab_size(self) -> int:
@@ -102,7 +106,8 @@ class DALLETokenizer(nn.Module):
     @torch.no_grad()
     def encode(self, frames: torch.Tensor) -> torch.Tensor:
         """``(B, 3, H, W)`` in [0, 1], sides divisible by 8 → ``(B, H/8, W/8)`` ids."""
-        mapped = (1 - 2 * LOGIT_LAPLACE_EPS) * check_frames(frames, self.factor).float() + LOGIT_LAPLACE_EPS
+        frames = check_frames(frames, self.factor).float().contiguous(memory_format=self.memory_format)
+        mapped = (1 - 2 * LOGIT_LAPLACE_EPS) * frames + LOGIT_LAPLACE_EPS
         return self.blocks(mapped).argmax(1)
 
 

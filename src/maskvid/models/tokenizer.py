@@ -185,6 +185,10 @@ class VQVAE(nn.Module):
     """Encoder → EMA quantizer → decoder. Frames in [0, 1]; sides divisible by ``factor``."""
 
     can_decode = True
+    memory_format = torch.channels_last
+    """The frames' layout in the encoder's convolutions. Channels-last (NHWC) runs oneDNN's and cuDNN's NHWC kernels
+    and makes the quantizer's per-position view free: 1.25× the encoder's speed on 2 CPU cores (``maskvid bench
+    tokens`` measures ``vqvae_f16_nchw``, this set to ``torch.contiguous_format``, beside it). Same ids."""
 
     def __init__(self, config: VQVAEConfig | None = None):
         super().__init__()
@@ -202,7 +206,7 @@ class VQVAE(nn.Module):
         return self.config.factor
 
     def _checked(self, frames: torch.Tensor) -> torch.Tensor:
-        return check_frames(frames, self.config.factor) * 2.0 - 1.0
+        return check_frames(frames, self.config.factor).contiguous(memory_format=self.memory_format) * 2.0 - 1.0
 
     def forward(self, frames: torch.Tensor) -> TokenizerOutput:
         latents = self.encoder(self._checked(frames))

@@ -1,7 +1,8 @@
 """Every frozen image tokenizer maskvid reads, behind one interface, in one file format.
 
 A tokenizer has ``factor`` (one id per ``factor × factor`` pixels), ``vocab_size``, ``encode(frames)`` (``(B, 3, H,
-W)`` in [0, 1] → ``(B, H/f, W/f)`` ids) and ``can_decode`` (with ``decode(ids)`` back to frames when true):
+W)`` in [0, 1] → ``(B, H/f, W/f)`` ids), ``can_decode`` (with ``decode(ids)`` back to frames when true) and
+``memory_format`` (the layout its convolutions run in: channels-last where that was measured faster):
 
 - ``vqvae``: maskvid's trainable VQ-VAE (:mod:`maskvid.models.tokenizer`, ``maskvid train-tokenizer``);
 - ``vqgan``: taming-transformers' VQGAN encoder + plain or Gumbel quantizer (:mod:`maskvid.models.vqgan`);

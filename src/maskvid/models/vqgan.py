@@ -207,10 +207,15 @@ class VQGANTokenizer(nn.Module):
     def vocab_size(self) -> int:
         return self.config.n_used or self.config.n_embed
 
+    memory_format = torch.contiguous_format
+    """NCHW: unlike the VQ-VAE and the dVAE, channels-last gains nothing here (0.96–1.00× on 2 CPU cores; its
+    GroupNorms, and on CUDA they copy an NHWC input back to NCHW)."""
+
     @torch.no_grad()
     def encode(self, frames: torch.Tensor) -> torch.Tensor:
         """``(B, 3, H, W)`` in [0, 1], sides divisible by ``factor`` → ``(B, H/f, W/f)`` ids."""
-        return self.quantize(self.quant_conv(self.encoder(check_frames(frames, self.factor) * 2.0 - 1.0)))
+        frames = check_frames(frames, self.factor).contiguous(memory_format=self.memory_format)
+        return self.quantize(self.quant_conv(self.encoder(frames * 2.0 - 1.0)))
 
 
 def infer_vqgan_config(state: dict) -> VQGANConfig:
