@@ -106,7 +106,7 @@ class DALLETokenizer(nn.Module):
     @torch.no_grad()
     def encode(self, frames: torch.Tensor) -> torch.Tensor:
         """``(B, 3, H, W)`` in [0, 1], sides divisible by 8 → ``(B, H/8, W/8)`` ids."""
-        frames = check_frames(frames, self.factor).float().contiguous(memory_format=self.memory_format)
+        frames = check_frames(frames, self.factor).to(torch.float32, memory_format=self.memory_format)  # one copy
         mapped = (1 - 2 * LOGIT_LAPLACE_EPS) * frames + LOGIT_LAPLACE_EPS
         return self.blocks(mapped).argmax(1)
 
